@@ -1,0 +1,74 @@
+//! Who is calling: the SHA-256 of the verified client certificate, mapped to
+//! an agency through the registry or to an administrator through the config.
+
+use std::{collections::HashSet, sync::Arc};
+
+use tonic::{Request, Status};
+
+use crate::{gateway::Gateway, pki::Fingerprint, registry::Agency};
+
+/// Turns a request's client certificate into an identity.
+#[derive(Clone)]
+pub struct Authenticator {
+    gateway: Arc<Gateway>,
+    admins: Arc<HashSet<Fingerprint>>,
+}
+
+impl Authenticator {
+    /// Admins are the holders of the certificates with these fingerprints.
+    pub fn new(gateway: Arc<Gateway>, admins: HashSet<Fingerprint>) -> Self {
+        Self {
+            gateway,
+            admins: Arc::new(admins),
+        }
+    }
+
+    /// The calling agency. No certificate or an unregistered one is
+    /// UNAUTHENTICATED; a disabled agency is PERMISSION_DENIED.
+    pub fn agency<T>(&self, request: &Request<T>) -> Result<Agency, Status> {
+        let fingerprint = peer_fingerprint(request)?;
+        let agency = self
+            .gateway
+            .registry()
+            .by_fingerprint(&fingerprint)
+            .ok_or_else(|| {
+                Status::unauthenticated(format!(
+                    "client certificate {fingerprint} is not registered to any agency"
+                ))
+            })?;
+        if agency.disabled {
+            return Err(Status::permission_denied(format!(
+                "agency {} is disabled",
+                agency.code
+            )));
+        }
+        Ok(agency)
+    }
+
+    /// Passes only for an administrator's certificate.
+    pub fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let fingerprint = peer_fingerprint(request)?;
+        if self.admins.contains(&fingerprint) {
+            return Ok(());
+        }
+        match self.gateway.registry().by_fingerprint(&fingerprint) {
+            Some(agency) => Err(Status::permission_denied(format!(
+                "agency {} is not an administrator; Admin calls need an admin certificate",
+                agency.code
+            ))),
+            None => Err(Status::unauthenticated(format!(
+                "client certificate {fingerprint} is neither an admin nor a registered agency"
+            ))),
+        }
+    }
+}
+
+fn peer_fingerprint<T>(request: &Request<T>) -> Result<Fingerprint, Status> {
+    let certificates = request
+        .peer_certs()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required (mTLS)"))?;
+    let leaf = certificates
+        .first()
+        .ok_or_else(|| Status::unauthenticated("a client certificate is required (mTLS)"))?;
+    Ok(Fingerprint::of_der(leaf.as_ref()))
+}

@@ -1,0 +1,120 @@
+//! `lienthong.v1.Exchange`: thin handlers over the gateway core.
+
+use std::{pin::Pin, sync::Arc};
+
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::instrument;
+
+use super::{Authenticator, convert};
+use crate::{
+    gateway::Gateway,
+    proto::{self, exchange_server::Exchange},
+};
+
+/// The Exchange service.
+pub struct ExchangeService {
+    gateway: Arc<Gateway>,
+    auth: Authenticator,
+}
+
+impl ExchangeService {
+    /// A service over the gateway.
+    pub fn new(gateway: Arc<Gateway>, auth: Authenticator) -> Self {
+        Self { gateway, auth }
+    }
+}
+
+type DeliveryStream = Pin<Box<dyn Stream<Item = Result<proto::Delivery, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Exchange for ExchangeService {
+    #[instrument(skip_all, fields(agency))]
+    async fn send(
+        &self,
+        request: Request<proto::SendRequest>,
+    ) -> Result<Response<proto::SendResponse>, Status> {
+        let caller = self.auth.agency(&request)?;
+        tracing::Span::current().record("agency", caller.code.as_str());
+        let envelope = request
+            .into_inner()
+            .envelope
+            .ok_or_else(|| Status::invalid_argument("envelope: is required"))?;
+        let receipt = self
+            .gateway
+            .send(&caller, convert::raw_envelope(envelope))
+            .await?;
+        Ok(Response::new(proto::SendResponse {
+            receipt: Some(convert::receipt(&receipt)),
+        }))
+    }
+
+    async fn send_stream(
+        &self,
+        request: Request<Streaming<proto::SendStreamRequest>>,
+    ) -> Result<Response<proto::SendResponse>, Status> {
+        self.auth.agency(&request)?;
+        Err(Status::unimplemented(
+            "SendStream is not implemented yet; use Send",
+        ))
+    }
+
+    type ReceiveStream = DeliveryStream;
+
+    #[instrument(skip_all, fields(agency))]
+    async fn receive(
+        &self,
+        request: Request<proto::ReceiveRequest>,
+    ) -> Result<Response<DeliveryStream>, Status> {
+        let caller = self.auth.agency(&request)?;
+        tracing::Span::current().record("agency", caller.code.as_str());
+        let options = request.into_inner();
+        let deliveries = self
+            .gateway
+            .receive(caller, options.max_in_flight, options.drain);
+        let stream = ReceiverStream::new(deliveries).map(|item| match item {
+            Ok(delivery) => Ok(convert::delivery(delivery)),
+            Err(error) => Err(Status::from(error)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    #[instrument(skip_all, fields(agency))]
+    async fn ack(
+        &self,
+        request: Request<proto::AckRequest>,
+    ) -> Result<Response<proto::AckResponse>, Status> {
+        let caller = self.auth.agency(&request)?;
+        tracing::Span::current().record("agency", caller.code.as_str());
+        self.gateway
+            .ack(&caller, &request.into_inner().delivery_id)
+            .await?;
+        Ok(Response::new(proto::AckResponse {}))
+    }
+
+    async fn nack(
+        &self,
+        request: Request<proto::NackRequest>,
+    ) -> Result<Response<proto::NackResponse>, Status> {
+        self.auth.agency(&request)?;
+        Err(Status::unimplemented(
+            "Nack is not implemented yet; an unacknowledged delivery comes back when its lease ends",
+        ))
+    }
+
+    async fn report_status(
+        &self,
+        request: Request<proto::ReportStatusRequest>,
+    ) -> Result<Response<proto::ReportStatusResponse>, Status> {
+        self.auth.agency(&request)?;
+        Err(Status::unimplemented("ReportStatus is not implemented yet"))
+    }
+
+    async fn trace(
+        &self,
+        request: Request<proto::TraceRequest>,
+    ) -> Result<Response<proto::TraceResponse>, Status> {
+        self.auth.agency(&request)?;
+        Err(Status::unimplemented("Trace is not implemented yet"))
+    }
+}

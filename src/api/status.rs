@@ -1,0 +1,86 @@
+//! The one mapping from domain errors to gRPC status codes. Exhaustive, no
+//! catch-all: a new error variant must be given its code here.
+
+use tonic::Status;
+
+use crate::{
+    envelope::EnvelopeError, gateway::GatewayError, queue::QueueError, registry::RegistryError,
+    routing::RoutingError, store::StoreError,
+};
+
+impl From<GatewayError> for Status {
+    fn from(error: GatewayError) -> Self {
+        match error {
+            GatewayError::Envelope(error) => envelope(error),
+            GatewayError::NotSender { .. } => Status::permission_denied(error.to_string()),
+            GatewayError::Routing(error) => routing(error),
+            GatewayError::Queue(error) => queue(error),
+            GatewayError::Registry(error) => registry(error),
+            GatewayError::Store(error) => store(error),
+            GatewayError::ShuttingDown => Status::unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<RegistryError> for Status {
+    fn from(error: RegistryError) -> Self {
+        registry(error)
+    }
+}
+
+fn envelope(error: EnvelopeError) -> Status {
+    match error {
+        EnvelopeError::Invalid { .. } => Status::invalid_argument(error.to_string()),
+        EnvelopeError::TooLarge { .. } => Status::resource_exhausted(error.to_string()),
+    }
+}
+
+fn routing(error: RoutingError) -> Status {
+    match error {
+        RoutingError::Unknown { .. } | RoutingError::Disabled { .. } => {
+            Status::invalid_argument(error.to_string())
+        }
+    }
+}
+
+fn queue(error: QueueError) -> Status {
+    match error {
+        QueueError::AlreadyExists { .. } => Status::already_exists(error.to_string()),
+        QueueError::MalformedDeliveryId(_) => {
+            Status::invalid_argument(format!("delivery_id: {error}"))
+        }
+        QueueError::UnknownDelivery(_) => Status::not_found(error.to_string()),
+        QueueError::LeaseLost(_) => Status::failed_precondition(error.to_string()),
+        QueueError::Store(error) => store(error),
+    }
+}
+
+fn registry(error: RegistryError) -> Status {
+    match error {
+        RegistryError::InvalidCode(error) => envelope(error),
+        RegistryError::InvalidName(_)
+        | RegistryError::UnknownParent(_)
+        | RegistryError::NoCertificate
+        | RegistryError::BadCertificate { .. } => Status::invalid_argument(error.to_string()),
+        RegistryError::AlreadyRegistered(_) | RegistryError::CertificateInUse { .. } => {
+            Status::already_exists(error.to_string())
+        }
+        RegistryError::UnknownAgency(_) => Status::not_found(error.to_string()),
+        RegistryError::Store(error) => store(error),
+    }
+}
+
+/// Storage faults are the gateway's, not the caller's: logged in full,
+/// answered without paths.
+fn store(error: StoreError) -> Status {
+    match &error {
+        StoreError::Failed | StoreError::Closed => Status::unavailable(error.to_string()),
+        StoreError::Engine(_)
+        | StoreError::Io { .. }
+        | StoreError::Corrupt { .. }
+        | StoreError::ValueTooLarge { .. } => {
+            tracing::error!(error = %error, "storage failure");
+            Status::unavailable("storage failure in the gateway; try again later")
+        }
+    }
+}

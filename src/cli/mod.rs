@@ -1,0 +1,580 @@
+//! Command-line clients: they talk to a gateway over gRPC with mTLS, like
+//! any agency system would.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use lienthong::proto::{self, admin_client::AdminClient, exchange_client::ExchangeClient};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+/// How to reach the gateway and who we are.
+#[derive(Args, Debug, Clone)]
+pub struct Connection {
+    /// Gateway URL.
+    #[arg(
+        long,
+        env = "LIENTHONG_SERVER",
+        default_value = "https://localhost:50051",
+        global = true
+    )]
+    server: String,
+    /// Client certificate (PEM) identifying your agency or admin.
+    #[arg(
+        long = "tls-cert",
+        visible_alias = "cert",
+        env = "LIENTHONG_TLS_CERT",
+        global = true
+    )]
+    tls_cert: Option<PathBuf>,
+    /// Private key (PEM) of the client certificate.
+    #[arg(
+        long = "tls-key",
+        visible_alias = "key",
+        env = "LIENTHONG_TLS_KEY",
+        global = true
+    )]
+    tls_key: Option<PathBuf>,
+    /// CA certificate (PEM) that issued the gateway's certificate.
+    #[arg(
+        long = "tls-ca",
+        visible_alias = "ca",
+        env = "LIENTHONG_TLS_CA",
+        global = true
+    )]
+    tls_ca: Option<PathBuf>,
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+impl Connection {
+    async fn channel(&self) -> anyhow::Result<Channel> {
+        let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.tls_ca)
+        else {
+            bail!(
+                "--tls-cert, --tls-key and --tls-ca are required (or LIENTHONG_TLS_CERT, LIENTHONG_TLS_KEY, LIENTHONG_TLS_CA)"
+            );
+        };
+        let tls = ClientTlsConfig::new()
+            .ca_certificate(Certificate::from_pem(read(ca, "CA certificate")?))
+            .identity(Identity::from_pem(
+                read(cert, "client certificate")?,
+                read(key, "client key")?,
+            ));
+        Channel::from_shared(self.server.clone())
+            .with_context(|| {
+                format!(
+                    "{:?} is not a URL like https://localhost:50051",
+                    self.server
+                )
+            })?
+            .tls_config(tls)?
+            .connect()
+            .await
+            .with_context(|| format!("connecting to {}", self.server))
+    }
+
+    /// The org code written in our certificate's OU, if it holds one.
+    fn agency_from_certificate(&self) -> Option<String> {
+        let pem = std::fs::read(self.tls_cert.as_ref()?).ok()?;
+        let der = lienthong::pki::pem_certificates(&pem)
+            .ok()?
+            .into_iter()
+            .next()?;
+        let facts = lienthong::pki::certificate_facts(&der).ok()?;
+        facts
+            .subject
+            .split(',')
+            .filter_map(|part| part.trim().strip_prefix("OU="))
+            .find(|ou| lienthong::envelope::OrgCode::parse(ou, "ou").is_ok())
+            .map(str::to_owned)
+    }
+}
+
+/// Larger than any limit a gateway enforces; the gateway judges size.
+const CLIENT_MESSAGE_LIMIT: usize = 1 << 30;
+
+fn status_error(status: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", status.code(), status.message())
+}
+
+/// `lienthong agency ...`
+#[derive(Subcommand, Debug)]
+pub enum AgencyCommand {
+    /// Register an agency bound to a client certificate.
+    Add {
+        /// Org code, e.g. 000.00.12.H56.
+        #[arg(long)]
+        code: String,
+        /// Name, e.g. "Sở Tài chính".
+        #[arg(long)]
+        name: String,
+        /// Client certificate file(s), PEM.
+        #[arg(long = "cert-file", visible_alias = "agency-cert", required = true)]
+        certificates: Vec<PathBuf>,
+        /// Parent agency's org code.
+        #[arg(long, default_value = "")]
+        parent: String,
+    },
+    /// List agencies.
+    List,
+    /// Disable an agency.
+    Disable {
+        /// Org code.
+        code: String,
+    },
+    /// Enable a disabled agency.
+    Enable {
+        /// Org code.
+        code: String,
+    },
+}
+
+fn print_agency(agency: &proto::Agency) {
+    let state = if agency.disabled {
+        "disabled"
+    } else {
+        "enabled"
+    };
+    let parent = if agency.parent.is_empty() {
+        "-"
+    } else {
+        &agency.parent
+    };
+    println!(
+        "{}  {:<8}  parent {:<13}  {}",
+        agency.code, state, parent, agency.name
+    );
+    for fingerprint in &agency.certificate_fingerprints {
+        println!("    certificate sha256 {fingerprint}");
+    }
+}
+
+/// Runs an agency command.
+pub async fn agency(command: AgencyCommand, connection: &Connection) -> anyhow::Result<()> {
+    let mut client = AdminClient::new(connection.channel().await?);
+    match command {
+        AgencyCommand::Add {
+            code,
+            name,
+            certificates,
+            parent,
+        } => {
+            let certificate_pem = certificates
+                .iter()
+                .map(|path| {
+                    read(path, "agency certificate").and_then(|bytes| {
+                        String::from_utf8(bytes).context("certificate is not PEM text")
+                    })
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let response = client
+                .register_agency(proto::RegisterAgencyRequest {
+                    code,
+                    name,
+                    parent,
+                    certificate_pem,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if let Some(agency) = response.agency {
+                println!("registered:");
+                print_agency(&agency);
+            }
+        }
+        AgencyCommand::List => {
+            let response = client
+                .list_agencies(proto::ListAgenciesRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if response.agencies.is_empty() {
+                println!("no agencies registered");
+            }
+            for agency in &response.agencies {
+                print_agency(agency);
+            }
+        }
+        AgencyCommand::Disable { code } => {
+            let response = client
+                .disable_agency(proto::DisableAgencyRequest { code })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            response.agency.iter().for_each(print_agency);
+        }
+        AgencyCommand::Enable { code } => {
+            let response = client
+                .enable_agency(proto::EnableAgencyRequest { code })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            response.agency.iter().for_each(print_agency);
+        }
+    }
+    Ok(())
+}
+
+/// Document priority on the command line.
+#[derive(ValueEnum, Clone, Copy, Debug)]
+pub enum PriorityArg {
+    /// Thường.
+    Normal,
+    /// Khẩn.
+    Urgent,
+    /// Thượng khẩn.
+    VeryUrgent,
+    /// Hỏa tốc.
+    Flash,
+    /// Hỏa tốc hẹn giờ.
+    FlashScheduled,
+}
+
+impl PriorityArg {
+    fn proto(self) -> proto::Priority {
+        match self {
+            PriorityArg::Normal => proto::Priority::Normal,
+            PriorityArg::Urgent => proto::Priority::Urgent,
+            PriorityArg::VeryUrgent => proto::Priority::VeryUrgent,
+            PriorityArg::Flash => proto::Priority::Flash,
+            PriorityArg::FlashScheduled => proto::Priority::FlashScheduled,
+        }
+    }
+}
+
+/// `lienthong send`
+#[derive(Args, Debug)]
+pub struct SendArgs {
+    /// Recipients' org codes, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    to: Vec<String>,
+    /// Number and notation, e.g. "101/KH-UBND".
+    #[arg(long)]
+    code: String,
+    /// Subject (trích yếu).
+    #[arg(long)]
+    subject: String,
+    /// Document type that selects the signature policy.
+    #[arg(long = "type", default_value = "official-letter")]
+    doc_type: String,
+    /// Priority.
+    #[arg(long, value_enum, default_value = "normal")]
+    priority: PriorityArg,
+    /// Message id; a fresh UUID when omitted. Reuse it to retry safely.
+    #[arg(long)]
+    message_id: Option<String>,
+    /// Your agency's org code; read from your certificate's OU when omitted.
+    #[arg(long, env = "LIENTHONG_AGENCY")]
+    from: Option<String>,
+    /// Detached CMS signature for a file: NAME=SIGNATURE.p7s (repeatable).
+    #[arg(long = "signature")]
+    signatures: Vec<String>,
+    /// Files of the document.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+fn media_type(path: &Path) -> &'static str {
+    match path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("pdf") => "application/pdf",
+        Some("xml") => "application/xml",
+        Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        Some("txt") => "text/plain",
+        Some("json") => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+/// Sends a document.
+pub async fn send(args: SendArgs) -> anyhow::Result<()> {
+    let from = match args
+        .from
+        .clone()
+        .or_else(|| args.connection.agency_from_certificate())
+    {
+        Some(from) => from,
+        None => bail!("--from is required: your certificate does not name your org code"),
+    };
+    let (number, notation) = args
+        .code
+        .split_once('/')
+        .unwrap_or((args.code.as_str(), ""));
+    let mut attachments = Vec::new();
+    for path in &args.files {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .with_context(|| format!("{} has no usable file name", path.display()))?
+            .to_owned();
+        attachments.push(proto::Attachment {
+            media_type: media_type(path).to_owned(),
+            content: read(path, "file")?,
+            name,
+            size: 0,
+            sha256: String::new(),
+        });
+    }
+    let mut signatures = Vec::new();
+    for spec in &args.signatures {
+        let Some((name, file)) = spec.split_once('=') else {
+            bail!("--signature {spec:?} must be NAME=FILE, e.g. plan.pdf=plan.pdf.p7s");
+        };
+        signatures.push(proto::Signature {
+            attachment: name.to_owned(),
+            cms_der: read(Path::new(file), "signature")?,
+        });
+    }
+    let message_id = args
+        .message_id
+        .clone()
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let envelope = proto::Envelope {
+        message_id,
+        from,
+        to: args.to.clone(),
+        document: Some(proto::Document {
+            code: Some(proto::DocumentCode {
+                number: number.to_owned(),
+                notation: notation.to_owned(),
+            }),
+            r#type: args.doc_type.clone(),
+            subject: args.subject.clone(),
+            priority: args.priority.proto() as i32,
+            ..Default::default()
+        }),
+        attachments,
+        signatures,
+    };
+    let mut client = ExchangeClient::new(args.connection.channel().await?)
+        .max_encoding_message_size(CLIENT_MESSAGE_LIMIT)
+        .max_decoding_message_size(CLIENT_MESSAGE_LIMIT);
+    let response = client
+        .send(proto::SendRequest {
+            envelope: Some(envelope),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let receipt = response
+        .receipt
+        .context("gateway answered without a receipt")?;
+    let accepted = receipt
+        .accepted_at
+        .map(format_timestamp)
+        .unwrap_or_default();
+    let kind = if receipt.duplicate {
+        "already accepted"
+    } else {
+        "accepted"
+    };
+    println!(
+        "{kind}: message {} from {} at {accepted}",
+        receipt.message_id, receipt.from
+    );
+    for recipient in &receipt.recipients {
+        println!("  queued for {}", recipient.code);
+    }
+    for attachment in &receipt.attachments {
+        println!(
+            "  {}  {} bytes  sha256 {}",
+            attachment.name, attachment.size, attachment.sha256
+        );
+    }
+    Ok(())
+}
+
+fn format_timestamp(timestamp: prost_types::Timestamp) -> String {
+    let millis = timestamp.seconds.saturating_mul(1000) + i64::from(timestamp.nanos / 1_000_000);
+    lienthong::clock::format_rfc3339(millis)
+}
+
+/// `lienthong receive`
+#[derive(Args, Debug)]
+pub struct ReceiveArgs {
+    /// Acknowledge each document once its files are saved (or printed).
+    #[arg(long)]
+    ack: bool,
+    /// Save each document's files under DIR/SENDER/MESSAGE_ID/.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Take what is waiting and exit, instead of waiting for new documents.
+    #[arg(long)]
+    once: bool,
+    /// Most unacknowledged documents held at once.
+    #[arg(long, default_value_t = 0)]
+    max_in_flight: u32,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// A name from the network, made safe as one path component.
+fn safe_component(name: &str) -> String {
+    let cleaned: String = name
+        .chars()
+        .map(|c| {
+            if c == '/' || c == '\\' || c == '\0' || c.is_control() {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    match cleaned.as_str() {
+        "" | "." | ".." => "_".to_owned(),
+        _ => cleaned,
+    }
+}
+
+/// Receives documents.
+pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
+    let mut client = ExchangeClient::new(args.connection.channel().await?)
+        .max_encoding_message_size(CLIENT_MESSAGE_LIMIT)
+        .max_decoding_message_size(CLIENT_MESSAGE_LIMIT);
+    let mut stream = client
+        .receive(proto::ReceiveRequest {
+            max_in_flight: args.max_in_flight,
+            drain: args.once,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    let mut count = 0usize;
+    if !args.once {
+        eprintln!("waiting for documents (Ctrl-C to stop)...");
+    }
+    while let Some(delivery) = stream.message().await.map_err(status_error)? {
+        count += 1;
+        let Some(proto::delivery::Payload::Envelope(envelope)) = &delivery.payload else {
+            println!(
+                "delivery {} carries no document; skipped",
+                delivery.delivery_id
+            );
+            continue;
+        };
+        print_envelope(envelope, delivery.attempt);
+        if let Some(out) = &args.out {
+            let dir = save_envelope(out, envelope)?;
+            println!("  saved to {}", dir.display());
+        }
+        if args.ack {
+            client
+                .ack(proto::AckRequest {
+                    delivery_id: delivery.delivery_id.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            println!("  acknowledged");
+        }
+    }
+    println!("{count} document(s) received");
+    Ok(())
+}
+
+fn print_envelope(envelope: &proto::Envelope, attempt: u32) {
+    let document = envelope.document.clone().unwrap_or_default();
+    let code = document.code.unwrap_or_default();
+    let notation = if code.notation.is_empty() {
+        String::new()
+    } else {
+        format!("/{}", code.notation)
+    };
+    println!(
+        "document {} from {}: {}{} \"{}\" (attempt {attempt})",
+        envelope.message_id, envelope.from, code.number, notation, document.subject
+    );
+    for attachment in &envelope.attachments {
+        println!(
+            "  {}  {} bytes  sha256 {}",
+            attachment.name,
+            attachment.content.len(),
+            attachment.sha256
+        );
+    }
+    for signature in &envelope.signatures {
+        println!(
+            "  signature over {} ({} bytes)",
+            signature.attachment,
+            signature.cms_der.len()
+        );
+    }
+}
+
+fn save_envelope(out: &Path, envelope: &proto::Envelope) -> anyhow::Result<PathBuf> {
+    let dir = out
+        .join(safe_component(&envelope.from))
+        .join(safe_component(&envelope.message_id));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    for attachment in &envelope.attachments {
+        let path = dir.join(safe_component(&attachment.name));
+        std::fs::write(&path, &attachment.content)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    for (index, signature) in envelope.signatures.iter().enumerate() {
+        let path = dir.join(format!(
+            "{}.{index}.p7s",
+            safe_component(&signature.attachment)
+        ));
+        std::fs::write(&path, &signature.cms_der)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(dir)
+}
+
+/// `lienthong queue ...`
+#[derive(Subcommand, Debug)]
+pub enum QueueCommand {
+    /// Depth per agency and priority.
+    Stats {
+        /// Only this agency.
+        #[arg(long, default_value = "")]
+        agency: String,
+    },
+}
+
+/// Runs a queue command.
+pub async fn queue(command: QueueCommand, connection: &Connection) -> anyhow::Result<()> {
+    let mut client = AdminClient::new(connection.channel().await?);
+    match command {
+        QueueCommand::Stats { agency } => {
+            let response = client
+                .queue_stats(proto::QueueStatsRequest { agency })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
+                "agency", "flash", "v.urg", "urgent", "normal", "in-flight", "oldest(s)"
+            );
+            for stats in &response.agencies {
+                let depth = |p: proto::Priority| {
+                    stats
+                        .depths
+                        .iter()
+                        .find(|d| d.priority == p as i32)
+                        .map_or(0, |d| d.depth)
+                };
+                println!(
+                    "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
+                    stats.agency,
+                    depth(proto::Priority::Flash),
+                    depth(proto::Priority::VeryUrgent),
+                    depth(proto::Priority::Urgent),
+                    depth(proto::Priority::Normal),
+                    stats.in_flight,
+                    stats.oldest_age_seconds
+                );
+            }
+        }
+    }
+    Ok(())
+}

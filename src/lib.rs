@@ -1,0 +1,20 @@
+//! Lienthong: a gRPC gateway that carries official electronic documents
+//! between the agencies of a province, verifies their signatures and queues
+//! every message durably until its recipient has it.
+//!
+//! See `ARCHITECTURE.md` for the map of modules.
+
+#![warn(missing_docs)]
+
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod envelope;
+pub mod gateway;
+pub mod pki;
+pub mod proto;
+pub mod queue;
+pub mod registry;
+pub mod routing;
+pub mod server;
+pub mod store;

@@ -1,0 +1,111 @@
+//! The `lienthong` binary: the gateway (`serve`) and its command-line clients.
+
+mod cli;
+
+use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use lienthong::config::{Config, Overrides};
+
+/// Lienthong: the provincial gateway for official electronic documents.
+#[derive(Parser)]
+#[command(name = "lienthong", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve {
+        /// Configuration file.
+        #[arg(long, default_value = "lienthong.toml")]
+        config: PathBuf,
+        /// Address to listen on; overrides server.listen.
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Data directory; overrides server.data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Register, list, disable and enable agencies (admin certificate).
+    Agency {
+        #[command(subcommand)]
+        command: cli::AgencyCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
+    /// Send a document with its files.
+    Send(cli::SendArgs),
+    /// Receive documents from your agency's queue.
+    Receive(cli::ReceiveArgs),
+    /// Queue statistics (admin certificate).
+    Queue {
+        #[command(subcommand)]
+        command: cli::QueueCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
+}
+
+fn init_logging(default_filter: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter =
+        EnvFilter::try_from_env("LIENTHONG_LOG").unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
+    if std::env::var("LIENTHONG_LOG_FORMAT").is_ok_and(|format| format == "json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let is_server = matches!(cli.command, Command::Serve { .. });
+    init_logging(if is_server { "info" } else { "warn" });
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: starting the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => {
+            let overrides = Overrides { listen, data_dir };
+            let config = Config::load(&config, &overrides)?;
+            lienthong::server::run(config).await?;
+            Ok(())
+        }
+        Command::Agency {
+            command,
+            connection,
+        } => cli::agency(command, &connection).await,
+        Command::Send(args) => cli::send(args).await,
+        Command::Receive(args) => cli::receive(args).await,
+        Command::Queue {
+            command,
+            connection,
+        } => cli::queue(command, &connection).await,
+    }
+}

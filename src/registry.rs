@@ -1,0 +1,261 @@
+//! Agencies and the client certificates bound to them. (Signers, groups and
+//! policies join this registry with later issues.)
+
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    clock::{Clock, UnixMillis},
+    envelope::{EnvelopeError, OrgCode},
+    pki::{self, Fingerprint, PkiError},
+    store::{self, Store, StoreError, WriteSet, keys},
+};
+
+/// Why a registry change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// A malformed org code.
+    #[error(transparent)]
+    InvalidCode(#[from] EnvelopeError),
+    /// The name is empty or too long.
+    #[error("agency name must be 1 to 200 characters, got {0}")]
+    InvalidName(usize),
+    /// The code is registered already.
+    #[error("agency {0} is already registered")]
+    AlreadyRegistered(OrgCode),
+    /// No agency has this code.
+    #[error("agency {0} is not registered")]
+    UnknownAgency(OrgCode),
+    /// The parent named is not registered.
+    #[error("parent agency {0} is not registered")]
+    UnknownParent(OrgCode),
+    /// A registration without a certificate.
+    #[error("an agency needs at least one client certificate")]
+    NoCertificate,
+    /// A certificate could not be read.
+    #[error("certificate {index}: {source}")]
+    BadCertificate {
+        /// Which one.
+        index: usize,
+        /// Why.
+        source: PkiError,
+    },
+    /// The certificate is bound to another agency.
+    #[error("certificate {fingerprint} is already bound to agency {agency}")]
+    CertificateInUse {
+        /// Its fingerprint.
+        fingerprint: Fingerprint,
+        /// The agency holding it.
+        agency: OrgCode,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A registered agency.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Agency {
+    /// Org code.
+    pub code: OrgCode,
+    /// Name.
+    pub name: String,
+    /// Parent (a commune's district).
+    pub parent: Option<OrgCode>,
+    /// Bound client certificates.
+    pub fingerprints: Vec<Fingerprint>,
+    /// Disabled agencies can neither call nor be sent to.
+    pub disabled: bool,
+    /// When registered.
+    pub registered_at: UnixMillis,
+}
+
+/// A registration request.
+#[derive(Debug, Clone)]
+pub struct NewAgency {
+    /// Org code as given.
+    pub code: String,
+    /// Name.
+    pub name: String,
+    /// Parent org code as given; empty for none.
+    pub parent: String,
+    /// Client certificates, PEM.
+    pub certificates_pem: Vec<Vec<u8>>,
+}
+
+#[derive(Default)]
+struct Cache {
+    by_code: BTreeMap<OrgCode, Agency>,
+    by_fingerprint: BTreeMap<Fingerprint, OrgCode>,
+}
+
+impl Cache {
+    fn put(&mut self, agency: Agency) {
+        for fingerprint in &agency.fingerprints {
+            self.by_fingerprint
+                .insert(*fingerprint, agency.code.clone());
+        }
+        self.by_code.insert(agency.code.clone(), agency);
+    }
+}
+
+/// Agencies, read from a cache kept in step with the store.
+pub struct Registry {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    cache: RwLock<Cache>,
+}
+
+fn agency_key(code: &OrgCode) -> Vec<u8> {
+    keys::join(keys::AGENCY, &[code.as_str().as_bytes()])
+}
+
+fn certificate_key(fingerprint: &Fingerprint) -> Vec<u8> {
+    keys::join(keys::AGENCY_CERT, &[fingerprint.to_hex().as_bytes()])
+}
+
+impl Registry {
+    /// Loads every agency from the store.
+    pub fn load(store: Store, clock: Arc<dyn Clock>) -> Result<Self, RegistryError> {
+        let mut cache = Cache::default();
+        let mut after = None;
+        loop {
+            let page = store
+                .kv()
+                .scan_prefix(keys::AGENCY, after.as_deref(), 512)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, value) in &page {
+                cache.put(store::decode(key, value)?);
+            }
+        }
+        Ok(Self {
+            store,
+            clock,
+            cache: RwLock::new(cache),
+        })
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Cache> {
+        // A panic while holding the lock leaves a consistent map (writes are
+        // single inserts), so a poisoned lock is still safe to read.
+        self.cache
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn update(&self, agency: Agency) {
+        self.cache
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .put(agency);
+    }
+
+    /// Registers a new agency durably.
+    pub async fn register(&self, request: NewAgency) -> Result<Agency, RegistryError> {
+        let code = OrgCode::parse(&request.code, "code")?;
+        let name_chars = request.name.trim().chars().count();
+        if !(1..=200).contains(&name_chars) {
+            return Err(RegistryError::InvalidName(name_chars));
+        }
+        let parent = match request.parent.as_str() {
+            "" => None,
+            text => Some(OrgCode::parse(text, "parent")?),
+        };
+        if request.certificates_pem.is_empty() {
+            return Err(RegistryError::NoCertificate);
+        }
+        let mut fingerprints = Vec::new();
+        for (index, pem) in request.certificates_pem.iter().enumerate() {
+            let fingerprint = pki::pem_fingerprint(pem)
+                .map_err(|source| RegistryError::BadCertificate { index, source })?;
+            if !fingerprints.contains(&fingerprint) {
+                fingerprints.push(fingerprint);
+            }
+        }
+        let agency = Agency {
+            code,
+            name: request.name.trim().to_owned(),
+            parent,
+            fingerprints,
+            disabled: false,
+            registered_at: self.clock.now_millis(),
+        };
+        let stored = agency.clone();
+        let agency = self
+            .store
+            .writer()
+            .write(move |writes| insert_new(writes, stored))
+            .await?;
+        self.update(agency.clone());
+        tracing::info!(agency = %agency.code, name = %agency.name, "agency registered");
+        Ok(agency)
+    }
+
+    /// Disables or enables an agency durably.
+    pub async fn set_disabled(&self, code: &str, disabled: bool) -> Result<Agency, RegistryError> {
+        let code = OrgCode::parse(code, "code")?;
+        let agency = self
+            .store
+            .writer()
+            .write(move |writes| {
+                let key = agency_key(&code);
+                let bytes = writes
+                    .get(&key)?
+                    .ok_or(RegistryError::UnknownAgency(code))?;
+                let mut agency: Agency = store::decode(&key, &bytes)?;
+                agency.disabled = disabled;
+                writes.put(key, store::encode(&agency)?);
+                Ok::<_, RegistryError>(agency)
+            })
+            .await?;
+        self.update(agency.clone());
+        tracing::info!(agency = %agency.code, disabled, "agency state changed");
+        Ok(agency)
+    }
+
+    /// Every agency, by code.
+    pub fn list(&self) -> Vec<Agency> {
+        self.read().by_code.values().cloned().collect()
+    }
+
+    /// The agency with this code.
+    pub fn get(&self, code: &OrgCode) -> Option<Agency> {
+        self.read().by_code.get(code).cloned()
+    }
+
+    /// The agency a client certificate is bound to.
+    pub fn by_fingerprint(&self, fingerprint: &Fingerprint) -> Option<Agency> {
+        let cache = self.read();
+        let code = cache.by_fingerprint.get(fingerprint)?;
+        cache.by_code.get(code).cloned()
+    }
+}
+
+fn insert_new(writes: &mut WriteSet<'_>, agency: Agency) -> Result<Agency, RegistryError> {
+    let key = agency_key(&agency.code);
+    if writes.get(&key)?.is_some() {
+        return Err(RegistryError::AlreadyRegistered(agency.code));
+    }
+    if let Some(parent) = &agency.parent
+        && writes.get(&agency_key(parent))?.is_none()
+    {
+        return Err(RegistryError::UnknownParent(parent.clone()));
+    }
+    for fingerprint in &agency.fingerprints {
+        let cert_key = certificate_key(fingerprint);
+        if let Some(holder) = writes.get(&cert_key)? {
+            return Err(RegistryError::CertificateInUse {
+                fingerprint: *fingerprint,
+                agency: OrgCode::parse(&String::from_utf8_lossy(&holder), "holder")?,
+            });
+        }
+        writes.put(cert_key, agency.code.as_str().as_bytes().to_vec());
+    }
+    writes.put(key, store::encode(&agency)?);
+    Ok(agency)
+}

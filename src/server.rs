@@ -1,0 +1,298 @@
+//! Wiring: opens the store, builds the core and services, serves them over
+//! mTLS with health and reflection, and shuts down in order.
+
+use std::{collections::HashSet, future::Future, net::SocketAddr, path::Path, sync::Arc};
+
+use tokio::{net::TcpListener, sync::watch};
+use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+use crate::{
+    api::{AdminService, Authenticator, ExchangeService, SigningService},
+    clock::SystemClock,
+    config::Config,
+    gateway::{Gateway, GatewayError},
+    pki::{self, Fingerprint, PkiError},
+    proto::{
+        admin_server::AdminServer, exchange_server::ExchangeServer, signing_server::SigningServer,
+    },
+    registry::{NewAgency, RegistryError},
+    store::{Store, StoreError},
+};
+
+/// Why the server could not start or stopped badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A file named by the config could not be read.
+    #[error("reading {path}: {source}")]
+    ReadFile {
+        /// Path.
+        path: String,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// A certificate file named by the config is not a certificate.
+    #[error("certificate {path}: {source}")]
+    Certificate {
+        /// Path.
+        path: String,
+        /// Why.
+        source: PkiError,
+    },
+    /// The listen address could not be bound.
+    #[error("listening on {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// OS error.
+        source: std::io::Error,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The core could not start.
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+    /// A configured agency could not be registered.
+    #[error("registering configured agency {code}: {source}")]
+    Seed {
+        /// Org code.
+        code: String,
+        /// Why.
+        source: RegistryError,
+    },
+    /// The gRPC transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// The server task ended abnormally.
+    #[error("server task: {0}")]
+    Task(String),
+    /// The reflection service could not be built.
+    #[error("reflection: {0}")]
+    Reflection(String),
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
+    std::fs::read(path).map_err(|source| ServerError::ReadFile {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Binds the configured address and serves until SIGINT or SIGTERM.
+pub async fn run(config: Config) -> Result<(), ServerError> {
+    let addr = config.listen;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    serve(config, listener, shutdown_signal()).await
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot watch SIGTERM; only SIGINT stops the gateway");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Serves on `listener` until `shutdown` completes; then stops accepting,
+/// ends receive streams, lets in-flight calls finish within the configured
+/// grace, and makes the store durable before returning.
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let local = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let data_dir = config.data_dir.clone();
+    let batch = config.commit_batch_max;
+    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, batch))
+        .await
+        .map_err(|e| StoreError::Engine(format!("open task failed: {e}")))??;
+    let result = serve_store(config, listener, local, store.clone(), shutdown).await;
+    let closed = store.close().await;
+    result?;
+    closed?;
+    tracing::info!("gateway stopped; store is durable");
+    Ok(())
+}
+
+async fn serve_store(
+    config: Config,
+    listener: TcpListener,
+    local: SocketAddr,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let tls = tls_config(&config)?;
+    let admins = admin_fingerprints(&config)?;
+    let grace = config.shutdown_grace;
+    let frame_limit = transport_limit(&config);
+    let seeds = config.agencies.clone();
+    let (stop, stopped) = watch::channel(false);
+    let gateway = Arc::new(Gateway::new(
+        config,
+        store,
+        Arc::new(SystemClock),
+        stopped.clone(),
+    )?);
+    seed_agencies(&gateway, &seeds).await?;
+
+    let auth = Authenticator::new(gateway.clone(), admins);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<ExchangeServer<ExchangeService>>()
+        .await;
+    health.set_serving::<SigningServer<SigningService>>().await;
+    health.set_serving::<AdminServer<AdminService>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+    let exchange = ExchangeServer::new(ExchangeService::new(gateway.clone(), auth.clone()))
+        .max_decoding_message_size(frame_limit)
+        .max_encoding_message_size(frame_limit);
+    let admin = AdminServer::new(AdminService::new(gateway.clone(), auth.clone()));
+    let signing = SigningServer::new(SigningService::new(auth))
+        .max_decoding_message_size(frame_limit)
+        .max_encoding_message_size(frame_limit);
+
+    let incoming = TcpListenerStream::new(listener).map(|stream| {
+        if let Ok(stream) = &stream {
+            // Small gRPC frames must not wait for Nagle.
+            let _ = stream.set_nodelay(true);
+        }
+        stream
+    });
+    let mut server_stop = stopped.clone();
+    let router = Server::builder()
+        .tls_config(tls)?
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(exchange)
+        .add_service(admin)
+        .add_service(signing);
+    let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    }));
+    tracing::info!(address = %local, "lienthong gateway listening (mTLS)");
+
+    let early = tokio::select! {
+        () = shutdown => None,
+        finished = &mut server => Some(finished),
+    };
+    if let Some(finished) = early {
+        return finished
+            .map_err(|e| ServerError::Task(e.to_string()))?
+            .map_err(ServerError::from);
+    }
+    tracing::info!(
+        grace_seconds = grace.as_secs(),
+        "shutting down: no new calls, finishing in-flight ones"
+    );
+    health
+        .set_not_serving::<ExchangeServer<ExchangeService>>()
+        .await;
+    let _ = stop.send(true);
+    match tokio::time::timeout(grace, &mut server).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(error)) => tracing::error!(%error, "server task failed"),
+        Err(_) => {
+            tracing::warn!("in-flight calls did not finish within the grace period; closing them");
+            server.abort();
+        }
+    }
+    Ok(())
+}
+
+/// The largest gRPC message either way: the content limit plus room for the
+/// envelope and signatures, so the gateway (not the transport) judges size.
+fn transport_limit(config: &Config) -> usize {
+    let limits = &config.limits;
+    let signatures = limits.max_signatures as u64 * limits.max_signature_bytes;
+    usize::try_from(limits.max_message_bytes + signatures + 1024 * 1024).unwrap_or(usize::MAX)
+}
+
+fn tls_config(config: &Config) -> Result<ServerTlsConfig, ServerError> {
+    let identity = Identity::from_pem(read(&config.tls.cert)?, read(&config.tls.key)?);
+    let client_ca = read(&config.tls.client_ca)?;
+    pki::pem_certificates(&client_ca).map_err(|source| ServerError::Certificate {
+        path: config.tls.client_ca.display().to_string(),
+        source,
+    })?;
+    // Optional at the TLS layer so that a call without a certificate gets a
+    // clear UNAUTHENTICATED instead of a failed handshake; every service
+    // checks the certificate itself. Health and reflection stay open.
+    Ok(ServerTlsConfig::new()
+        .identity(identity)
+        .client_ca_root(Certificate::from_pem(client_ca))
+        .client_auth_optional(true))
+}
+
+fn admin_fingerprints(config: &Config) -> Result<HashSet<Fingerprint>, ServerError> {
+    config
+        .admin_certificates
+        .iter()
+        .map(|path| {
+            pki::pem_fingerprint(&read(path)?).map_err(|source| ServerError::Certificate {
+                path: path.display().to_string(),
+                source,
+            })
+        })
+        .collect()
+}
+
+async fn seed_agencies(
+    gateway: &Gateway,
+    seeds: &[crate::config::SeedAgency],
+) -> Result<(), ServerError> {
+    for seed in seeds {
+        if gateway.registry().get(&seed.code).is_some() {
+            continue;
+        }
+        let certificates_pem = seed
+            .certificates
+            .iter()
+            .map(|path| read(path))
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = NewAgency {
+            code: seed.code.to_string(),
+            name: seed.name.clone(),
+            parent: seed
+                .parent
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            certificates_pem,
+        };
+        gateway
+            .registry()
+            .register(request)
+            .await
+            .map_err(|source| ServerError::Seed {
+                code: seed.code.to_string(),
+                source,
+            })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! The sled 0.34 engine, with the fsync that sled's own flush does not do.
+
+use std::{fs::File, path::Path};
+
+use super::{Batch, Kv, MAX_VALUE_BYTES, Pair, StoreError, printable_key};
+
+/// sled's default tree, plus the handle of its log file for fdatasync.
+pub struct SledKv {
+    db: sled::Db,
+    tree: sled::Tree,
+    log: File,
+}
+
+impl SledKv {
+    /// Opens or creates the database in `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(path)
+            // sled's own background flusher stays on; our durability does not depend on it.
+            .flush_every_ms(Some(500))
+            .open()
+            .map_err(|e| StoreError::Engine(format!("opening sled at {}: {e}", path.display())))?;
+        let tree = db
+            .open_tree("lienthong")
+            .map_err(|e| StoreError::Engine(format!("opening tree: {e}")))?;
+        // sled 0.34 keeps all segments in this one file; see DESIGN.md.
+        let log_path = path.join("db");
+        let log = File::options()
+            .read(true)
+            .write(true)
+            .open(&log_path)
+            .map_err(|e| StoreError::io("opening sled log for fsync", &log_path, e))?;
+        Ok(Self { db, tree, log })
+    }
+}
+
+fn engine(error: sled::Error) -> StoreError {
+    StoreError::Engine(error.to_string())
+}
+
+impl Kv for SledKv {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(key).map_err(engine)?.map(|v| v.to_vec()))
+    }
+
+    fn scan_prefix(
+        &self,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<Pair>, StoreError> {
+        let mut out = Vec::new();
+        let iter = match after {
+            Some(after) => {
+                let mut start = after.to_vec();
+                start.push(0);
+                self.tree.range(start..)
+            }
+            None => self.tree.range(prefix.to_vec()..),
+        };
+        for item in iter {
+            let (key, value) = item.map_err(engine)?;
+            if !key.starts_with(prefix) || out.len() >= limit {
+                break;
+            }
+            out.push((key.to_vec(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn apply(&self, batch: Batch) -> Result<(), StoreError> {
+        let mut sled_batch = sled::Batch::default();
+        for (key, value) in batch {
+            match value {
+                Some(value) => {
+                    if value.len() > MAX_VALUE_BYTES {
+                        return Err(StoreError::ValueTooLarge {
+                            key: printable_key(&key),
+                            size: value.len(),
+                            max: MAX_VALUE_BYTES,
+                        });
+                    }
+                    sled_batch.insert(key, value);
+                }
+                None => sled_batch.remove(key),
+            }
+        }
+        self.tree.apply_batch(sled_batch).map_err(engine)
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
+        // flush() writes the buffers out with sync_file_range only (sled
+        // issue 1452); fdatasync makes them survive power loss.
+        self.db.flush().map_err(engine)?;
+        self.log.sync_data().map_err(|e| StoreError::Io {
+            action: "fdatasync of sled log",
+            path: "db".to_owned(),
+            source: e,
+        })
+    }
+}
