@@ -608,3 +608,6 @@ pub fn rank_priority(rank: usize) -> Priority {
         _ => Priority::Normal,
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -10,6 +10,8 @@ mod blob;
 mod commit;
 mod memory;
 mod sled_kv;
+#[cfg(test)]
+mod tests;
 
 use std::{path::Path, sync::Arc};
 

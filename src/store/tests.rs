@@ -1,0 +1,204 @@
+//! One suite for every engine: the contract the queue relies on.
+
+use std::sync::Arc;
+
+use super::*;
+
+fn engines() -> Vec<(&'static str, Arc<dyn Kv>, tempfile::TempDir)> {
+    let sled_dir = tempfile::tempdir().expect("tempdir");
+    let sled: Arc<dyn Kv> =
+        Arc::new(SledKv::open(&sled_dir.path().join("sled")).expect("sled opens"));
+    let memory_dir = tempfile::tempdir().expect("tempdir");
+    vec![
+        ("sled", sled, sled_dir),
+        ("memory", Arc::new(MemoryKv::new()), memory_dir),
+    ]
+}
+
+fn put(key: &[u8], value: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
+    (key.to_vec(), Some(value.to_vec()))
+}
+
+#[test]
+fn scan_is_ordered_bounded_and_resumable() {
+    for (name, kv, _dir) in engines() {
+        kv.apply(vec![
+            put(b"a\0", b"outside"),
+            put(b"q\0b", b"2"),
+            put(b"q\0a", b"1"),
+            put(b"q\0c", b"3"),
+            put(b"r\0a", b"outside"),
+        ])
+        .expect("apply");
+        let all = kv.scan_prefix(b"q\0", None, 10).expect("scan");
+        let keys: Vec<&[u8]> = all.iter().map(|(k, _)| k.as_slice()).collect();
+        assert_eq!(keys, vec![&b"q\0a"[..], b"q\0b", b"q\0c"], "{name}");
+        let first = kv.scan_prefix(b"q\0", None, 2).expect("scan");
+        assert_eq!(first.len(), 2, "{name}");
+        let rest = kv.scan_prefix(b"q\0", Some(&first[1].0), 10).expect("scan");
+        assert_eq!(rest, vec![(b"q\0c".to_vec(), b"3".to_vec())], "{name}");
+        kv.apply(vec![(b"q\0b".to_vec(), None)]).expect("delete");
+        assert_eq!(kv.get(b"q\0b").expect("get"), None, "{name}");
+        assert_eq!(kv.get(b"q\0a").expect("get"), Some(b"1".to_vec()), "{name}");
+    }
+}
+
+#[test]
+fn an_oversized_value_fails_the_whole_batch() {
+    for (name, kv, _dir) in engines() {
+        let big = vec![7u8; MAX_VALUE_BYTES + 1];
+        let error = kv
+            .apply(vec![put(b"k1", b"small"), (b"k2".to_vec(), Some(big))])
+            .expect_err("too large");
+        assert!(
+            matches!(error, StoreError::ValueTooLarge { .. }),
+            "{name}: {error}"
+        );
+        assert_eq!(
+            kv.get(b"k1").expect("get"),
+            None,
+            "{name}: batch must not half-apply"
+        );
+    }
+}
+
+#[tokio::test]
+async fn writer_applies_ok_jobs_discards_failed_ones_and_numbers_in_order() {
+    for (name, kv, dir) in engines() {
+        let blobs = BlobStore::open(&dir.path().join("blobs")).expect("blobs");
+        let store = Store::with_kv(kv, blobs, 16).expect("store");
+        let first = store
+            .writer()
+            .write(|w| {
+                w.put(b"x".to_vec(), b"1".to_vec());
+                Ok::<_, StoreError>(w.next_seq())
+            })
+            .await
+            .expect("write");
+        let failed: Result<(), StoreError> = store
+            .writer()
+            .write(|w| {
+                w.put(b"y".to_vec(), b"never".to_vec());
+                Err(StoreError::Engine("refused on purpose".into()))
+            })
+            .await;
+        assert!(failed.is_err(), "{name}");
+        assert_eq!(
+            store.kv().get(b"y").expect("get"),
+            None,
+            "{name}: failed job wrote"
+        );
+        let second = store
+            .writer()
+            .write(|w| {
+                // Read-your-writes inside one job.
+                w.put(b"z".to_vec(), b"2".to_vec());
+                assert_eq!(w.get(b"z").expect("get"), Some(b"2".to_vec()));
+                Ok::<_, StoreError>(w.next_seq())
+            })
+            .await
+            .expect("write");
+        assert!(second > first, "{name}");
+        assert!(store.writer().durable_seq() >= second, "{name}");
+        store.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_writes_all_become_durable_in_shared_flushes() {
+    for (name, kv, dir) in engines() {
+        let blobs = BlobStore::open(&dir.path().join("blobs")).expect("blobs");
+        let store = Store::with_kv(kv, blobs, 64).expect("store");
+        let mut tasks = Vec::new();
+        for index in 0..200u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .writer()
+                    .write(move |w| {
+                        w.put(
+                            format!("k{index:04}").into_bytes(),
+                            index.to_be_bytes().to_vec(),
+                        );
+                        Ok::<_, StoreError>(())
+                    })
+                    .await
+            }));
+        }
+        for task in tasks {
+            task.await.expect("join").expect("write");
+        }
+        assert_eq!(
+            store
+                .kv()
+                .scan_prefix(b"k", None, 1000)
+                .expect("scan")
+                .len(),
+            200,
+            "{name}"
+        );
+        store.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
+async fn sled_keeps_data_and_sequence_across_reopen() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let last = {
+        let store = Store::open(dir.path(), 8).expect("open");
+        let seq = store
+            .writer()
+            .write(|w| {
+                w.put(b"kept".to_vec(), b"yes".to_vec());
+                Ok::<_, StoreError>(w.next_seq())
+            })
+            .await
+            .expect("write");
+        store.close().await.expect("close");
+        seq
+    };
+    let store = Store::open(dir.path(), 8).expect("reopen");
+    assert_eq!(store.kv().get(b"kept").expect("get"), Some(b"yes".to_vec()));
+    assert_eq!(store.writer().durable_seq(), last);
+    let next = store
+        .writer()
+        .write(|w| Ok::<_, StoreError>(w.next_seq()))
+        .await
+        .expect("write");
+    assert!(
+        next > last,
+        "sequence numbers must never repeat after a restart"
+    );
+}
+
+#[test]
+fn blobs_are_content_addressed_and_verified() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let blobs = BlobStore::open(dir.path()).expect("blobs");
+    let hash = blobs.put(b"document").expect("put");
+    assert_eq!(hash, ContentHash::of(b"document"));
+    assert_eq!(blobs.put(b"document").expect("put again"), hash);
+    assert_eq!(blobs.list().expect("list"), vec![hash]);
+    assert_eq!(blobs.get(&hash).expect("get"), b"document");
+    // A file altered on disk is caught on read, not delivered.
+    let hex = hash.to_hex();
+    std::fs::write(dir.path().join(&hex[..2]).join(&hex), b"tampered").expect("tamper");
+    assert!(matches!(blobs.get(&hash), Err(StoreError::Corrupt { .. })));
+}
+
+#[test]
+fn records_round_trip_and_reject_unknown_versions() {
+    let bytes = encode(&("a".to_owned(), 7u32)).expect("encode");
+    let back: (String, u32) = decode(b"k", &bytes).expect("decode");
+    assert_eq!(back, ("a".to_owned(), 7));
+    let mut future = bytes.clone();
+    future[0] = 99;
+    assert!(matches!(
+        decode::<(String, u32)>(b"k", &future),
+        Err(StoreError::Corrupt { .. })
+    ));
+    assert!(matches!(
+        decode::<(String, u32)>(b"k", &[]),
+        Err(StoreError::Corrupt { .. })
+    ));
+}

@@ -1,0 +1,230 @@
+//! Test harness: a real gateway on 127.0.0.1:0 with the shipped config, a
+//! temp data dir, and mTLS clients holding certs-test identities.
+
+#![allow(dead_code)]
+
+use std::{
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    time::Duration,
+};
+
+use lienthong::{
+    config::{Config, Overrides},
+    proto::{self, admin_client::AdminClient, exchange_client::ExchangeClient},
+    store::{Kv, SledKv},
+};
+use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
+
+pub const DEPARTMENT: &str = "000.00.12.H56";
+pub const DISTRICT: &str = "000.00.31.H56";
+pub const COMMUNE_A: &str = "000.01.31.H56";
+pub const COMMUNE_B: &str = "000.02.31.H56";
+pub const TREASURY: &str = "000.00.90.H56";
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn certs() -> PathBuf {
+    repo().join("certs-test")
+}
+
+/// A running gateway.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    stop: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), lienthong::server::ServerError>>,
+}
+
+pub fn config(data_dir: &Path) -> Config {
+    let overrides = Overrides {
+        listen: Some("127.0.0.1:0".parse().expect("addr")),
+        data_dir: Some(data_dir.to_path_buf()),
+    };
+    Config::load(&repo().join("lienthong.toml"), &overrides).expect("shipped config loads")
+}
+
+impl TestServer {
+    pub async fn start(data_dir: &Path) -> Self {
+        Self::start_with(config(data_dir)).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let data_dir = config.data_dir.clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let handle = tokio::spawn(lienthong::server::serve(config, listener, async move {
+            let _ = stopped.await;
+        }));
+        let server = Self {
+            addr,
+            data_dir,
+            stop: Some(stop),
+            handle,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    async fn wait_ready(&self) {
+        for _ in 0..100 {
+            if self.try_connect("department").await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("gateway did not come up on {}", self.addr);
+    }
+
+    async fn try_connect(&self, who: &str) -> Result<Channel, tonic::transport::Error> {
+        connect(self.addr, Some(who)).await
+    }
+
+    pub async fn channel(&self, who: &str) -> Channel {
+        self.try_connect(who).await.expect("connect")
+    }
+
+    pub async fn exchange(&self, who: &str) -> ExchangeClient<Channel> {
+        ExchangeClient::new(self.channel(who).await)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20)
+    }
+
+    pub async fn admin(&self, who: &str) -> AdminClient<Channel> {
+        AdminClient::new(self.channel(who).await)
+    }
+
+    /// Stops the gateway the way SIGTERM does and waits until it has.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(20), &mut self.handle)
+            .await
+            .expect("gateway stops within 20 s")
+            .expect("server task")
+            .expect("gateway stops cleanly");
+    }
+}
+
+/// The certificate and key files of a certs-test identity.
+pub fn identity_files(who: &str) -> (PathBuf, PathBuf) {
+    let base = match who {
+        "admin" => certs().join("admin/admin"),
+        "self-signed" => certs().join("bad/self-signed"),
+        agency => certs().join("agencies").join(agency),
+    };
+    (base.with_extension("crt"), base.with_extension("key"))
+}
+
+/// A TLS channel to the gateway as `who` (None: no client certificate).
+pub async fn connect(
+    addr: SocketAddr,
+    who: Option<&str>,
+) -> Result<Channel, tonic::transport::Error> {
+    let ca = std::fs::read(certs().join("ca/root.crt")).expect("root.crt");
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some(who) = who {
+        let (cert, key) = identity_files(who);
+        tls = tls.identity(Identity::from_pem(
+            std::fs::read(cert).expect("cert"),
+            std::fs::read(key).expect("key"),
+        ));
+    }
+    Channel::from_shared(format!("https://{addr}"))
+        .expect("url")
+        .tls_config(tls)?
+        .connect()
+        .await
+}
+
+/// A small valid envelope from `from` to `to`.
+pub fn envelope(message_id: &str, from: &str, to: &[&str], content: &[u8]) -> proto::Envelope {
+    proto::Envelope {
+        message_id: message_id.to_owned(),
+        from: from.to_owned(),
+        to: to.iter().map(|s| (*s).to_owned()).collect(),
+        document: Some(proto::Document {
+            code: Some(proto::DocumentCode {
+                number: "101".into(),
+                notation: "KH-UBND".into(),
+            }),
+            r#type: "official-letter".into(),
+            subject: "Kế hoạch triển khai chuyển đổi số".into(),
+            ..Default::default()
+        }),
+        attachments: vec![proto::Attachment {
+            name: "ke-hoach.pdf".into(),
+            media_type: "application/pdf".into(),
+            content: content.to_vec(),
+            ..Default::default()
+        }],
+        signatures: Vec::new(),
+    }
+}
+
+pub async fn send(
+    client: &mut ExchangeClient<Channel>,
+    envelope: proto::Envelope,
+) -> Result<proto::Receipt, tonic::Status> {
+    let response = client
+        .send(proto::SendRequest {
+            envelope: Some(envelope),
+        })
+        .await?;
+    Ok(response.into_inner().receipt.expect("receipt"))
+}
+
+/// Drains the caller's queue: every delivery now waiting.
+pub async fn drain(client: &mut ExchangeClient<Channel>) -> Vec<proto::Delivery> {
+    let mut stream = client
+        .receive(proto::ReceiveRequest {
+            max_in_flight: 1024,
+            drain: true,
+        })
+        .await
+        .expect("receive")
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(delivery) = stream.message().await.expect("stream") {
+        out.push(delivery);
+    }
+    out
+}
+
+pub async fn ack(client: &mut ExchangeClient<Channel>, delivery: &proto::Delivery) {
+    client
+        .ack(proto::AckRequest {
+            delivery_id: delivery.delivery_id.clone(),
+        })
+        .await
+        .expect("ack");
+}
+
+pub fn envelope_of(delivery: &proto::Delivery) -> &proto::Envelope {
+    match &delivery.payload {
+        Some(proto::delivery::Payload::Envelope(envelope)) => envelope,
+        other => panic!("expected an envelope, got {other:?}"),
+    }
+}
+
+/// Everything the gateway stored: every sled key and value, and every blob.
+/// Read with the gateway stopped.
+pub fn snapshot(data_dir: &Path) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<String>) {
+    let kv = SledKv::open(&data_dir.join("sled")).expect("open sled offline");
+    let pairs = kv.scan_prefix(b"", None, usize::MAX).expect("scan");
+    let blobs = lienthong::store::BlobStore::open(&data_dir.join("blobs"))
+        .expect("blobs")
+        .list()
+        .expect("list")
+        .iter()
+        .map(|h| h.to_hex())
+        .collect();
+    (pairs, blobs)
+}
