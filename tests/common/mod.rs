@@ -12,7 +12,7 @@ use std::{
 use lienthong::{
     config::{Config, Overrides},
     proto::{self, admin_client::AdminClient, exchange_client::ExchangeClient},
-    store::{Kv, SledKv},
+    store::{Kv, Pair, SledKv},
 };
 use tokio::{net::TcpListener, sync::oneshot, task::JoinHandle};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
@@ -216,7 +216,7 @@ pub fn envelope_of(delivery: &proto::Delivery) -> &proto::Envelope {
 
 /// Everything the gateway stored: every sled key and value, and every blob.
 /// Read with the gateway stopped.
-pub fn snapshot(data_dir: &Path) -> (Vec<(Vec<u8>, Vec<u8>)>, Vec<String>) {
+pub fn snapshot(data_dir: &Path) -> (Vec<Pair>, Vec<String>) {
     let kv = SledKv::open(&data_dir.join("sled")).expect("open sled offline");
     let pairs = kv.scan_prefix(b"", None, usize::MAX).expect("scan");
     let blobs = lienthong::store::BlobStore::open(&data_dir.join("blobs"))
