@@ -20,28 +20,13 @@ pub struct Connection {
     )]
     server: String,
     /// Client certificate (PEM) identifying your agency or admin.
-    #[arg(
-        long = "tls-cert",
-        visible_alias = "cert",
-        env = "LIENTHONG_TLS_CERT",
-        global = true
-    )]
+    #[arg(long = "tls-cert", env = "LIENTHONG_TLS_CERT", global = true)]
     tls_cert: Option<PathBuf>,
     /// Private key (PEM) of the client certificate.
-    #[arg(
-        long = "tls-key",
-        visible_alias = "key",
-        env = "LIENTHONG_TLS_KEY",
-        global = true
-    )]
+    #[arg(long = "tls-key", env = "LIENTHONG_TLS_KEY", global = true)]
     tls_key: Option<PathBuf>,
     /// CA certificate (PEM) that issued the gateway's certificate.
-    #[arg(
-        long = "tls-ca",
-        visible_alias = "ca",
-        env = "LIENTHONG_TLS_CA",
-        global = true
-    )]
+    #[arg(long = "tls-ca", env = "LIENTHONG_TLS_CA", global = true)]
     tls_ca: Option<PathBuf>,
 }
 
@@ -111,8 +96,8 @@ pub enum AgencyCommand {
         /// Name, e.g. "Sở Tài chính".
         #[arg(long)]
         name: String,
-        /// Client certificate file(s), PEM.
-        #[arg(long = "cert-file", visible_alias = "agency-cert", required = true)]
+        /// The agency's client certificate, PEM (repeat for several).
+        #[arg(long = "cert", required = true)]
         certificates: Vec<PathBuf>,
         /// Parent agency's org code.
         #[arg(long, default_value = "")]

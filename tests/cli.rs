@@ -1,0 +1,212 @@
+//! The README walkthrough, with the real `lienthong` binary: serve, register
+//! an agency, send, receive, and a clean exit on SIGTERM.
+
+mod common;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Output, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use common::certs;
+
+const BIN: &str = env!("CARGO_BIN_EXE_lienthong");
+
+/// The gateway process; killed if the test fails before stopping it.
+struct Gateway(Child);
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `lienthong serve` on a free port; returns the child and its address.
+fn serve(data_dir: &Path) -> (Gateway, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("LIENTHONG_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lienthong serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let child = Gateway(child);
+    let (found, address) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        // Keep reading so the server never blocks on a full pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && let Some(addr) = line.split("address=").nth(1) {
+                let _ = found.send(addr.trim().to_owned());
+                sent = true;
+            }
+        }
+    });
+    let addr = address
+        .recv_timeout(Duration::from_secs(30))
+        .expect("gateway printed its listening address");
+    (child, addr)
+}
+
+fn run(args: &[&str], identity: &str, addr: &str) -> Output {
+    let (cert, key) = common::identity_files(identity);
+    Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env(
+            "LIENTHONG_SERVER",
+            format!(
+                "https://localhost:{}",
+                addr.rsplit(':').next().expect("port")
+            ),
+        )
+        .env("LIENTHONG_TLS_CERT", cert)
+        .env("LIENTHONG_TLS_KEY", key)
+        .env("LIENTHONG_TLS_CA", certs().join("ca/root.crt"))
+        .output()
+        .expect("run lienthong")
+}
+
+fn stdout_of(output: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn the_readme_walkthrough_works_with_the_binary() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut server, addr) = serve(&dir.path().join("data"));
+
+    let out = stdout_of(
+        &run(
+            &[
+                "agency",
+                "add",
+                "--code",
+                "000.00.99.H56",
+                "--name",
+                "Cơ quan chưa đăng ký",
+                "--parent",
+                "000.00.31.H56",
+                "--cert",
+                "certs-test/agencies/unregistered.crt",
+            ],
+            "admin",
+            &addr,
+        ),
+        "agency add",
+    );
+    assert!(out.contains("000.00.99.H56"), "{out}");
+
+    let document = dir.path().join("thong-bao.txt");
+    std::fs::write(&document, "Thông báo lịch họp").expect("write document");
+    let out = stdout_of(
+        &run(
+            &[
+                "send",
+                "--to",
+                "000.00.31.H56,000.01.31.H56",
+                "--code",
+                "12/TB-UBND",
+                "--subject",
+                "Thông báo lịch họp",
+                "--message-id",
+                "tb-12",
+                document.to_str().expect("utf-8 path"),
+            ],
+            "unregistered",
+            &addr,
+        ),
+        "send",
+    );
+    assert!(
+        out.contains("accepted: message tb-12 from 000.00.99.H56"),
+        "{out}"
+    );
+    assert!(out.contains("queued for 000.01.31.H56"), "{out}");
+
+    let inbox = dir.path().join("inbox");
+    let out = stdout_of(
+        &run(
+            &[
+                "receive",
+                "--once",
+                "--ack",
+                "--out",
+                inbox.to_str().expect("utf-8 path"),
+            ],
+            "district",
+            &addr,
+        ),
+        "receive",
+    );
+    assert!(out.contains("1 document(s) received"), "{out}");
+    assert!(out.contains("acknowledged"), "{out}");
+    let saved = inbox.join("000.00.99.H56/tb-12/thong-bao.txt");
+    assert_eq!(
+        std::fs::read_to_string(&saved).expect("saved file"),
+        "Thông báo lịch họp"
+    );
+    let out = stdout_of(
+        &run(&["receive", "--once"], "district", &addr),
+        "receive again",
+    );
+    assert!(
+        out.contains("0 document(s) received"),
+        "acked document came back: {out}"
+    );
+
+    let out = stdout_of(&run(&["agency", "list"], "admin", &addr), "agency list");
+    assert!(
+        out.contains("000.00.99.H56") && out.contains("parent 000.00.31.H56"),
+        "{out}"
+    );
+    let out = stdout_of(&run(&["queue", "stats"], "admin", &addr), "queue stats");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("000.01.31.H56") && l.contains(" 1 ")),
+        "{out}"
+    );
+
+    let refused = run(&["agency", "list"], "district", &addr);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("PermissionDenied"));
+
+    // SIGTERM: finish, flush, exit 0.
+    let pid = server.0.id().to_string();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = wait_with_timeout(&mut server.0, Duration::from_secs(20));
+    assert!(exit.success(), "gateway exited with {exit:?} after SIGTERM");
+}
+
+fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::ExitStatus {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("gateway did not exit within {timeout:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
