@@ -113,11 +113,12 @@ fn lease_ack(c: &mut Criterion) {
                 let stream = bench.queue.open_stream();
                 let start = Instant::now();
                 for _ in 0..iters {
-                    let leased = bench
+                    let batch = bench
                         .queue
                         .lease_next(&recipient, stream, 1, false)
+                        .await
                         .expect("lease");
-                    let delivery = leased.first().expect("a waiting message");
+                    let delivery = batch.leased.first().expect("a waiting message");
                     bench
                         .queue
                         .ack(&recipient, &delivery.delivery_id.to_string())

@@ -126,6 +126,9 @@ struct RawQueue {
     lease_seconds: u64,
     default_max_in_flight: u32,
     max_in_flight_cap: u32,
+    max_attempts: u32,
+    backoff_initial_millis: u64,
+    backoff_max_seconds: u64,
 }
 
 impl Default for RawQueue {
@@ -135,6 +138,10 @@ impl Default for RawQueue {
             lease_seconds: queue.lease.as_secs(),
             default_max_in_flight: queue.default_max_in_flight,
             max_in_flight_cap: queue.max_in_flight_cap,
+            max_attempts: queue.max_attempts,
+            backoff_initial_millis: u64::try_from(queue.backoff_initial.as_millis())
+                .unwrap_or(u64::MAX),
+            backoff_max_seconds: queue.backoff_max.as_secs(),
         }
     }
 }
@@ -183,6 +190,12 @@ pub struct QueueConfig {
     pub default_max_in_flight: u32,
     /// The most a client may ask for.
     pub max_in_flight_cap: u32,
+    /// Deliveries of one entry before it moves to dead letters.
+    pub max_attempts: u32,
+    /// Wait after the first failed delivery; doubles with each further one.
+    pub backoff_initial: Duration,
+    /// The longest wait between deliveries.
+    pub backoff_max: Duration,
 }
 
 impl Default for QueueConfig {
@@ -191,6 +204,9 @@ impl Default for QueueConfig {
             lease: Duration::from_secs(30),
             default_max_in_flight: 32,
             max_in_flight_cap: 1024,
+            max_attempts: 10,
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(300),
         }
     }
 }
@@ -412,7 +428,25 @@ impl RawQueue {
                 "must not exceed queue.max_in_flight_cap",
             ));
         }
+        if !(1..=1000).contains(&self.max_attempts) {
+            return Err(invalid("queue.max_attempts", "must be between 1 and 1000"));
+        }
+        if !(1..=3_600_000).contains(&self.backoff_initial_millis) {
+            return Err(invalid(
+                "queue.backoff_initial_millis",
+                "must be between 1 and 3600000",
+            ));
+        }
+        if !(1..=86_400).contains(&self.backoff_max_seconds) {
+            return Err(invalid(
+                "queue.backoff_max_seconds",
+                "must be between 1 and 86400",
+            ));
+        }
         Ok(QueueConfig {
+            max_attempts: self.max_attempts,
+            backoff_initial: Duration::from_millis(self.backoff_initial_millis),
+            backoff_max: Duration::from_secs(self.backoff_max_seconds),
             lease: Duration::from_secs(self.lease_seconds),
             default_max_in_flight: self.default_max_in_flight,
             max_in_flight_cap: self.max_in_flight_cap,

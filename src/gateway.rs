@@ -9,7 +9,10 @@ use crate::{
     clock::Clock,
     config::Config,
     envelope::{Attachment, Envelope, EnvelopeError, OrgCode, RawEnvelope, Signature},
-    queue::{Leased, MessageRecord, Queue, QueueError, Receipt, StoredAttachment, StoredSignature},
+    queue::{
+        DeadLetter, LeaseBatch, Leased, MessageRecord, Queue, QueueError, Receipt,
+        StoredAttachment, StoredSignature,
+    },
     registry::{Agency, Registry, RegistryError},
     routing::{self, Known, RoutingError},
     store::{ContentHash, Store, StoreError},
@@ -255,9 +258,13 @@ impl Gateway {
                 return Err(GatewayError::ShuttingDown);
             }
             let room = limit.saturating_sub(self.queue.in_flight(code, stream));
-            let leased = self.queue.lease_next(code, stream, room, drain)?;
-            let exhausted = leased.len() < room;
-            for leased in leased {
+            let batch = if room > 0 {
+                self.queue.lease_next(code, stream, room, drain).await?
+            } else {
+                LeaseBatch::default()
+            };
+            let exhausted = batch.leased.len() < room;
+            for leased in batch.leased {
                 let this = self.clone();
                 let delivery = tokio::task::spawn_blocking(move || this.load(leased))
                     .await
@@ -269,7 +276,7 @@ impl Gateway {
             if drain && exhausted {
                 return Ok(());
             }
-            let until_expiry = self.queue.next_expiry(code).map(|at| {
+            let until_wake = batch.next_wake.map(|at| {
                 let millis = at.saturating_sub(self.clock.now_millis());
                 Duration::from_millis(u64::try_from(millis).unwrap_or(0))
             });
@@ -277,7 +284,7 @@ impl Gateway {
                 changed = wake.changed() => if changed.is_err() { return Ok(()) },
                 _ = shutdown.changed() => {},
                 () = sender.closed() => return Ok(()),
-                () = sleep_or_forever(until_expiry) => {},
+                () = sleep_or_forever(until_wake) => {},
             }
         }
     }
@@ -318,6 +325,40 @@ impl Gateway {
     pub async fn ack(&self, caller: &Agency, delivery_id: &str) -> Result<(), GatewayError> {
         self.queue.ack(&caller.code, delivery_id).await?;
         Ok(())
+    }
+
+    /// Gives a delivery of `caller`'s queue back for later.
+    pub async fn nack(
+        &self,
+        caller: &Agency,
+        delivery_id: &str,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), GatewayError> {
+        self.queue
+            .nack(&caller.code, delivery_id, delay, reason)
+            .await?;
+        Ok(())
+    }
+
+    /// Dead letters of one agency, or of every agency.
+    pub fn dead_letters(
+        &self,
+        agency: Option<&OrgCode>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, GatewayError> {
+        let codes = match agency {
+            Some(code) => vec![code.clone()],
+            None => self.registry.list().into_iter().map(|a| a.code).collect(),
+        };
+        let mut out = Vec::new();
+        for code in codes {
+            if out.len() >= limit {
+                break;
+            }
+            out.extend(self.queue.dead_letters(&code, limit - out.len())?);
+        }
+        Ok(out)
     }
 }
 

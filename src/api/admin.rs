@@ -27,6 +27,16 @@ impl AdminService {
     }
 }
 
+/// An org code from a request field where empty means "all".
+fn optional_code(text: &str) -> Result<Option<OrgCode>, Status> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    OrgCode::parse(text, "agency")
+        .map(Some)
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
 /// Authenticates an admin, then answers UNIMPLEMENTED for a later capability.
 /// Written in the form `#[async_trait]` expands to, which it cannot do for
 /// methods made by a macro.
@@ -216,49 +226,70 @@ impl Admin for AdminService {
         request: Request<proto::QueueStatsRequest>,
     ) -> Result<Response<proto::QueueStatsResponse>, Status> {
         self.auth.admin(&request)?;
-        let only = request.into_inner().agency;
-        let codes: Vec<OrgCode> = if only.is_empty() {
-            self.gateway
+        let codes: Vec<OrgCode> = match optional_code(&request.into_inner().agency)? {
+            Some(code) => vec![code],
+            None => self
+                .gateway
                 .registry()
                 .list()
                 .into_iter()
                 .map(|a| a.code)
-                .collect()
-        } else {
-            vec![
-                OrgCode::parse(&only, "agency")
-                    .map_err(|e| Status::invalid_argument(e.to_string()))?,
-            ]
+                .collect(),
         };
         let now = crate::clock::Clock::now_millis(&crate::clock::SystemClock);
         let mut agencies = Vec::with_capacity(codes.len());
         for code in codes {
-            let depth = self
-                .gateway
-                .queue()
-                .depth(&code)
-                .map_err(crate::gateway::GatewayError::from)?;
+            let depth = self.gateway.queue().depth(&code)?;
             agencies.push(convert::queue_stats(code.as_str(), &depth, now));
         }
         Ok(Response::new(proto::QueueStatsResponse { agencies }))
     }
 
-    not_yet!(
-        list_dead_letters,
-        proto::ListDeadLettersRequest,
-        proto::ListDeadLettersResponse,
-        "ListDeadLetters"
-    );
-    not_yet!(
-        replay_dead_letter,
-        proto::ReplayDeadLetterRequest,
-        proto::ReplayDeadLetterResponse,
-        "ReplayDeadLetter"
-    );
-    not_yet!(
-        purge_queue,
-        proto::PurgeQueueRequest,
-        proto::PurgeQueueResponse,
-        "PurgeQueue"
-    );
+    async fn list_dead_letters(
+        &self,
+        request: Request<proto::ListDeadLettersRequest>,
+    ) -> Result<Response<proto::ListDeadLettersResponse>, Status> {
+        self.auth.admin(&request)?;
+        let request = request.into_inner();
+        let agency = optional_code(&request.agency)?;
+        let limit = match request.limit {
+            0 => 100,
+            limit => limit.min(10_000) as usize,
+        };
+        let dead_letters = self
+            .gateway
+            .dead_letters(agency.as_ref(), limit)?
+            .iter()
+            .map(convert::dead_letter)
+            .collect();
+        Ok(Response::new(proto::ListDeadLettersResponse {
+            dead_letters,
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn replay_dead_letter(
+        &self,
+        request: Request<proto::ReplayDeadLetterRequest>,
+    ) -> Result<Response<proto::ReplayDeadLetterResponse>, Status> {
+        self.auth.admin(&request)?;
+        self.gateway
+            .queue()
+            .replay(&request.into_inner().dead_letter_id)
+            .await?;
+        Ok(Response::new(proto::ReplayDeadLetterResponse {}))
+    }
+
+    #[instrument(skip_all)]
+    async fn purge_queue(
+        &self,
+        request: Request<proto::PurgeQueueRequest>,
+    ) -> Result<Response<proto::PurgeQueueResponse>, Status> {
+        self.auth.admin(&request)?;
+        let request = request.into_inner();
+        let agency = optional_code(&request.agency)?
+            .ok_or_else(|| Status::invalid_argument("agency: is required"))?;
+        let purged = self.gateway.queue().purge(&agency, request.confirm).await?;
+        Ok(Response::new(proto::PurgeQueueResponse { purged }))
+    }
 }

@@ -5,7 +5,7 @@ use crate::{
     envelope::{Action, Attachment, DocumentInfo, Priority, RawEnvelope, Signature},
     gateway::Delivery,
     proto,
-    queue::{MessageRecord, QueueDepth, Receipt, rank_priority},
+    queue::{DeadLetter, MessageRecord, QueueDepth, Receipt, rank_priority},
     registry::Agency,
 };
 
@@ -203,9 +203,21 @@ pub fn queue_stats(code: &str, depth: &QueueDepth, now: UnixMillis) -> proto::Ag
             })
             .collect(),
         in_flight: depth.in_flight,
-        dead: 0,
+        dead: depth.dead,
         oldest_age_seconds: depth.oldest_enqueued_at.map_or(0, |at| {
             u64::try_from(now.saturating_sub(at) / 1000).unwrap_or(0)
         }),
+    }
+}
+
+pub fn dead_letter(dead: &DeadLetter) -> proto::DeadLetter {
+    proto::DeadLetter {
+        dead_letter_id: dead.id.to_string(),
+        agency: dead.id.recipient_code().to_string(),
+        sender: dead.sender.to_string(),
+        message_id: dead.message_id.to_string(),
+        attempts: dead.attempts,
+        dead_at: Some(timestamp(dead.dead_at)),
+        reason: dead.reason.clone(),
     }
 }

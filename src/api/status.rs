@@ -22,6 +22,12 @@ impl From<GatewayError> for Status {
     }
 }
 
+impl From<QueueError> for Status {
+    fn from(error: QueueError) -> Self {
+        queue(error)
+    }
+}
+
 impl From<RegistryError> for Status {
     fn from(error: RegistryError) -> Self {
         registry(error)
@@ -49,8 +55,16 @@ fn queue(error: QueueError) -> Status {
         QueueError::MalformedDeliveryId(_) => {
             Status::invalid_argument(format!("delivery_id: {error}"))
         }
-        QueueError::UnknownDelivery(_) => Status::not_found(error.to_string()),
-        QueueError::LeaseLost(_) => Status::failed_precondition(error.to_string()),
+        QueueError::MalformedDeadLetterId(_) => {
+            Status::invalid_argument(format!("dead_letter_id: {error}"))
+        }
+        QueueError::PurgeNotConfirmed(_) => Status::invalid_argument(format!("confirm: {error}")),
+        QueueError::UnknownDelivery(_) | QueueError::UnknownDeadLetter(_) => {
+            Status::not_found(error.to_string())
+        }
+        QueueError::LeaseLost(_) | QueueError::NotLeased(_) => {
+            Status::failed_precondition(error.to_string())
+        }
         QueueError::Store(error) => store(error),
     }
 }

@@ -518,11 +518,34 @@ fn save_envelope(out: &Path, envelope: &proto::Envelope) -> anyhow::Result<PathB
 /// `lienthong queue ...`
 #[derive(Subcommand, Debug)]
 pub enum QueueCommand {
-    /// Depth per agency and priority.
+    /// Depth per agency and priority, in flight, dead letters, oldest age.
     Stats {
         /// Only this agency.
         #[arg(long, default_value = "")]
         agency: String,
+    },
+    /// List dead letters: deliveries that ran out of attempts.
+    Dead {
+        /// Only this agency.
+        #[arg(long, default_value = "")]
+        agency: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Put a dead letter back into its queue, attempts reset.
+    Replay {
+        /// The id `queue dead` shows.
+        dead_letter_id: String,
+    },
+    /// Delete every waiting document of an agency's queue.
+    Purge {
+        /// The agency.
+        #[arg(long)]
+        agency: String,
+        /// Required: purged documents are gone for this agency.
+        #[arg(long)]
+        confirm: bool,
     },
 }
 
@@ -537,8 +560,8 @@ pub async fn queue(command: QueueCommand, connection: &Connection) -> anyhow::Re
                 .map_err(status_error)?
                 .into_inner();
             println!(
-                "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
-                "agency", "flash", "v.urg", "urgent", "normal", "in-flight", "oldest(s)"
+                "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>6} {:>10}",
+                "agency", "flash", "v.urg", "urgent", "normal", "in-flight", "dead", "oldest(s)"
             );
             for stats in &response.agencies {
                 let depth = |p: proto::Priority| {
@@ -549,16 +572,65 @@ pub async fn queue(command: QueueCommand, connection: &Connection) -> anyhow::Re
                         .map_or(0, |d| d.depth)
                 };
                 println!(
-                    "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>10}",
+                    "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>6} {:>10}",
                     stats.agency,
                     depth(proto::Priority::Flash),
                     depth(proto::Priority::VeryUrgent),
                     depth(proto::Priority::Urgent),
                     depth(proto::Priority::Normal),
                     stats.in_flight,
+                    stats.dead,
                     stats.oldest_age_seconds
                 );
             }
+        }
+        QueueCommand::Dead { agency, limit } => {
+            let response = client
+                .list_dead_letters(proto::ListDeadLettersRequest { agency, limit })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if response.dead_letters.is_empty() {
+                println!("no dead letters");
+            }
+            for dead in &response.dead_letters {
+                let at = dead.dead_at.map(format_timestamp).unwrap_or_default();
+                println!(
+                    "{}  message {} from {} to {}, {} attempts, dead at {at}\n    {}",
+                    dead.dead_letter_id,
+                    dead.message_id,
+                    dead.sender,
+                    dead.agency,
+                    dead.attempts,
+                    dead.reason
+                );
+            }
+        }
+        QueueCommand::Replay { dead_letter_id } => {
+            client
+                .replay_dead_letter(proto::ReplayDeadLetterRequest {
+                    dead_letter_id: dead_letter_id.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            println!("replayed {dead_letter_id}: back in its queue with attempts reset");
+        }
+        QueueCommand::Purge { agency, confirm } => {
+            if !confirm {
+                bail!("purge deletes every waiting document of {agency}; add --confirm to do it");
+            }
+            let response = client
+                .purge_queue(proto::PurgeQueueRequest {
+                    agency: agency.clone(),
+                    confirm,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!(
+                "purged {} deliveries from the queue of {agency}",
+                response.purged
+            );
         }
     }
     Ok(())

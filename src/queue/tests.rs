@@ -1,33 +1,51 @@
-//! Queue semantics with the in-memory engine and a manual clock.
+//! Queue semantics with a manual clock, on both engines (sled and memory).
 
 use std::{sync::Arc, time::Duration};
 
 use super::*;
 use crate::{
     clock::ManualClock,
-    store::{BlobStore, MemoryKv},
+    store::{BlobStore, Kv, MemoryKv, SledKv},
 };
 
 struct Fixture {
     queue: Queue,
     clock: ManualClock,
+    engine: &'static str,
     _dir: tempfile::TempDir,
 }
 
-fn fixture() -> Fixture {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let blobs = BlobStore::open(dir.path()).expect("blobs");
-    let store = Store::with_kv(Arc::new(MemoryKv::new()), blobs, 32).expect("store");
-    let clock = ManualClock::new(1_000_000);
-    let config = QueueConfig {
+fn config() -> QueueConfig {
+    QueueConfig {
         lease: Duration::from_secs(30),
+        max_attempts: 3,
+        backoff_initial: Duration::from_secs(1),
+        backoff_max: Duration::from_secs(8),
         ..QueueConfig::default()
-    };
-    Fixture {
-        queue: Queue::new(store, Arc::new(clock.clone()), config),
-        clock,
-        _dir: dir,
     }
+}
+
+/// One fixture per engine; every test runs against each.
+fn fixtures() -> Vec<Fixture> {
+    ["sled", "memory"]
+        .into_iter()
+        .map(|engine| {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let kv: Arc<dyn Kv> = match engine {
+                "sled" => Arc::new(SledKv::open(&dir.path().join("sled")).expect("sled")),
+                _ => Arc::new(MemoryKv::new()),
+            };
+            let blobs = BlobStore::open(&dir.path().join("blobs")).expect("blobs");
+            let store = Store::with_kv(kv, blobs, 32).expect("store");
+            let clock = ManualClock::new(1_000_000);
+            Fixture {
+                queue: Queue::new(store, Arc::new(clock.clone()), config()),
+                clock,
+                engine,
+                _dir: dir,
+            }
+        })
+        .collect()
 }
 
 fn code(text: &str) -> OrgCode {
@@ -55,8 +73,31 @@ fn message(id: &str, priority: Priority, digest: &[u8]) -> MessageRecord {
     }
 }
 
-fn ids(leased: &[Leased]) -> Vec<String> {
-    leased
+impl Fixture {
+    async fn send(&self, id: &str) {
+        self.queue
+            .enqueue(message(id, Priority::Normal, id.as_bytes()))
+            .await
+            .expect("enqueue");
+    }
+
+    async fn lease(&self, stream: StreamId, max: usize) -> LeaseBatch {
+        self.queue
+            .lease_next(&code(RECIPIENT), stream, max, false)
+            .await
+            .expect("lease")
+    }
+
+    async fn ack(&self, leased: &Leased) -> Result<(), QueueError> {
+        self.queue
+            .ack(&code(RECIPIENT), &leased.delivery_id.to_string())
+            .await
+    }
+}
+
+fn ids(batch: &LeaseBatch) -> Vec<String> {
+    batch
+        .leased
         .iter()
         .map(|l| l.message.message_id.to_string())
         .collect()
@@ -64,227 +105,402 @@ fn ids(leased: &[Leased]) -> Vec<String> {
 
 #[tokio::test]
 async fn priority_first_then_arrival_order() {
-    let f = fixture();
-    for (id, priority) in [
-        ("n1", Priority::Normal),
-        ("u1", Priority::Urgent),
-        ("f1", Priority::Flash),
-        ("n2", Priority::Normal),
-        ("s1", Priority::FlashScheduled),
-        ("v1", Priority::VeryUrgent),
-    ] {
-        f.queue
-            .enqueue(message(id, priority, id.as_bytes()))
-            .await
-            .expect("enqueue");
-    }
-    let stream = f.queue.open_stream();
-    let leased = f
-        .queue
-        .lease_next(&code(RECIPIENT), stream, 10, false)
-        .expect("lease");
-    assert_eq!(ids(&leased), ["f1", "s1", "v1", "u1", "n1", "n2"]);
-}
-
-#[tokio::test]
-async fn same_content_is_a_duplicate_other_content_is_refused() {
-    let f = fixture();
-    let first = f
-        .queue
-        .enqueue(message("m", Priority::Normal, b"a"))
-        .await
-        .expect("first");
-    assert!(!first.duplicate);
-    let again = f
-        .queue
-        .enqueue(message("m", Priority::Normal, b"a"))
-        .await
-        .expect("again");
-    assert!(again.duplicate);
-    assert_eq!(again.message.accepted_at, first.message.accepted_at);
-    let other = f.queue.enqueue(message("m", Priority::Normal, b"b")).await;
-    assert!(
-        matches!(other, Err(QueueError::AlreadyExists { .. })),
-        "{other:?}"
-    );
-    assert_eq!(
-        f.queue.depth(&code(RECIPIENT)).expect("depth").by_rank[3],
-        1
-    );
-}
-
-#[tokio::test]
-async fn a_lease_hides_the_entry_until_it_expires_then_the_old_id_is_stale() {
-    let f = fixture();
-    let recipient = code(RECIPIENT);
-    f.queue
-        .enqueue(message("m", Priority::Normal, b"a"))
-        .await
-        .expect("enqueue");
-    let one = f.queue.open_stream();
-    let two = f.queue.open_stream();
-    let first = f
-        .queue
-        .lease_next(&recipient, one, 10, false)
-        .expect("lease");
-    assert_eq!(first.len(), 1);
-    assert_eq!(first[0].attempt, 1);
-    assert!(
-        f.queue
-            .lease_next(&recipient, two, 10, false)
-            .expect("lease")
-            .is_empty()
-    );
-    assert_eq!(f.queue.in_flight(&recipient, one), 1);
-
-    f.clock.advance(30_001);
-    let second = f
-        .queue
-        .lease_next(&recipient, two, 10, false)
-        .expect("lease");
-    assert_eq!(second.len(), 1);
-    assert_eq!(second[0].attempt, 2);
-    let stale = f
-        .queue
-        .ack(&recipient, &first[0].delivery_id.to_string())
-        .await;
-    assert!(matches!(stale, Err(QueueError::LeaseLost(_))), "{stale:?}");
-    f.queue
-        .ack(&recipient, &second[0].delivery_id.to_string())
-        .await
-        .expect("current lease acks");
-    assert_eq!(
-        f.queue.depth(&recipient).expect("depth"),
-        QueueDepth::default()
-    );
-    let again = f
-        .queue
-        .ack(&recipient, &second[0].delivery_id.to_string())
-        .await;
-    assert!(
-        matches!(again, Err(QueueError::UnknownDelivery(_))),
-        "{again:?}"
-    );
-}
-
-#[tokio::test]
-async fn closing_a_stream_releases_its_leases_but_a_drain_stream_keeps_them() {
-    let f = fixture();
-    let recipient = code(RECIPIENT);
-    f.queue
-        .enqueue(message("a", Priority::Normal, b"a"))
-        .await
-        .expect("enqueue");
-    f.queue
-        .enqueue(message("b", Priority::Normal, b"b"))
-        .await
-        .expect("enqueue");
-    let live = f.queue.open_stream();
-    let drain = f.queue.open_stream();
-    assert_eq!(
-        ids(&f
-            .queue
-            .lease_next(&recipient, live, 1, false)
-            .expect("lease")),
-        ["a"]
-    );
-    let drained = f
-        .queue
-        .lease_next(&recipient, drain, 1, true)
-        .expect("lease");
-    assert_eq!(ids(&drained), ["b"]);
-    f.queue.close_stream(&recipient, live);
-    f.queue.close_stream(&recipient, drain);
-    let next = f.queue.open_stream();
-    assert_eq!(
-        ids(&f
-            .queue
-            .lease_next(&recipient, next, 10, false)
-            .expect("lease")),
-        ["a"]
-    );
-    // The drained delivery is still held and can be acked after its stream ended.
-    f.queue
-        .ack(&recipient, &drained[0].delivery_id.to_string())
-        .await
-        .expect("ack after drain");
-}
-
-#[tokio::test]
-async fn max_bounds_a_lease_call_and_malformed_ids_are_refused() {
-    let f = fixture();
-    let recipient = code(RECIPIENT);
-    for index in 0..5 {
-        let id = format!("m{index}");
-        f.queue
-            .enqueue(message(&id, Priority::Normal, id.as_bytes()))
-            .await
-            .expect("enqueue");
-    }
-    let stream = f.queue.open_stream();
-    assert_eq!(
-        f.queue
-            .lease_next(&recipient, stream, 2, false)
-            .expect("lease")
-            .len(),
-        2
-    );
-    assert_eq!(
-        f.queue
-            .lease_next(&recipient, stream, 0, false)
-            .expect("lease")
-            .len(),
-        0
-    );
-    for bad in [
-        "",
-        "xyz",
-        "zz0000000000000001.0000000000000001",
-        "03000000000000000001",
-    ] {
-        let result = f.queue.ack(&recipient, bad).await;
-        assert!(
-            matches!(result, Err(QueueError::MalformedDeliveryId(_))),
-            "{bad}: {result:?}"
+    for f in fixtures() {
+        for (id, priority) in [
+            ("n1", Priority::Normal),
+            ("u1", Priority::Urgent),
+            ("f1", Priority::Flash),
+            ("n2", Priority::Normal),
+            ("s1", Priority::FlashScheduled),
+            ("v1", Priority::VeryUrgent),
+        ] {
+            f.queue
+                .enqueue(message(id, priority, id.as_bytes()))
+                .await
+                .expect("enqueue");
+        }
+        let batch = f.lease(f.queue.open_stream(), 10).await;
+        assert_eq!(
+            ids(&batch),
+            ["f1", "s1", "v1", "u1", "n1", "n2"],
+            "{}",
+            f.engine
         );
     }
 }
 
 #[tokio::test]
-async fn wake_ups_follow_enqueue_and_ack() {
-    let f = fixture();
+async fn same_content_is_a_duplicate_other_content_is_refused() {
+    for f in fixtures() {
+        let first = f
+            .queue
+            .enqueue(message("m", Priority::Normal, b"a"))
+            .await
+            .expect("first");
+        assert!(!first.duplicate);
+        let again = f
+            .queue
+            .enqueue(message("m", Priority::Normal, b"a"))
+            .await
+            .expect("again");
+        assert!(again.duplicate, "{}", f.engine);
+        assert_eq!(again.message.accepted_at, first.message.accepted_at);
+        let other = f.queue.enqueue(message("m", Priority::Normal, b"b")).await;
+        assert!(
+            matches!(other, Err(QueueError::AlreadyExists { .. })),
+            "{other:?}"
+        );
+        assert_eq!(
+            f.queue.depth(&code(RECIPIENT)).expect("depth").by_rank[3],
+            1
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expired_lease_comes_back_after_backoff_and_its_old_id_is_stale() {
+    for f in fixtures() {
+        f.send("m").await;
+        let (one, two) = (f.queue.open_stream(), f.queue.open_stream());
+        let first = f.lease(one, 10).await;
+        assert_eq!(first.leased[0].attempt, 1);
+        let hidden = f.lease(two, 10).await;
+        assert!(hidden.leased.is_empty(), "{}: leased twice", f.engine);
+        assert_eq!(hidden.next_wake, Some(first.leased[0].lease_expires_at));
+
+        f.clock.advance(30_000);
+        let cooling = f.lease(two, 10).await;
+        assert!(
+            cooling.leased.is_empty(),
+            "{}: no backoff after expiry",
+            f.engine
+        );
+        assert_eq!(
+            cooling.next_wake,
+            Some(f.clock.now_millis() + 1_000),
+            "backoff of 1 s after the first failure"
+        );
+        f.clock.advance(1_000);
+        let second = f.lease(two, 10).await;
+        assert_eq!(second.leased.len(), 1, "{}", f.engine);
+        assert_eq!(second.leased[0].attempt, 2);
+
+        let stale = f.ack(&first.leased[0]).await;
+        assert!(matches!(stale, Err(QueueError::LeaseLost(_))), "{stale:?}");
+        f.ack(&second.leased[0]).await.expect("current lease acks");
+        assert_eq!(
+            f.queue.depth(&code(RECIPIENT)).expect("depth"),
+            QueueDepth::default()
+        );
+        let again = f.ack(&second.leased[0]).await;
+        assert!(
+            matches!(again, Err(QueueError::UnknownDelivery(_))),
+            "{again:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_ack_after_expiry_but_before_redelivery_still_counts() {
+    for f in fixtures() {
+        f.send("m").await;
+        let first = f.lease(f.queue.open_stream(), 1).await;
+        f.clock.advance(31_000);
+        f.ack(&first.leased[0])
+            .await
+            .expect("nobody else holds it yet");
+        assert!(
+            f.lease(f.queue.open_stream(), 1).await.leased.is_empty(),
+            "{}",
+            f.engine
+        );
+    }
+}
+
+#[tokio::test]
+async fn nack_backs_off_exponentially_or_waits_the_delay_asked() {
+    for f in fixtures() {
+        f.send("m").await;
+        let stream = f.queue.open_stream();
+        let recipient = code(RECIPIENT);
+        let mut waits = Vec::new();
+        for attempt in 1..=2u32 {
+            let batch = f.lease(stream, 1).await;
+            assert_eq!(batch.leased[0].attempt, attempt, "{}", f.engine);
+            let id = batch.leased[0].delivery_id.to_string();
+            f.queue
+                .nack(&recipient, &id, Duration::ZERO, "busy")
+                .await
+                .expect("nack");
+            let held = f.lease(stream, 1).await;
+            assert!(held.leased.is_empty());
+            let wait = held.next_wake.expect("wake time") - f.clock.now_millis();
+            waits.push(wait);
+            f.clock.advance(wait);
+        }
+        assert_eq!(waits, [1_000, 2_000], "{}: backoff doubles", f.engine);
+
+        let batch = f.lease(stream, 1).await;
+        let id = batch.leased[0].delivery_id.to_string();
+        f.queue
+            .nack(&recipient, &id, Duration::from_secs(60), "call back later")
+            .await
+            .expect("nack with delay");
+        assert_eq!(
+            f.lease(stream, 1).await.next_wake,
+            Some(f.clock.now_millis() + 60_000)
+        );
+        let twice = f.queue.nack(&recipient, &id, Duration::ZERO, "").await;
+        assert!(matches!(twice, Err(QueueError::NotLeased(_))), "{twice:?}");
+    }
+}
+
+#[tokio::test]
+async fn past_max_attempts_a_delivery_becomes_a_dead_letter_and_replays() {
+    for f in fixtures() {
+        let recipient = code(RECIPIENT);
+        f.send("poison").await;
+        f.send("fine").await;
+        let stream = f.queue.open_stream();
+        for attempt in 1..=3 {
+            let batch = f.lease(stream, 1).await;
+            assert_eq!(ids(&batch), ["poison"], "{} attempt {attempt}", f.engine);
+            let id = batch.leased[0].delivery_id.to_string();
+            f.queue
+                .nack(&recipient, &id, Duration::from_secs(1), "cannot parse")
+                .await
+                .expect("nack");
+            f.clock.advance(1_000);
+        }
+        // Three deliveries made: the fourth moves it aside; the next message flows.
+        let batch = f.lease(stream, 1).await;
+        assert_eq!(ids(&batch), ["fine"], "{}", f.engine);
+        let dead = f.queue.dead_letters(&recipient, 10).expect("dead");
+        assert_eq!(dead.len(), 1);
+        assert_eq!(dead[0].message_id.as_str(), "poison");
+        assert_eq!(dead[0].attempts, 3);
+        assert!(
+            dead[0].reason.contains("cannot parse"),
+            "{}",
+            dead[0].reason
+        );
+        let depth = f.queue.depth(&recipient).expect("depth");
+        assert_eq!((depth.dead, depth.by_rank[3]), (1, 1));
+
+        f.ack(&batch.leased[0]).await.expect("ack fine");
+        f.queue
+            .replay(&dead[0].id.to_string())
+            .await
+            .expect("replay");
+        let replayed = f.lease(stream, 1).await;
+        assert_eq!(ids(&replayed), ["poison"]);
+        assert_eq!(replayed.leased[0].attempt, 1, "attempts reset on replay");
+        assert!(
+            f.queue
+                .dead_letters(&recipient, 10)
+                .expect("dead")
+                .is_empty()
+        );
+        let missing = f.queue.replay(&dead[0].id.to_string()).await;
+        assert!(
+            matches!(missing, Err(QueueError::UnknownDeadLetter(_))),
+            "{missing:?}"
+        );
+        let malformed = f.queue.replay("nonsense").await;
+        assert!(
+            matches!(malformed, Err(QueueError::MalformedDeadLetterId(_))),
+            "{malformed:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn closing_a_stream_releases_its_leases_but_a_drain_stream_keeps_them() {
+    for f in fixtures() {
+        let recipient = code(RECIPIENT);
+        f.send("a").await;
+        f.send("b").await;
+        let live = f.queue.open_stream();
+        let drain = f.queue.open_stream();
+        assert_eq!(ids(&f.lease(live, 1).await), ["a"]);
+        let drained = f
+            .queue
+            .lease_next(&recipient, drain, 1, true)
+            .await
+            .expect("lease");
+        assert_eq!(ids(&drained), ["b"]);
+        f.queue.close_stream(&recipient, live);
+        f.queue.close_stream(&recipient, drain);
+        f.clock.advance(1_000);
+        assert_eq!(
+            ids(&f.lease(f.queue.open_stream(), 10).await),
+            ["a"],
+            "{}",
+            f.engine
+        );
+        f.queue
+            .ack(&recipient, &drained.leased[0].delivery_id.to_string())
+            .await
+            .expect("ack after drain");
+    }
+}
+
+#[tokio::test]
+async fn concurrent_consumers_never_share_a_delivery() {
+    for f in fixtures() {
+        let f = Arc::new(f);
+        for index in 0..60 {
+            f.send(&format!("m{index}")).await;
+        }
+        let mut tasks = Vec::new();
+        for _ in 0..4 {
+            let f = f.clone();
+            tasks.push(tokio::spawn(async move {
+                let stream = f.queue.open_stream();
+                let mut mine = Vec::new();
+                loop {
+                    let batch = f.lease(stream, 5).await;
+                    if batch.leased.is_empty() {
+                        break;
+                    }
+                    for leased in &batch.leased {
+                        mine.push(leased.message.message_id.to_string());
+                        f.ack(leased).await.expect("ack");
+                    }
+                }
+                mine
+            }));
+        }
+        let mut all = Vec::new();
+        for task in tasks {
+            all.extend(task.await.expect("join"));
+        }
+        all.sort();
+        let before = all.len();
+        all.dedup();
+        assert_eq!(
+            before,
+            all.len(),
+            "{}: a message went to two consumers",
+            f.engine
+        );
+        assert_eq!(all.len(), 60, "{}", f.engine);
+    }
+}
+
+#[tokio::test]
+async fn purge_needs_confirmation_and_empties_the_queue() {
+    for f in fixtures() {
+        let recipient = code(RECIPIENT);
+        for index in 0..5 {
+            f.send(&format!("m{index}")).await;
+        }
+        let leased = f.lease(f.queue.open_stream(), 2).await;
+        let refused = f.queue.purge(&recipient, false).await;
+        assert!(
+            matches!(refused, Err(QueueError::PurgeNotConfirmed(_))),
+            "{refused:?}"
+        );
+        assert_eq!(
+            f.queue.purge(&recipient, true).await.expect("purge"),
+            5,
+            "{}",
+            f.engine
+        );
+        assert_eq!(
+            f.queue.depth(&recipient).expect("depth"),
+            QueueDepth::default()
+        );
+        assert!(matches!(
+            f.ack(&leased.leased[0]).await,
+            Err(QueueError::UnknownDelivery(_))
+        ));
+    }
+}
+
+#[tokio::test]
+async fn attempts_survive_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(1_000_000);
     let recipient = code(RECIPIENT);
-    let mut wake = f.queue.subscribe(&recipient);
-    wake.borrow_and_update();
-    f.queue
-        .enqueue(message("m", Priority::Normal, b"m"))
+    let open = || {
+        let store = Store::open(dir.path(), 8).expect("open");
+        (
+            Queue::new(store.clone(), Arc::new(clock.clone()), config()),
+            store,
+        )
+    };
+    {
+        let (queue, store) = open();
+        queue
+            .enqueue(message("m", Priority::Normal, b"m"))
+            .await
+            .expect("enqueue");
+        let batch = queue
+            .lease_next(&recipient, 1, 1, false)
+            .await
+            .expect("lease");
+        assert_eq!(batch.leased[0].attempt, 1);
+        store.close().await.expect("close");
+    }
+    let (queue, store) = open();
+    let batch = queue
+        .lease_next(&recipient, 1, 1, false)
         .await
-        .expect("enqueue");
-    assert!(
-        wake.has_changed().expect("open"),
-        "enqueue must wake the recipient"
-    );
-    wake.borrow_and_update();
-    let stream = f.queue.open_stream();
-    let leased = f
-        .queue
-        .lease_next(&recipient, stream, 1, false)
         .expect("lease");
-    f.queue
-        .ack(&recipient, &leased[0].delivery_id.to_string())
-        .await
-        .expect("ack");
-    assert!(
-        wake.has_changed().expect("open"),
-        "ack frees a slot and must wake"
+    assert_eq!(
+        batch.leased[0].attempt, 2,
+        "the delivery before the restart counts"
     );
+    store.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn wake_ups_follow_enqueue_and_ack() {
+    for f in fixtures() {
+        let recipient = code(RECIPIENT);
+        let mut wake = f.queue.subscribe(&recipient);
+        wake.borrow_and_update();
+        f.send("m").await;
+        assert!(
+            wake.has_changed().expect("open"),
+            "enqueue must wake the recipient"
+        );
+        wake.borrow_and_update();
+        let batch = f.lease(f.queue.open_stream(), 1).await;
+        f.ack(&batch.leased[0]).await.expect("ack");
+        assert!(
+            wake.has_changed().expect("open"),
+            "ack frees a slot and must wake"
+        );
+    }
 }
 
 #[test]
-fn delivery_ids_round_trip() {
+fn ids_round_trip_and_malformed_ones_are_refused() {
     let id = DeliveryId {
         slot: Slot { rank: 3, seq: 42 },
         lease: 7,
     };
     assert_eq!(DeliveryId::parse(&id.to_string()).expect("parse"), id);
+    for bad in [
+        "",
+        "xyz",
+        "zz0000000000000001.0000000000000001",
+        "03000000000000000001",
+        "030000000000000001.+000000000000001",
+    ] {
+        assert!(
+            matches!(
+                DeliveryId::parse(bad),
+                Err(QueueError::MalformedDeliveryId(_))
+            ),
+            "{bad}"
+        );
+    }
+    let dead = DeadLetterId {
+        recipient: code(RECIPIENT),
+        slot: Slot { rank: 0, seq: 9 },
+    };
+    assert_eq!(DeadLetterId::parse(&dead.to_string()).expect("parse"), dead);
 }

@@ -115,6 +115,8 @@ pub mod keys {
     pub const MESSAGE: &[u8] = b"msg\0";
     /// `queue\0{recipient}\0{rank u8}{seq u64 BE}` → queue entry.
     pub const QUEUE: &[u8] = b"queue\0";
+    /// `dead\0{recipient}\0{rank u8}{seq u64 BE}` → dead letter.
+    pub const DEAD: &[u8] = b"dead\0";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).
     pub const META_SEQ: &[u8] = b"meta\0seq";
 

@@ -1,0 +1,954 @@
+//! Durable per-recipient queues: message records (also the dedupe records),
+//! queue entries ordered by priority then arrival, leases, acks, nacks with
+//! backoff, dead letters, and wake-ups.
+//!
+//! Key layout (see `slot`): `queue\0{recipient}\0{rank}{seq}`, so a prefix
+//! scan yields priority order, FIFO within a priority. Dead letters keep the
+//! same slot under `dead\0{recipient}\0`, so a replay restores the position.
+//!
+//! Leases are held in memory; the attempt count is persisted in the entry
+//! before each delivery, so dead-lettering is exact across restarts. After a
+//! restart every unacknowledged entry is deliverable again (at-least-once).
+
+mod slot;
+#[cfg(test)]
+mod tests;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+pub use self::slot::{DeadLetterId, DeliveryId};
+use self::slot::{Slot, dead_prefix, queue_prefix};
+use crate::{
+    clock::{Clock, UnixMillis},
+    config::QueueConfig,
+    envelope::{DocumentInfo, MessageId, OrgCode, Priority},
+    store::{self, ContentHash, Store, StoreError, WriteSet, keys},
+};
+
+/// Why a queue operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The same sender used this message id for different content.
+    #[error("message id {message_id} of {sender} was already used for different content")]
+    AlreadyExists {
+        /// Sender.
+        sender: OrgCode,
+        /// The reused id.
+        message_id: MessageId,
+    },
+    /// The delivery id is not one the gateway issues.
+    #[error("delivery id {0:?} is malformed")]
+    MalformedDeliveryId(String),
+    /// The dead-letter id is not one the gateway issues.
+    #[error("dead letter id {0:?} is malformed")]
+    MalformedDeadLetterId(String),
+    /// No such delivery is waiting: acknowledged already, or never issued.
+    #[error("delivery {0} is not in the queue: already acknowledged or never issued")]
+    UnknownDelivery(String),
+    /// The lease ended and the message went to another delivery.
+    #[error(
+        "delivery {0} lost its lease: the message was delivered again under a newer delivery id"
+    )]
+    LeaseLost(String),
+    /// A nack for a delivery the caller does not hold.
+    #[error("delivery {0} is not leased to you now; only a held delivery can be given back")]
+    NotLeased(String),
+    /// No such dead letter.
+    #[error("dead letter {0} does not exist: replayed or purged already, or never dead")]
+    UnknownDeadLetter(String),
+    /// A purge without its confirmation.
+    #[error("purging deletes every waiting document of {0}; set confirm to do it")]
+    PurgeNotConfirmed(OrgCode),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// An attachment as stored: its content lives in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredAttachment {
+    /// Name.
+    pub name: String,
+    /// Media type.
+    pub media_type: String,
+    /// SHA-256 of the content.
+    pub sha256: ContentHash,
+    /// Bytes.
+    pub size: u64,
+}
+
+/// A signature as stored: its CMS lives in the blob store.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSignature {
+    /// The attachment it covers.
+    pub attachment: String,
+    /// SHA-256 of the CMS DER.
+    pub cms: ContentHash,
+}
+
+/// An accepted message: everything but the bytes of its files.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    /// Sender's id.
+    pub message_id: MessageId,
+    /// Sender.
+    pub sender: OrgCode,
+    /// Recipients as addressed.
+    pub to: Vec<OrgCode>,
+    /// Document info.
+    pub document: DocumentInfo,
+    /// Files.
+    pub attachments: Vec<StoredAttachment>,
+    /// Signatures.
+    pub signatures: Vec<StoredSignature>,
+    /// Every agency it is queued for.
+    pub recipients: Vec<OrgCode>,
+    /// Digest of the canonical content, to tell a retry from a reuse of the id.
+    pub content_digest: ContentHash,
+    /// When it was accepted; set by the writer.
+    pub accepted_at: UnixMillis,
+}
+
+/// The gateway's statement that it accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The accepted message.
+    pub message: MessageRecord,
+    /// True when this answers a repeated send of the same content.
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct QueueEntry {
+    sender: OrgCode,
+    message_id: MessageId,
+    enqueued_at: UnixMillis,
+    /// Deliveries started so far.
+    attempts: u32,
+    /// Not deliverable before this time (a nack's delay).
+    not_before: UnixMillis,
+    /// Why it was last given back.
+    last_reason: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct DeadRecord {
+    entry: QueueEntry,
+    dead_at: UnixMillis,
+    reason: String,
+}
+
+/// A delivery that ran out of attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Replay it with this id.
+    pub id: DeadLetterId,
+    /// Sender.
+    pub sender: OrgCode,
+    /// The sender's id.
+    pub message_id: MessageId,
+    /// Deliveries made.
+    pub attempts: u32,
+    /// When it was moved.
+    pub dead_at: UnixMillis,
+    /// Why.
+    pub reason: String,
+}
+
+fn message_key(sender: &OrgCode, message_id: &MessageId) -> Vec<u8> {
+    keys::join(
+        keys::MESSAGE,
+        &[sender.as_str().as_bytes(), message_id.as_str().as_bytes()],
+    )
+}
+
+/// A message leased to one Receive stream.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    /// Give it back in Ack or Nack.
+    pub delivery_id: DeliveryId,
+    /// 1 on the first delivery, +1 each time it comes back (kept across restarts).
+    pub attempt: u32,
+    /// The message.
+    pub message: MessageRecord,
+    /// When the lease ends.
+    pub lease_expires_at: UnixMillis,
+}
+
+/// What one lease call found.
+#[derive(Debug, Default)]
+pub struct LeaseBatch {
+    /// Newly leased deliveries, in queue order.
+    pub leased: Vec<Leased>,
+    /// The earliest time something now held back (leased, backing off,
+    /// delayed) may become deliverable.
+    pub next_wake: Option<UnixMillis>,
+}
+
+/// Identifies one Receive stream.
+pub type StreamId = u64;
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    id: u64,
+    stream: StreamId,
+    expires_at: UnixMillis,
+    /// The persisted attempt count this lease is.
+    attempts: u32,
+    /// Set while an ack, nack or dead-lettering of the entry is under way:
+    /// nobody may lease it meanwhile.
+    blocked: bool,
+    /// Drain streams keep their leases after the stream ends.
+    keep_after_stream: bool,
+}
+
+#[derive(Default)]
+struct RecipientState {
+    leases: HashMap<Slot, Lease>,
+}
+
+/// Per-recipient wake-up channels: the version goes up after every durable
+/// change that may make something deliverable.
+#[derive(Default)]
+struct Wakers {
+    senders: Mutex<HashMap<OrgCode, watch::Sender<u64>>>,
+}
+
+impl Wakers {
+    fn sender(&self, recipient: &OrgCode) -> watch::Sender<u64> {
+        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+        senders
+            .entry(recipient.clone())
+            .or_insert_with(|| watch::channel(0).0)
+            .clone()
+    }
+
+    fn wake(&self, recipient: &OrgCode) {
+        self.sender(recipient)
+            .send_modify(|version| *version = version.wrapping_add(1));
+    }
+}
+
+/// Queue depth of one recipient.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueDepth {
+    /// Waiting entries per priority rank (0 = flash ... 3 = normal), in flight included.
+    pub by_rank: [u64; 4],
+    /// Entries leased right now.
+    pub in_flight: u64,
+    /// Dead letters.
+    pub dead: u64,
+    /// Enqueue time of the oldest entry.
+    pub oldest_enqueued_at: Option<UnixMillis>,
+}
+
+/// The queues.
+pub struct Queue {
+    store: Store,
+    clock: Arc<dyn Clock>,
+    config: QueueConfig,
+    state: Mutex<HashMap<OrgCode, RecipientState>>,
+    wakers: Arc<Wakers>,
+    next_lease: AtomicU64,
+    next_stream: AtomicU64,
+}
+
+const SCAN_PAGE: usize = 256;
+/// The longest delay a nack may ask for.
+pub const MAX_NACK_DELAY: Duration = Duration::from_secs(24 * 3600);
+/// Most entries one purge job deletes; a purge loops over jobs.
+const PURGE_CHUNK: usize = 10_000;
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// An entry picked by `select`, held by a provisional lease with this id.
+struct Candidate {
+    slot: Slot,
+    id: u64,
+    dead: bool,
+}
+
+enum Settled {
+    Leased(Slot, u64, QueueEntry),
+    Dead(Slot),
+    Vanished(Slot, u64),
+}
+
+impl Queue {
+    /// Queues over `store`.
+    pub fn new(store: Store, clock: Arc<dyn Clock>, config: QueueConfig) -> Self {
+        // Lease ids start at a random point so ids from before a restart
+        // never match a lease issued after it.
+        let start = rand::random::<u64>() >> 1;
+        Self {
+            store,
+            clock,
+            config,
+            state: Mutex::new(HashMap::new()),
+            wakers: Arc::new(Wakers::default()),
+            next_lease: AtomicU64::new(start),
+            next_stream: AtomicU64::new(1),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HashMap<OrgCode, RecipientState>> {
+        // Every critical section leaves the maps consistent; a poisoned lock is safe to use.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// How long a delivery waits after its `attempts`-th failed attempt.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let doublings = attempts.saturating_sub(1).min(30);
+        self.config
+            .backoff_initial
+            .saturating_mul(1u32 << doublings)
+            .min(self.config.backoff_max)
+    }
+
+    /// The stored message, if the sender used this id.
+    pub fn message(
+        &self,
+        sender: &OrgCode,
+        message_id: &MessageId,
+    ) -> Result<Option<MessageRecord>, QueueError> {
+        let key = message_key(sender, message_id);
+        match self.store.kv().get(&key)? {
+            Some(bytes) => Ok(Some(store::decode(&key, &bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores the message and one queue entry per recipient in one atomic,
+    /// durable write; answers once it is durable. A repeat of the same
+    /// content answers the first receipt, marked duplicate.
+    pub async fn enqueue(&self, message: MessageRecord) -> Result<Receipt, QueueError> {
+        let clock = self.clock.clone();
+        let wakers = self.wakers.clone();
+        self.store
+            .writer()
+            .write_then(
+                move |writes| enqueue_job(writes, message, clock.now_millis()),
+                move |receipt: &Receipt| {
+                    if !receipt.duplicate {
+                        for recipient in &receipt.message.recipients {
+                            wakers.wake(recipient);
+                        }
+                    }
+                },
+            )
+            .await
+    }
+
+    /// A new stream id.
+    pub fn open_stream(&self) -> StreamId {
+        self.next_stream.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A channel whose value changes when `recipient` may have something new.
+    pub fn subscribe(&self, recipient: &OrgCode) -> watch::Receiver<u64> {
+        self.wakers.sender(recipient).subscribe()
+    }
+
+    /// Leases up to `max` deliverable entries of `recipient` to `stream`, in
+    /// queue order. Only durable entries are offered; each delivery's attempt
+    /// count is made durable before it is returned; entries past the maximum
+    /// attempts move to dead letters instead.
+    pub async fn lease_next(
+        &self,
+        recipient: &OrgCode,
+        stream: StreamId,
+        max: usize,
+        keep_after_stream: bool,
+    ) -> Result<LeaseBatch, QueueError> {
+        let (candidates, next_wake) = self.select(recipient, stream, max, keep_after_stream)?;
+        if candidates.is_empty() {
+            return Ok(LeaseBatch {
+                leased: Vec::new(),
+                next_wake,
+            });
+        }
+        let provisional: Vec<(Slot, u64)> = candidates.iter().map(|c| (c.slot, c.id)).collect();
+        let job_recipient = recipient.clone();
+        let max_attempts = self.config.max_attempts;
+        let now = self.clock.now_millis();
+        let settled = self
+            .store
+            .writer()
+            .write(move |writes| settle_job(writes, &job_recipient, candidates, max_attempts, now))
+            .await;
+        let settled = match settled {
+            Ok(settled) => settled,
+            Err(error) => {
+                self.drop_provisional(recipient, &provisional);
+                return Err(error);
+            }
+        };
+        let lease_end = now.saturating_add(millis(self.config.lease));
+        let mut leased = Vec::new();
+        let mut dead = 0usize;
+        {
+            let mut states = self.state();
+            let state = states.entry(recipient.clone()).or_default();
+            for outcome in &settled {
+                match outcome {
+                    Settled::Leased(slot, id, entry) => {
+                        if let Some(lease) = state.leases.get_mut(slot).filter(|l| l.id == *id) {
+                            lease.attempts = entry.attempts;
+                        }
+                    }
+                    Settled::Dead(slot) => {
+                        dead += 1;
+                        state.leases.remove(slot);
+                    }
+                    Settled::Vanished(slot, id) => {
+                        if state.leases.get(slot).is_some_and(|l| l.id == *id) {
+                            state.leases.remove(slot);
+                        }
+                    }
+                }
+            }
+        }
+        if dead > 0 {
+            tracing::warn!(agency = %recipient, dead, "deliveries out of attempts moved to dead letters");
+        }
+        for outcome in settled {
+            let Settled::Leased(slot, id, entry) = outcome else {
+                continue;
+            };
+            let Some(message) = self.message(&entry.sender, &entry.message_id)? else {
+                tracing::error!(sender = %entry.sender, message_id = %entry.message_id,
+                    "queue entry without its message record skipped");
+                continue;
+            };
+            leased.push(Leased {
+                delivery_id: DeliveryId { slot, lease: id },
+                attempt: entry.attempts,
+                message,
+                lease_expires_at: lease_end,
+            });
+        }
+        Ok(LeaseBatch { leased, next_wake })
+    }
+
+    /// Picks what to lease or dead-letter and holds it with provisional leases.
+    fn select(
+        &self,
+        recipient: &OrgCode,
+        stream: StreamId,
+        max: usize,
+        keep_after_stream: bool,
+    ) -> Result<(Vec<Candidate>, Option<UnixMillis>), QueueError> {
+        let mut candidates = Vec::new();
+        let mut next_wake: Option<UnixMillis> = None;
+        let mut wake_at = |at: UnixMillis| next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
+        let prefix = queue_prefix(recipient);
+        let durable = self.store.writer().durable_seq();
+        let now = self.clock.now_millis();
+        let lease_end = now.saturating_add(millis(self.config.lease));
+        let mut states = self.state();
+        let state = states.entry(recipient.clone()).or_default();
+        let mut leasing = 0usize;
+        let mut after: Option<Vec<u8>> = None;
+        'pages: while leasing < max {
+            let page = self
+                .store
+                .kv()
+                .scan_prefix(&prefix, after.as_deref(), SCAN_PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, value) in page {
+                let Some(slot) = Slot::from_key(prefix.len(), &key) else {
+                    tracing::error!(key = %store::printable_key(&key), "malformed queue key skipped");
+                    continue;
+                };
+                if slot.seq > durable {
+                    continue;
+                }
+                if let Some(lease) = state.leases.get(&slot) {
+                    if lease.blocked {
+                        continue;
+                    }
+                    if lease.expires_at > now {
+                        wake_at(lease.expires_at);
+                        continue;
+                    }
+                    let ready_at = lease
+                        .expires_at
+                        .saturating_add(millis(self.backoff(lease.attempts)));
+                    if ready_at > now {
+                        wake_at(ready_at);
+                        continue;
+                    }
+                }
+                let entry: QueueEntry = store::decode(&key, &value)?;
+                if entry.not_before > now {
+                    wake_at(entry.not_before);
+                    continue;
+                }
+                let id = self.next_lease.fetch_add(1, Ordering::Relaxed);
+                let dead = entry.attempts >= self.config.max_attempts;
+                state.leases.insert(
+                    slot,
+                    Lease {
+                        id,
+                        stream,
+                        expires_at: lease_end,
+                        attempts: entry.attempts,
+                        blocked: dead,
+                        keep_after_stream,
+                    },
+                );
+                candidates.push(Candidate { slot, id, dead });
+                if !dead {
+                    leasing += 1;
+                    if leasing >= max {
+                        break 'pages;
+                    }
+                }
+            }
+        }
+        Ok((candidates, next_wake))
+    }
+
+    /// Undoes `select` after the settling write failed.
+    fn drop_provisional(&self, recipient: &OrgCode, provisional: &[(Slot, u64)]) {
+        if let Some(state) = self.state().get_mut(recipient) {
+            for (slot, id) in provisional {
+                if state.leases.get(slot).is_some_and(|lease| lease.id == *id) {
+                    state.leases.remove(slot);
+                }
+            }
+        }
+    }
+
+    /// Unacknowledged leases `stream` holds right now.
+    pub fn in_flight(&self, recipient: &OrgCode, stream: StreamId) -> usize {
+        let now = self.clock.now_millis();
+        self.state().get(recipient).map_or(0, |state| {
+            state
+                .leases
+                .values()
+                .filter(|lease| lease.stream == stream && (lease.blocked || lease.expires_at > now))
+                .count()
+        })
+    }
+
+    /// Ends a stream: its leases go back to the queue at once, except those
+    /// of a drain stream, which stay until acked or expired.
+    pub fn close_stream(&self, recipient: &OrgCode, stream: StreamId) {
+        let now = self.clock.now_millis();
+        let released = {
+            let mut states = self.state();
+            let Some(state) = states.get_mut(recipient) else {
+                return;
+            };
+            let mut released = 0;
+            for lease in state.leases.values_mut() {
+                if lease.stream == stream
+                    && !lease.blocked
+                    && !lease.keep_after_stream
+                    && lease.expires_at > now
+                {
+                    // Ended now: it backs off like an expired lease would.
+                    lease.expires_at = now;
+                    released += 1;
+                }
+            }
+            released
+        };
+        if released > 0 {
+            tracing::debug!(agency = %recipient, released, "stream ended; deliveries back in the queue");
+            self.wakers.wake(recipient);
+        }
+    }
+
+    /// Blocks the entry named by `id` for an ack or nack; returns the lease
+    /// as it was. With `must_hold`, the caller must hold the current lease.
+    fn block(
+        &self,
+        recipient: &OrgCode,
+        id: DeliveryId,
+        must_hold: bool,
+    ) -> Result<Option<Lease>, QueueError> {
+        let mut states = self.state();
+        let state = states.entry(recipient.clone()).or_default();
+        match state.leases.get_mut(&id.slot) {
+            Some(lease) if lease.id == id.lease && !lease.blocked => {
+                let previous = *lease;
+                lease.blocked = true;
+                Ok(Some(previous))
+            }
+            Some(_) => Err(QueueError::LeaseLost(id.to_string())),
+            None if must_hold => Err(QueueError::NotLeased(id.to_string())),
+            // Not leased (the gateway restarted since): nobody else holds
+            // it, so the ack may stand.
+            None => {
+                state.leases.insert(
+                    id.slot,
+                    Lease {
+                        id: id.lease,
+                        stream: 0,
+                        expires_at: UnixMillis::MAX,
+                        attempts: 0,
+                        blocked: true,
+                        keep_after_stream: true,
+                    },
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// Puts the lease back as it was, or removes the placeholder.
+    fn unblock(&self, recipient: &OrgCode, slot: Slot, previous: Option<Lease>) {
+        let mut states = self.state();
+        let state = states.entry(recipient.clone()).or_default();
+        match previous {
+            Some(lease) => state.leases.insert(slot, lease),
+            None => state.leases.remove(&slot),
+        };
+    }
+
+    fn finish(&self, recipient: &OrgCode, slot: Slot) {
+        if let Some(state) = self.state().get_mut(recipient) {
+            state.leases.remove(&slot);
+        }
+        self.wakers.wake(recipient);
+    }
+
+    /// Acknowledges a delivery: its queue entry is removed durably before
+    /// this answers.
+    pub async fn ack(&self, recipient: &OrgCode, delivery_id: &str) -> Result<(), QueueError> {
+        let id = DeliveryId::parse(delivery_id)?;
+        let previous = self.block(recipient, id, false)?;
+        let key = id.slot.queue_key(recipient);
+        let removed = self
+            .store
+            .writer()
+            .write(move |writes| {
+                if writes.get(&key)?.is_none() {
+                    return Ok(false);
+                }
+                writes.delete(key);
+                Ok::<_, QueueError>(true)
+            })
+            .await;
+        match removed {
+            Ok(true) => {
+                self.finish(recipient, id.slot);
+                Ok(())
+            }
+            Ok(false) => {
+                self.finish(recipient, id.slot);
+                Err(QueueError::UnknownDelivery(id.to_string()))
+            }
+            Err(error) => {
+                self.unblock(recipient, id.slot, previous);
+                Err(error)
+            }
+        }
+    }
+
+    /// Gives a held delivery back: deliverable again after `delay`, or after
+    /// the backoff for its attempt count when `delay` is zero. Durable
+    /// before it answers.
+    pub async fn nack(
+        &self,
+        recipient: &OrgCode,
+        delivery_id: &str,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let id = DeliveryId::parse(delivery_id)?;
+        let previous = self.block(recipient, id, true)?;
+        let attempts = previous.map_or(0, |lease| lease.attempts);
+        let wait = if delay.is_zero() {
+            self.backoff(attempts)
+        } else {
+            delay.min(MAX_NACK_DELAY)
+        };
+        let not_before = self.clock.now_millis().saturating_add(millis(wait));
+        let key = id.slot.queue_key(recipient);
+        let reason: String = reason.chars().take(500).collect();
+        let updated = self
+            .store
+            .writer()
+            .write(move |writes| {
+                let Some(bytes) = writes.get(&key)? else {
+                    return Ok(false);
+                };
+                let mut entry: QueueEntry = store::decode(&key, &bytes)?;
+                entry.not_before = not_before;
+                entry.last_reason = reason;
+                writes.put(key, store::encode(&entry)?);
+                Ok::<_, QueueError>(true)
+            })
+            .await;
+        match updated {
+            Ok(true) => {
+                self.finish(recipient, id.slot);
+                Ok(())
+            }
+            Ok(false) => {
+                self.finish(recipient, id.slot);
+                Err(QueueError::UnknownDelivery(id.to_string()))
+            }
+            Err(error) => {
+                self.unblock(recipient, id.slot, previous);
+                Err(error)
+            }
+        }
+    }
+
+    /// Dead letters of `recipient`, oldest position first.
+    pub fn dead_letters(
+        &self,
+        recipient: &OrgCode,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, QueueError> {
+        let prefix = dead_prefix(recipient);
+        let mut out = Vec::new();
+        for (key, value) in self.store.kv().scan_prefix(&prefix, None, limit)? {
+            let Some(slot) = Slot::from_key(prefix.len(), &key) else {
+                continue;
+            };
+            let record: DeadRecord = store::decode(&key, &value)?;
+            out.push(DeadLetter {
+                id: DeadLetterId {
+                    recipient: recipient.clone(),
+                    slot,
+                },
+                sender: record.entry.sender,
+                message_id: record.entry.message_id,
+                attempts: record.entry.attempts,
+                dead_at: record.dead_at,
+                reason: record.reason,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Puts a dead letter back at its old position, with its attempts reset.
+    pub async fn replay(&self, dead_letter_id: &str) -> Result<OrgCode, QueueError> {
+        let id = DeadLetterId::parse(dead_letter_id)?;
+        let recipient = id.recipient.clone();
+        let job_id = id.clone();
+        self.store
+            .writer()
+            .write(move |writes| {
+                let dead_key = job_id.slot.dead_key(&job_id.recipient);
+                let bytes = writes
+                    .get(&dead_key)?
+                    .ok_or_else(|| QueueError::UnknownDeadLetter(job_id.to_string()))?;
+                let record: DeadRecord = store::decode(&dead_key, &bytes)?;
+                let entry = QueueEntry {
+                    attempts: 0,
+                    not_before: 0,
+                    last_reason: String::new(),
+                    ..record.entry
+                };
+                writes.delete(dead_key);
+                writes.put(
+                    job_id.slot.queue_key(&job_id.recipient),
+                    store::encode(&entry)?,
+                );
+                Ok::<_, QueueError>(())
+            })
+            .await?;
+        if let Some(state) = self.state().get_mut(&recipient) {
+            state.leases.remove(&id.slot);
+        }
+        self.wakers.wake(&recipient);
+        tracing::info!(agency = %recipient, dead_letter = %id, "dead letter replayed");
+        Ok(recipient)
+    }
+
+    /// Deletes every queue entry of `recipient`, leased ones included.
+    pub async fn purge(&self, recipient: &OrgCode, confirm: bool) -> Result<u64, QueueError> {
+        if !confirm {
+            return Err(QueueError::PurgeNotConfirmed(recipient.clone()));
+        }
+        let mut purged = 0u64;
+        loop {
+            let prefix = queue_prefix(recipient);
+            let deleted = self
+                .store
+                .writer()
+                .write(move |writes| {
+                    let page = writes.kv().scan_prefix(&prefix, None, PURGE_CHUNK)?;
+                    let count = page.len() as u64;
+                    for (key, _) in page {
+                        writes.delete(key);
+                    }
+                    Ok::<_, QueueError>(count)
+                })
+                .await?;
+            purged += deleted;
+            if deleted < PURGE_CHUNK as u64 {
+                break;
+            }
+        }
+        self.state().remove(recipient);
+        tracing::warn!(agency = %recipient, purged, "queue purged");
+        Ok(purged)
+    }
+
+    /// Depth of `recipient`'s queue.
+    pub fn depth(&self, recipient: &OrgCode) -> Result<QueueDepth, QueueError> {
+        let prefix = queue_prefix(recipient);
+        let mut depth = QueueDepth::default();
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .kv()
+                .scan_prefix(&prefix, after.as_deref(), SCAN_PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            for (key, value) in &page {
+                if let Some(slot) = Slot::from_key(prefix.len(), key) {
+                    depth.by_rank[usize::from(slot.rank.min(3))] += 1;
+                    let entry: QueueEntry = store::decode(key, value)?;
+                    depth.oldest_enqueued_at = Some(
+                        depth
+                            .oldest_enqueued_at
+                            .map_or(entry.enqueued_at, |o| o.min(entry.enqueued_at)),
+                    );
+                }
+            }
+        }
+        let dead_prefix = dead_prefix(recipient);
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let page = self
+                .store
+                .kv()
+                .scan_prefix(&dead_prefix, after.as_deref(), SCAN_PAGE)?;
+            let Some((last, _)) = page.last() else { break };
+            after = Some(last.clone());
+            depth.dead += page.len() as u64;
+        }
+        let now = self.clock.now_millis();
+        depth.in_flight = self.state().get(recipient).map_or(0, |state| {
+            state
+                .leases
+                .values()
+                .filter(|lease| lease.blocked || lease.expires_at > now)
+                .count() as u64
+        });
+        Ok(depth)
+    }
+}
+
+fn settle_job(
+    writes: &mut WriteSet<'_>,
+    recipient: &OrgCode,
+    candidates: Vec<Candidate>,
+    max_attempts: u32,
+    now: UnixMillis,
+) -> Result<Vec<Settled>, QueueError> {
+    let mut settled = Vec::with_capacity(candidates.len());
+    for Candidate { slot, id, dead } in candidates {
+        let key = slot.queue_key(recipient);
+        // Acked or purged since it was picked: nothing to do.
+        let Some(bytes) = writes.get(&key)? else {
+            settled.push(Settled::Vanished(slot, id));
+            continue;
+        };
+        let mut entry: QueueEntry = store::decode(&key, &bytes)?;
+        match dead {
+            false => {
+                entry.attempts += 1;
+                entry.not_before = 0;
+                writes.put(key, store::encode(&entry)?);
+                settled.push(Settled::Leased(slot, id, entry));
+            }
+            true => {
+                let reason = if entry.last_reason.is_empty() {
+                    format!("not acknowledged after {max_attempts} deliveries")
+                } else {
+                    format!(
+                        "not acknowledged after {max_attempts} deliveries; last reason: {}",
+                        entry.last_reason
+                    )
+                };
+                writes.delete(key);
+                writes.put(
+                    slot.dead_key(recipient),
+                    store::encode(&DeadRecord {
+                        entry,
+                        dead_at: now,
+                        reason,
+                    })?,
+                );
+                settled.push(Settled::Dead(slot));
+            }
+        }
+    }
+    Ok(settled)
+}
+
+fn enqueue_job(
+    writes: &mut WriteSet<'_>,
+    mut message: MessageRecord,
+    now: UnixMillis,
+) -> Result<Receipt, QueueError> {
+    let key = message_key(&message.sender, &message.message_id);
+    if let Some(bytes) = writes.get(&key)? {
+        let first: MessageRecord = store::decode(&key, &bytes)?;
+        if first.content_digest != message.content_digest {
+            return Err(QueueError::AlreadyExists {
+                sender: message.sender,
+                message_id: message.message_id,
+            });
+        }
+        return Ok(Receipt {
+            message: first,
+            duplicate: true,
+        });
+    }
+    message.accepted_at = now;
+    let rank = message.document.priority.rank();
+    for recipient in &message.recipients {
+        let slot = Slot {
+            rank,
+            seq: writes.next_seq(),
+        };
+        let entry = QueueEntry {
+            sender: message.sender.clone(),
+            message_id: message.message_id.clone(),
+            enqueued_at: now,
+            attempts: 0,
+            not_before: 0,
+            last_reason: String::new(),
+        };
+        writes.put(slot.queue_key(recipient), store::encode(&entry)?);
+    }
+    writes.put(key, store::encode(&message)?);
+    Ok(Receipt {
+        message,
+        duplicate: false,
+    })
+}
+
+/// The priority a queue rank stands for, for statistics.
+pub fn rank_priority(rank: usize) -> Priority {
+    match rank {
+        0 => Priority::Flash,
+        1 => Priority::VeryUrgent,
+        2 => Priority::Urgent,
+        _ => Priority::Normal,
+    }
+}
