@@ -4,58 +4,11 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
-    path::Path,
-    process::{Child, Command, Output, Stdio},
-    sync::mpsc,
+    process::{Child, Command, Output},
     time::Duration,
 };
 
-use common::certs;
-
-const BIN: &str = env!("CARGO_BIN_EXE_lienthong");
-
-/// The gateway process; killed if the test fails before stopping it.
-struct Gateway(Child);
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-/// Starts `lienthong serve` on a free port; returns the child and its address.
-fn serve(data_dir: &Path) -> (Gateway, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("LIENTHONG_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start lienthong serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let child = Gateway(child);
-    let (found, address) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        // Keep reading so the server never blocks on a full pipe.
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if !sent && let Some(addr) = line.split("address=").nth(1) {
-                let _ = found.send(addr.trim().to_owned());
-                sent = true;
-            }
-        }
-    });
-    let addr = address
-        .recv_timeout(Duration::from_secs(30))
-        .expect("gateway printed its listening address");
-    (child, addr)
-}
+use common::{BIN, certs, spawn_gateway};
 
 fn run(args: &[&str], identity: &str, addr: &str) -> Output {
     let (cert, key) = common::identity_files(identity);
@@ -89,7 +42,8 @@ fn stdout_of(output: &Output, what: &str) -> String {
 #[test]
 fn the_readme_walkthrough_works_with_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut server, addr) = serve(&dir.path().join("data"));
+    let (mut server, addr) = spawn_gateway(&dir.path().join("data"));
+    let addr = addr.to_string();
 
     let out = stdout_of(
         &run(

@@ -4,8 +4,11 @@
 #![allow(dead_code)]
 
 use std::{
+    io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::mpsc,
     time::Duration,
 };
 
@@ -227,4 +230,49 @@ pub fn snapshot(data_dir: &Path) -> (Vec<Pair>, Vec<String>) {
         .map(|h| h.to_hex())
         .collect();
     (pairs, blobs)
+}
+
+/// The `lienthong` binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_lienthong");
+
+/// A `lienthong serve` process; killed if the test ends without stopping it.
+pub struct GatewayProcess(pub Child);
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Starts `lienthong serve` with the shipped config on a free port.
+pub fn spawn_gateway(data_dir: &Path) -> (GatewayProcess, SocketAddr) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .current_dir(repo())
+        .env("LIENTHONG_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start lienthong serve");
+    let stderr = child.stderr.take().expect("stderr");
+    let child = GatewayProcess(child);
+    let (found, address) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        // Keep reading so the server never blocks on a full pipe.
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !sent && let Some(addr) = line.split("address=").nth(1) {
+                let _ = found.send(addr.trim().to_owned());
+                sent = true;
+            }
+        }
+    });
+    let addr = address
+        .recv_timeout(Duration::from_secs(60))
+        .expect("gateway printed its listening address");
+    (child, addr.parse().expect("socket address"))
 }
