@@ -129,6 +129,39 @@ fn lease_ack(c: &mut Criterion) {
             }
         });
     });
+    group.bench_function("batch_32_concurrent_acks", |b| {
+        b.to_async(&runtime).iter_custom(|iters| {
+            let bench = &bench;
+            let recipient = recipient.clone();
+            async move {
+                enqueue_many(bench, iters, 64).await;
+                let stream = bench.queue.open_stream();
+                let start = Instant::now();
+                let mut left = iters;
+                while left > 0 {
+                    let batch = bench
+                        .queue
+                        .lease_next(&recipient, stream, left.min(32) as usize, false)
+                        .await
+                        .expect("lease");
+                    left -= batch.leased.len() as u64;
+                    let mut acks = tokio::task::JoinSet::new();
+                    for leased in batch.leased {
+                        let queue = bench.queue.clone();
+                        let recipient = recipient.clone();
+                        acks.spawn(async move {
+                            queue
+                                .ack(&recipient, &leased.delivery_id.to_string())
+                                .await
+                                .expect("ack")
+                        });
+                    }
+                    acks.join_all().await;
+                }
+                start.elapsed()
+            }
+        });
+    });
     group.finish();
 }
 

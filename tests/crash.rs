@@ -215,9 +215,9 @@ async fn nothing_acknowledged_is_lost_across_sigkill() {
             }
         }
     }
-    println!(
+    let summary = format!(
         "crash test: {cycles} SIGKILL cycles; sent OK {}, retried after a crash {}, deliveries {}, \
-         delivered (recipient, message) {}, redelivered before an ack {}, duplicates after ack {}, lost {}",
+         delivered (recipient, message) {}, redelivered before an ack {}, duplicates after ack {}, lost {}\n",
         l.sent_ok.len(),
         l.retried_sends,
         l.deliveries,
@@ -226,6 +226,9 @@ async fn nothing_acknowledged_is_lost_across_sigkill() {
         l.duplicates_after_ack.len(),
         lost.len()
     );
+    // Straight to the stderr handle: the test harness captures println!, and
+    // these counts belong in every CI log.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes());
     assert!(
         l.sent_ok.len() > 20,
         "too little traffic to prove anything: {}",

@@ -92,14 +92,19 @@ impl Exchange for ExchangeService {
         Ok(Response::new(proto::AckResponse {}))
     }
 
+    #[instrument(skip_all, fields(agency))]
     async fn nack(
         &self,
         request: Request<proto::NackRequest>,
     ) -> Result<Response<proto::NackResponse>, Status> {
-        self.auth.agency(&request)?;
-        Err(Status::unimplemented(
-            "Nack is not implemented yet; an unacknowledged delivery comes back when its lease ends",
-        ))
+        let caller = self.auth.agency(&request)?;
+        tracing::Span::current().record("agency", caller.code.as_str());
+        let request = request.into_inner();
+        let delay = std::time::Duration::from_secs(u64::from(request.delay_seconds));
+        self.gateway
+            .nack(&caller, &request.delivery_id, delay, &request.reason)
+            .await?;
+        Ok(Response::new(proto::NackResponse {}))
     }
 
     async fn report_status(
