@@ -1,7 +1,24 @@
-//! Certificates and signatures. For now: reading certificates and their
-//! SHA-256 fingerprints, which bind client certificates to agencies.
+//! Certificates and signatures: certificate facts and fingerprints, the
+//! trust store (anchors, intermediates, CRLs), and CMS verification with an
+//! ETSI-style report. The only module that touches OpenSSL.
 
-use std::fmt;
+mod ffi;
+mod report;
+mod trust;
+mod verify;
+
+use std::{
+    fmt,
+    sync::{Arc, RwLock},
+};
+
+use openssl::asn1::{Asn1Time, Asn1TimeRef};
+
+pub use report::{Check, Indication, Report, Role, SignerFacts, SubIndication};
+pub use trust::{CrlEntry, TrustStore, certificates_from_pem, crl_from_bytes};
+pub use verify::{CryptoRules, SignerLookup, missing_attachment};
+
+use crate::clock::{Clock, UnixMillis};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -19,6 +36,70 @@ pub enum PkiError {
     /// The DER does not parse as an X.509 certificate.
     #[error("not an X.509 certificate: {0}")]
     BadCertificate(String),
+    /// The bytes are not a CRL.
+    #[error("not a CRL (PEM or DER): {0}")]
+    BadCrl(String),
+}
+
+/// Seconds since the Unix epoch of an ASN.1 time.
+pub(crate) fn unix_seconds(time: &Asn1TimeRef) -> Option<i64> {
+    let epoch = Asn1Time::from_unix(0).ok()?;
+    let diff = epoch.diff(time).ok()?;
+    Some(i64::from(diff.days) * 86_400 + i64::from(diff.secs))
+}
+
+/// Verifies signatures against a trust store that can be swapped whole.
+pub struct Verifier {
+    trust: RwLock<Arc<TrustStore>>,
+    rules: CryptoRules,
+    clock: Arc<dyn Clock>,
+}
+
+impl Verifier {
+    /// A verifier over `trust`.
+    pub fn new(trust: TrustStore, rules: CryptoRules, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            trust: RwLock::new(Arc::new(trust)),
+            rules,
+            clock,
+        }
+    }
+
+    /// The trust store in force.
+    pub fn trust(&self) -> Arc<TrustStore> {
+        self.trust.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Replaces the trust store; verifications under way keep the old one.
+    pub fn replace_trust(&self, trust: TrustStore) {
+        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(trust);
+    }
+
+    /// Verifies a detached CMS signature over `content`: one report per
+    /// signer. CPU-bound: call it off the async reactor.
+    pub fn verify(
+        &self,
+        content: &[u8],
+        cms_der: &[u8],
+        attachment: &str,
+        lookup: SignerLookup<'_>,
+    ) -> Vec<Report> {
+        let now: UnixMillis = self.clock.now_millis();
+        verify::verify(
+            &self.trust(),
+            &self.rules,
+            now,
+            content,
+            cms_der,
+            attachment,
+            lookup,
+        )
+    }
+
+    /// The time now, as the verifier sees it.
+    pub fn now(&self) -> UnixMillis {
+        self.clock.now_millis()
+    }
 }
 
 /// SHA-256 of a certificate's DER.
@@ -97,37 +178,4 @@ pub fn pem_fingerprint(pem: &[u8]) -> Result<Fingerprint, PkiError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fingerprint_matches_openssl() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/certs-test/agencies/department.crt"
-        );
-        let pem = std::fs::read(path).expect("certs-test present");
-        let fingerprint = pem_fingerprint(&pem).expect("parses");
-        let output = std::process::Command::new("openssl")
-            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in", path])
-            .output()
-            .expect("openssl runs");
-        let text = String::from_utf8_lossy(&output.stdout)
-            .to_lowercase()
-            .replace(':', "");
-        assert!(
-            text.contains(&fingerprint.to_hex()),
-            "{text} vs {fingerprint}"
-        );
-    }
-
-    #[test]
-    fn garbage_is_refused() {
-        assert_eq!(pem_fingerprint(b"hello"), Err(PkiError::NoCertificate));
-        let bad = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
-        assert!(matches!(
-            pem_fingerprint(bad),
-            Err(PkiError::BadCertificate(_))
-        ));
-    }
-}
+mod tests;

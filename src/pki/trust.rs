@@ -1,0 +1,126 @@
+//! Trust anchors, intermediates and CRLs, built into one OpenSSL store that
+//! is replaced whole when any of them changes.
+
+use openssl::x509::{X509, X509Crl, X509NameRef, store::X509Store, store::X509StoreBuilder};
+
+use super::{Fingerprint, PkiError, ffi, unix_seconds};
+
+/// A CRL and the facts the verifier needs.
+pub struct CrlEntry {
+    /// The CRL.
+    pub crl: X509Crl,
+    /// Its issuer's name, DER.
+    pub issuer_der: Vec<u8>,
+    /// Its issuer's name, for people.
+    pub issuer: String,
+    /// When the next CRL is due (Unix seconds); none means never fresh.
+    pub next_update: Option<i64>,
+    /// SHA-256 of the CRL's DER.
+    pub fingerprint: Fingerprint,
+}
+
+/// What the verifier trusts, built once.
+pub struct TrustStore {
+    pub(super) store: X509Store,
+    pub(super) anchors: Vec<X509>,
+    pub(super) intermediates: Vec<X509>,
+    pub(super) crls: Vec<CrlEntry>,
+}
+
+pub(super) fn name_der(name: &X509NameRef) -> Vec<u8> {
+    name.to_der().unwrap_or_default()
+}
+
+pub(super) fn name_text(name: &X509NameRef) -> String {
+    name.entries()
+        .map(|entry| {
+            let key = entry.object().nid().short_name().unwrap_or("?");
+            let value = entry.data().to_string().unwrap_or_default();
+            format!("{key}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn bad(what: &str, error: impl std::fmt::Display) -> PkiError {
+    PkiError::BadCertificate(format!("{what}: {error}"))
+}
+
+/// Reads every certificate of PEM texts.
+pub fn certificates_from_pem(pems: &[Vec<u8>]) -> Result<Vec<X509>, PkiError> {
+    let mut out = Vec::new();
+    for pem in pems {
+        for der in super::pem_certificates(pem)? {
+            out.push(X509::from_der(&der).map_err(|e| bad("certificate", e))?);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads a CRL in PEM or DER.
+pub fn crl_from_bytes(bytes: &[u8]) -> Result<X509Crl, PkiError> {
+    X509Crl::from_pem(bytes)
+        .or_else(|_| X509Crl::from_der(bytes))
+        .map_err(|e| PkiError::BadCrl(e.to_string()))
+}
+
+impl TrustStore {
+    /// Builds the store: anchors are trusted, intermediates only help build
+    /// chains, CRLs are checked when the verifier asks for revocation.
+    pub fn build(
+        anchors: Vec<X509>,
+        intermediates: Vec<X509>,
+        crls: Vec<X509Crl>,
+    ) -> Result<Self, PkiError> {
+        let mut builder = X509StoreBuilder::new().map_err(|e| bad("store", e))?;
+        for anchor in &anchors {
+            builder
+                .add_cert(anchor.clone())
+                .map_err(|e| bad("trust anchor", e))?;
+        }
+        let mut entries = Vec::with_capacity(crls.len());
+        for crl in crls {
+            ffi::store_add_crl(&mut builder, &crl).map_err(|e| PkiError::BadCrl(e.to_string()))?;
+            let der = crl.to_der().map_err(|e| PkiError::BadCrl(e.to_string()))?;
+            entries.push(CrlEntry {
+                issuer_der: name_der(crl.issuer_name()),
+                issuer: name_text(crl.issuer_name()),
+                next_update: crl.next_update().and_then(unix_seconds),
+                fingerprint: Fingerprint::of_der(&der),
+                crl,
+            });
+        }
+        Ok(Self {
+            store: builder.build(),
+            anchors,
+            intermediates,
+            crls: entries,
+        })
+    }
+
+    /// The anchors.
+    pub fn anchors(&self) -> &[X509] {
+        &self.anchors
+    }
+
+    /// The CRLs.
+    pub fn crls(&self) -> &[CrlEntry] {
+        &self.crls
+    }
+
+    /// The freshest CRL issued by `issuer` (DER name).
+    pub(super) fn crl_of(&self, issuer: &[u8]) -> Option<&CrlEntry> {
+        self.crls
+            .iter()
+            .filter(|entry| entry.issuer_der == issuer)
+            .max_by_key(|entry| entry.next_update)
+    }
+
+    /// Whether a certificate is one of the anchors.
+    pub(super) fn is_anchor(&self, certificate: &X509) -> bool {
+        let der = certificate.to_der().unwrap_or_default();
+        self.anchors
+            .iter()
+            .any(|anchor| anchor.to_der().is_ok_and(|a| a == der))
+    }
+}
