@@ -33,6 +33,7 @@ fn record(index: u64) -> MessageRecord {
         attachments: Vec::new(),
         signatures: Vec::new(),
         recipients: vec![code(RECIPIENT)],
+        reports: Vec::new(),
         content_digest: ContentHash::of(&index.to_be_bytes()),
         accepted_at: 0,
     }

@@ -87,6 +87,7 @@ SIGNERS=(
   "commune-b|chief-accountant|Võ Thị Kế Toán"
   "treasury|organization|Kho bạc Nhà nước tỉnh"
   "bank|organization|Ngân hàng Phát triển chi nhánh tỉnh"
+  "unregistered|organization|Cơ quan chưa đăng ký"
 )
 echo "signer certificates"
 for entry in "${SIGNERS[@]}"; do

@@ -9,7 +9,11 @@ use std::{
 
 use serde::Deserialize;
 
-use crate::envelope::{Limits, OrgCode};
+use crate::{
+    envelope::{Limits, OrgCode},
+    pki::{CryptoRules, Role},
+    registry::Policy,
+};
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -57,7 +61,55 @@ struct RawConfig {
     limits: RawLimits,
     queue: RawQueue,
     store: RawStore,
+    pki: RawPki,
     agencies: Vec<RawAgency>,
+    signers: Vec<RawSigner>,
+    policies: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPki {
+    trust_anchors: Vec<PathBuf>,
+    intermediates: Vec<PathBuf>,
+    crls: Vec<PathBuf>,
+    min_rsa_bits: u32,
+    min_ec_bits: u32,
+    signing_time_skew_seconds: u64,
+}
+
+impl Default for RawPki {
+    fn default() -> Self {
+        let rules = CryptoRules::default();
+        Self {
+            trust_anchors: Vec::new(),
+            intermediates: Vec::new(),
+            crls: Vec::new(),
+            min_rsa_bits: rules.min_rsa_bits,
+            min_ec_bits: rules.min_ec_bits,
+            signing_time_skew_seconds: rules.signing_time_skew.as_secs(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSigner {
+    agency: String,
+    role: String,
+    certificate: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    document_type: String,
+    #[serde(default)]
+    required_roles: Vec<String>,
+    #[serde(default)]
+    any_of_roles: Vec<String>,
+    #[serde(default)]
+    allowed_recipients: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,6 +276,30 @@ pub struct SeedAgency {
     pub certificates: Vec<PathBuf>,
 }
 
+/// Trust material files and algorithm rules for signature verification.
+#[derive(Debug, Clone)]
+pub struct PkiConfig {
+    /// Trust anchor certificates (PEM files).
+    pub trust_anchors: Vec<PathBuf>,
+    /// Intermediate CA certificates that help build chains (PEM files).
+    pub intermediates: Vec<PathBuf>,
+    /// CRLs (PEM or DER files).
+    pub crls: Vec<PathBuf>,
+    /// Algorithm and time rules.
+    pub rules: CryptoRules,
+}
+
+/// A signer certificate bound at start if not yet bound.
+#[derive(Debug, Clone)]
+pub struct SeedSigner {
+    /// Agency.
+    pub agency: OrgCode,
+    /// Role.
+    pub role: Role,
+    /// Certificate file (PEM).
+    pub certificate: PathBuf,
+}
+
 /// The validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -245,6 +321,12 @@ pub struct Config {
     pub commit_batch_max: usize,
     /// Agencies to register at start when absent.
     pub agencies: Vec<SeedAgency>,
+    /// Signature verification.
+    pub pki: PkiConfig,
+    /// Signers to bind at start when absent.
+    pub signers: Vec<SeedSigner>,
+    /// Policies to store at start when absent.
+    pub policies: Vec<Policy>,
 }
 
 /// Values given on the command line; they win over the file.
@@ -351,7 +433,36 @@ impl RawConfig {
                 })
             })
             .collect::<Result<Vec<_>, ConfigError>>()?;
+        let pki = PkiConfig {
+            trust_anchors: self.pki.trust_anchors.iter().map(|p| resolve(p)).collect(),
+            intermediates: self.pki.intermediates.iter().map(|p| resolve(p)).collect(),
+            crls: self.pki.crls.iter().map(|p| resolve(p)).collect(),
+            rules: build_rules(&self.pki)?,
+        };
+        let signers = self
+            .signers
+            .iter()
+            .enumerate()
+            .map(|(index, signer)| {
+                let field = format!("signers[{index}]");
+                Ok(SeedSigner {
+                    agency: OrgCode::parse(&signer.agency, &field)
+                        .map_err(|e| invalid(&field, e.to_string()))?,
+                    role: parse_role(&signer.role, &format!("{field}.role"))?,
+                    certificate: resolve(&signer.certificate),
+                })
+            })
+            .collect::<Result<Vec<_>, ConfigError>>()?;
+        let policies = self
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(index, policy)| build_policy(policy, &format!("policies[{index}]")))
+            .collect::<Result<Vec<_>, ConfigError>>()?;
         Ok(Config {
+            pki,
+            signers,
+            policies,
             listen,
             data_dir,
             shutdown_grace: Duration::from_secs(self.server.shutdown_grace_seconds),
@@ -363,6 +474,61 @@ impl RawConfig {
             agencies,
         })
     }
+}
+
+fn parse_role(text: &str, field: &str) -> Result<Role, ConfigError> {
+    Role::parse(text).ok_or_else(|| {
+        invalid(
+            field,
+            format!("{text:?} is not a role (organization, head, account-owner, chief-accountant, officer)"),
+        )
+    })
+}
+
+fn build_rules(raw: &RawPki) -> Result<CryptoRules, ConfigError> {
+    if !(1024..=16384).contains(&raw.min_rsa_bits) {
+        return Err(invalid(
+            "pki.min_rsa_bits",
+            "must be between 1024 and 16384",
+        ));
+    }
+    if !(160..=521).contains(&raw.min_ec_bits) {
+        return Err(invalid("pki.min_ec_bits", "must be between 160 and 521"));
+    }
+    if raw.signing_time_skew_seconds > 86_400 {
+        return Err(invalid(
+            "pki.signing_time_skew_seconds",
+            "must be at most 86400",
+        ));
+    }
+    Ok(CryptoRules {
+        min_rsa_bits: raw.min_rsa_bits,
+        min_ec_bits: raw.min_ec_bits,
+        signing_time_skew: Duration::from_secs(raw.signing_time_skew_seconds),
+    })
+}
+
+fn build_policy(raw: &RawPolicy, field: &str) -> Result<Policy, ConfigError> {
+    let roles = |names: &[String], name: &str| {
+        names
+            .iter()
+            .map(|role| parse_role(role, &format!("{field}.{name}")))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let policy = Policy {
+        document_type: raw.document_type.clone(),
+        required_roles: roles(&raw.required_roles, "required_roles")?,
+        any_of_roles: roles(&raw.any_of_roles, "any_of_roles")?,
+        allowed_recipients: raw
+            .allowed_recipients
+            .iter()
+            .map(|code| OrgCode::parse(code, field).map_err(|e| invalid(field, e.to_string())))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    policy
+        .validate()
+        .map_err(|e| invalid(field, e.to_string()))?;
+    Ok(policy)
 }
 
 impl RawLimits {
@@ -504,6 +670,20 @@ mod tests {
         let config = Config::load(&path, &Overrides::default()).expect("shipped config loads");
         assert!(config.tls.cert.is_file(), "{}", config.tls.cert.display());
         assert_eq!(config.agencies.len(), 6);
+        assert!(!config.pki.trust_anchors.is_empty());
+        assert!(
+            config
+                .policies
+                .iter()
+                .any(|p| p.document_type == "treasury.payment-order")
+        );
+        for signer in &config.signers {
+            assert!(
+                signer.certificate.is_file(),
+                "{}",
+                signer.certificate.display()
+            );
+        }
         for agency in &config.agencies {
             for cert in &agency.certificates {
                 assert!(cert.is_file(), "{}", cert.display());

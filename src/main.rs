@@ -40,6 +40,15 @@ enum Command {
     Send(cli::SendArgs),
     /// Receive documents from your agency's queue.
     Receive(cli::ReceiveArgs),
+    /// Bind signer certificates to agencies and roles (admin certificate).
+    Signer {
+        #[command(subcommand)]
+        command: cli::SignerCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
+    /// Verify a detached CMS signature offline and print the report.
+    Verify(cli::VerifyArgs),
     /// Queue statistics (admin certificate).
     Queue {
         #[command(subcommand)]
@@ -102,6 +111,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             connection,
         } => cli::agency(command, &connection).await,
         Command::Send(args) => cli::send(args).await,
+        Command::Signer {
+            command,
+            connection,
+        } => cli::signer(command, &connection).await,
+        Command::Verify(args) => cli::verify(args),
         Command::Receive(args) => cli::receive(args).await,
         Command::Queue {
             command,

@@ -148,6 +148,8 @@ async fn serve_store(
     let grace = config.shutdown_grace;
     let frame_limit = transport_limit(&config);
     let seeds = config.agencies.clone();
+    let signer_seeds = config.signers.clone();
+    let policy_seeds = config.policies.clone();
     let (stop, stopped) = watch::channel(false);
     let gateway = Arc::new(Gateway::new(
         config,
@@ -156,6 +158,7 @@ async fn serve_store(
         stopped.clone(),
     )?);
     seed_agencies(&gateway, &seeds).await?;
+    seed_signers_and_policies(&gateway, &signer_seeds, &policy_seeds).await?;
 
     let auth = Authenticator::new(gateway.clone(), admins);
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -173,7 +176,7 @@ async fn serve_store(
         .max_decoding_message_size(frame_limit)
         .max_encoding_message_size(frame_limit);
     let admin = AdminServer::new(AdminService::new(gateway.clone(), auth.clone()));
-    let signing = SigningServer::new(SigningService::new(auth))
+    let signing = SigningServer::new(SigningService::new(gateway.clone(), auth))
         .max_decoding_message_size(frame_limit)
         .max_encoding_message_size(frame_limit);
 
@@ -291,6 +294,50 @@ async fn seed_agencies(
             .await
             .map_err(|source| ServerError::Seed {
                 code: seed.code.to_string(),
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+async fn seed_signers_and_policies(
+    gateway: &Gateway,
+    signers: &[crate::config::SeedSigner],
+    policies: &[crate::registry::Policy],
+) -> Result<(), ServerError> {
+    let registry = gateway.registry();
+    for seed in signers {
+        let pem = read(&seed.certificate)?;
+        let fingerprint =
+            pki::pem_fingerprint(&pem).map_err(|source| ServerError::Certificate {
+                path: seed.certificate.display().to_string(),
+                source,
+            })?;
+        if registry.signer_role(&fingerprint).is_some() {
+            continue;
+        }
+        registry
+            .add_signer(seed.agency.as_str(), seed.role, &pem)
+            .await
+            .map_err(|source| ServerError::Seed {
+                code: seed.agency.to_string(),
+                source,
+            })?;
+    }
+    let stored: Vec<String> = registry
+        .policies()
+        .into_iter()
+        .map(|p| p.document_type)
+        .collect();
+    for policy in policies {
+        if stored.contains(&policy.document_type) {
+            continue;
+        }
+        registry
+            .put_policy(policy.clone())
+            .await
+            .map_err(|source| ServerError::Seed {
+                code: policy.document_type.clone(),
                 source,
             })?;
     }

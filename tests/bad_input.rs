@@ -276,6 +276,25 @@ async fn agency_registration_refuses_bad_input() {
         .agency
         .expect("agency");
     assert_eq!(registered.parent, DISTRICT);
+    let signer_pem = std::fs::read_to_string(certs().join("signers/unregistered-organization.crt"))
+        .expect("pem");
+    admin
+        .add_signer(proto::AddSignerRequest {
+            agency: "000.00.99.H56".into(),
+            role: proto::SignerRole::Organization as i32,
+            certificate_pem: signer_pem.clone(),
+        })
+        .await
+        .expect("bind the newcomer's signer");
+    let again = admin
+        .add_signer(proto::AddSignerRequest {
+            agency: "000.00.99.H56".into(),
+            role: proto::SignerRole::Head as i32,
+            certificate_pem: signer_pem,
+        })
+        .await
+        .expect_err("one binding per certificate");
+    assert_eq!(again.code(), Code::AlreadyExists);
     let mut newcomer = server.exchange("unregistered").await;
     send(
         &mut newcomer,

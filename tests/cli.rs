@@ -66,8 +66,68 @@ fn the_readme_walkthrough_works_with_the_binary() {
     );
     assert!(out.contains("000.00.99.H56"), "{out}");
 
+    let out = stdout_of(
+        &run(
+            &[
+                "signer",
+                "add",
+                "--agency",
+                "000.00.99.H56",
+                "--role",
+                "organization",
+                "--cert",
+                "certs-test/signers/unregistered-organization.crt",
+            ],
+            "admin",
+            &addr,
+        ),
+        "signer add",
+    );
+    assert!(out.contains("000.00.99.H56  organization"), "{out}");
+
     let document = dir.path().join("thong-bao.txt");
     std::fs::write(&document, "Thông báo lịch họp").expect("write document");
+    let signature = dir.path().join("thong-bao.txt.p7s");
+    // The agency's own signing tool: here the openssl command.
+    let signed = Command::new("openssl")
+        .args([
+            "cms", "-sign", "-binary", "-cades", "-outform", "DER", "-in",
+        ])
+        .arg(&document)
+        .args([
+            "-signer",
+            "certs-test/signers/unregistered-organization.crt",
+            "-inkey",
+            "certs-test/signers/unregistered-organization.key",
+            "-certfile",
+            "certs-test/ca/agency-ca.crt",
+            "-out",
+        ])
+        .arg(&signature)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .expect("openssl");
+    assert!(signed.success());
+    let unsigned = run(
+        &[
+            "send",
+            "--to",
+            "000.00.31.H56",
+            "--code",
+            "12/TB-UBND",
+            "--subject",
+            "x",
+            document.to_str().expect("utf-8 path"),
+        ],
+        "unregistered",
+        &addr,
+    );
+    assert!(
+        !unsigned.status.success(),
+        "an unsigned document was accepted"
+    );
+    assert!(String::from_utf8_lossy(&unsigned.stderr).contains("FailedPrecondition"));
+    let signature_arg = format!("thong-bao.txt={}", signature.display());
     let out = stdout_of(
         &run(
             &[
@@ -80,6 +140,8 @@ fn the_readme_walkthrough_works_with_the_binary() {
                 "Thông báo lịch họp",
                 "--message-id",
                 "tb-12",
+                "--signature",
+                &signature_arg,
                 document.to_str().expect("utf-8 path"),
             ],
             "unregistered",
@@ -109,6 +171,10 @@ fn the_readme_walkthrough_works_with_the_binary() {
         "receive",
     );
     assert!(out.contains("1 document(s) received"), "{out}");
+    assert!(
+        out.contains("TOTAL_PASSED (000.00.99.H56 as organization)"),
+        "{out}"
+    );
     assert!(out.contains("acknowledged"), "{out}");
     let saved = inbox.join("000.00.99.H56/tb-12/thong-bao.txt");
     assert_eq!(

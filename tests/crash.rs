@@ -9,7 +9,7 @@
 mod common;
 
 use std::{
-    collections::{BTreeSet, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     net::SocketAddr,
     sync::{
         Arc, Mutex,
@@ -28,8 +28,9 @@ const RECIPIENTS: [(&str, &str); 2] = [("district", DISTRICT), ("commune-a", COM
 struct Ledger {
     /// Message ids whose Send answered OK (new or duplicate).
     sent_ok: BTreeSet<String>,
-    /// Sends cut by a crash: outcome unknown, retried with the same id.
-    unknown: BTreeSet<String>,
+    /// Sends cut by a crash: outcome unknown, retried with the very same
+    /// envelope (a real client resends the bytes it has, signature included).
+    unknown: BTreeMap<String, proto::Envelope>,
     /// (recipient, id) delivered at least once.
     delivered: HashSet<(String, String)>,
     /// (recipient, id) whose Ack answered OK.
@@ -58,24 +59,22 @@ async fn sender(addr: SocketAddr, shared: Shared, next: Arc<AtomicU64>) {
         return;
     };
     let mut client = proto::exchange_client::ExchangeClient::new(channel);
-    let mut retries: Vec<String> = {
+    let mut retries: Vec<proto::Envelope> = {
         let mut l = ledger(&shared);
-        let taken: Vec<String> = l.unknown.iter().take(4).cloned().collect();
-        for id in &taken {
-            l.unknown.remove(id);
-        }
-        taken
+        let taken: Vec<String> = l.unknown.keys().take(4).cloned().collect();
+        taken.iter().filter_map(|id| l.unknown.remove(id)).collect()
     };
+    let to: Vec<&str> = RECIPIENTS.iter().map(|(_, code)| *code).collect();
     loop {
-        let (id, retry) = match retries.pop() {
-            Some(id) => (id, true),
-            None => (
-                format!("crash-{}", next.fetch_add(1, Ordering::Relaxed)),
-                false,
-            ),
+        let (message, retry) = match retries.pop() {
+            Some(message) => (message, true),
+            None => {
+                let id = format!("crash-{}", next.fetch_add(1, Ordering::Relaxed));
+                (envelope(&id, DEPARTMENT, &to, id.as_bytes()), false)
+            }
         };
-        let to: Vec<&str> = RECIPIENTS.iter().map(|(_, code)| *code).collect();
-        match send(&mut client, envelope(&id, DEPARTMENT, &to, id.as_bytes())).await {
+        let id = message.message_id.clone();
+        match send(&mut client, message.clone()).await {
             Ok(receipt) => {
                 assert!(
                     !receipt.duplicate || retry,
@@ -86,7 +85,7 @@ async fn sender(addr: SocketAddr, shared: Shared, next: Arc<AtomicU64>) {
                 l.sent_ok.insert(id);
             }
             Err(status) if is_crash(&status) => {
-                ledger(&shared).unknown.insert(id);
+                ledger(&shared).unknown.insert(id, message);
                 return;
             }
             Err(status) => panic!("send {id} refused unexpectedly: {status:?}"),
@@ -253,12 +252,9 @@ async fn nothing_acknowledged_is_lost_across_sigkill() {
 async fn sender_retry_only(addr: SocketAddr, shared: &Shared) {
     let channel = connect(addr, Some("department")).await.expect("connect");
     let mut client = proto::exchange_client::ExchangeClient::new(channel);
-    let unknown: Vec<String> = std::mem::take(&mut ledger(shared).unknown)
-        .into_iter()
-        .collect();
-    for id in unknown {
-        let to: Vec<&str> = RECIPIENTS.iter().map(|(_, code)| *code).collect();
-        send(&mut client, envelope(&id, DEPARTMENT, &to, id.as_bytes()))
+    let unknown = std::mem::take(&mut ledger(shared).unknown);
+    for (id, message) in unknown {
+        send(&mut client, message)
             .await
             .expect("retry after the crash");
         let mut l = ledger(shared);

@@ -32,11 +32,23 @@ async fn send_receive_ack_between_two_agencies() {
         hex::encode(Sha256::digest(&content))
     );
     assert!(receipt.accepted_at.is_some());
+    assert_eq!(receipt.verification, proto::Indication::TotalPassed as i32);
 
     let deliveries = drain(&mut district).await;
     assert_eq!(deliveries.len(), 1);
     let delivery = &deliveries[0];
     assert_eq!(delivery.attempt, 1);
+    // The gateway's verification travels with the delivery.
+    assert_eq!(delivery.reports.len(), 1);
+    assert_eq!(
+        delivery.reports[0].indication,
+        proto::Indication::TotalPassed as i32
+    );
+    let signer = delivery.reports[0].signer.as_ref().expect("signer");
+    assert_eq!(
+        (signer.agency.as_str(), signer.role),
+        (DEPARTMENT, proto::SignerRole::Organization as i32)
+    );
     let received = envelope_of(delivery);
     assert_eq!(received.message_id, "kh-101");
     assert_eq!(received.from, DEPARTMENT);
@@ -89,7 +101,9 @@ async fn one_document_to_three_recipients_is_stored_once() {
     }
     server.stop().await;
     let (_, blobs) = snapshot(dir.path());
-    assert_eq!(blobs.len(), 1, "content must be stored once: {blobs:?}");
+    // One file for the content and one for its signature, whatever the
+    // number of recipients.
+    assert_eq!(blobs.len(), 2, "content must be stored once: {blobs:?}");
 }
 
 #[tokio::test]
@@ -142,19 +156,11 @@ async fn a_repeated_send_returns_the_first_receipt() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
     let mut department = server.exchange("department").await;
-    let first = send(
-        &mut department,
-        envelope("retry", DEPARTMENT, &[DISTRICT], b"same"),
-    )
-    .await
-    .expect("send");
+    // A retry resends the same bytes, signature included.
+    let message = envelope("retry", DEPARTMENT, &[DISTRICT], b"same");
+    let first = send(&mut department, message.clone()).await.expect("send");
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let second = send(
-        &mut department,
-        envelope("retry", DEPARTMENT, &[DISTRICT], b"same"),
-    )
-    .await
-    .expect("send again");
+    let second = send(&mut department, message).await.expect("send again");
     assert!(second.duplicate);
     assert_eq!(second.accepted_at, first.accepted_at);
     assert_eq!(second.attachments, first.attachments);

@@ -30,12 +30,32 @@ async fn a_python_grpcio_client_sends_receives_and_acks() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(dir.path()).await;
     let addr = server.addr.to_string();
+    let content = dir.path().join("cong-van.txt");
+    std::fs::write(&content, "Công văn từ Python — interop").expect("content");
+    let signature = dir.path().join("cong-van.txt.p7s");
+    let signer = certs().join("signers/department-organization");
+    let signed = Command::new("openssl")
+        .args([
+            "cms", "-sign", "-binary", "-cades", "-outform", "DER", "-in",
+        ])
+        .arg(&content)
+        .arg("-signer")
+        .arg(signer.with_extension("crt"))
+        .arg("-inkey")
+        .arg(signer.with_extension("key"))
+        .arg("-out")
+        .arg(&signature)
+        .status()
+        .expect("openssl");
+    assert!(signed.success());
     let output = tokio::task::spawn_blocking(move || {
         Command::new(python)
             .arg(repo().join("tests/interop/client.py"))
             .arg(addr)
             .arg(certs())
             .arg(repo().join("proto"))
+            .arg(content)
+            .arg(signature)
             .output()
     })
     .await

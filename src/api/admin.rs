@@ -143,24 +143,6 @@ impl Admin for AdminService {
     }
 
     not_yet!(
-        add_signer,
-        proto::AddSignerRequest,
-        proto::AddSignerResponse,
-        "AddSigner"
-    );
-    not_yet!(
-        list_signers,
-        proto::ListSignersRequest,
-        proto::ListSignersResponse,
-        "ListSigners"
-    );
-    not_yet!(
-        remove_signer,
-        proto::RemoveSignerRequest,
-        proto::RemoveSignerResponse,
-        "RemoveSigner"
-    );
-    not_yet!(
         put_group,
         proto::PutGroupRequest,
         proto::PutGroupResponse,
@@ -177,36 +159,6 @@ impl Admin for AdminService {
         proto::DeleteGroupRequest,
         proto::DeleteGroupResponse,
         "DeleteGroup"
-    );
-    not_yet!(
-        put_policy,
-        proto::PutPolicyRequest,
-        proto::PutPolicyResponse,
-        "PutPolicy"
-    );
-    not_yet!(
-        list_policies,
-        proto::ListPoliciesRequest,
-        proto::ListPoliciesResponse,
-        "ListPolicies"
-    );
-    not_yet!(
-        add_trust_anchor,
-        proto::AddTrustAnchorRequest,
-        proto::AddTrustAnchorResponse,
-        "AddTrustAnchor"
-    );
-    not_yet!(
-        list_trust,
-        proto::ListTrustRequest,
-        proto::ListTrustResponse,
-        "ListTrust"
-    );
-    not_yet!(
-        publish_crl,
-        proto::PublishCrlRequest,
-        proto::PublishCrlResponse,
-        "PublishCrl"
     );
     not_yet!(
         import_key,
@@ -291,5 +243,126 @@ impl Admin for AdminService {
             .ok_or_else(|| Status::invalid_argument("agency: is required"))?;
         let purged = self.gateway.queue().purge(&agency, request.confirm).await?;
         Ok(Response::new(proto::PurgeQueueResponse { purged }))
+    }
+
+    #[instrument(skip_all)]
+    async fn add_signer(
+        &self,
+        request: Request<proto::AddSignerRequest>,
+    ) -> Result<Response<proto::AddSignerResponse>, Status> {
+        self.auth.admin(&request)?;
+        let request = request.into_inner();
+        let role = convert::role_from(request.role, "role")?;
+        let signer = self
+            .gateway
+            .registry()
+            .add_signer(&request.agency, role, request.certificate_pem.as_bytes())
+            .await?;
+        Ok(Response::new(proto::AddSignerResponse {
+            signer: Some(convert::signer(&signer)),
+        }))
+    }
+
+    async fn list_signers(
+        &self,
+        request: Request<proto::ListSignersRequest>,
+    ) -> Result<Response<proto::ListSignersResponse>, Status> {
+        self.auth.admin(&request)?;
+        let agency = optional_code(&request.into_inner().agency)?;
+        let signers = self
+            .gateway
+            .registry()
+            .signers(agency.as_ref())
+            .iter()
+            .map(convert::signer)
+            .collect();
+        Ok(Response::new(proto::ListSignersResponse { signers }))
+    }
+
+    #[instrument(skip_all)]
+    async fn remove_signer(
+        &self,
+        request: Request<proto::RemoveSignerRequest>,
+    ) -> Result<Response<proto::RemoveSignerResponse>, Status> {
+        self.auth.admin(&request)?;
+        self.gateway
+            .registry()
+            .remove_signer(&request.into_inner().sha256_fingerprint)
+            .await?;
+        Ok(Response::new(proto::RemoveSignerResponse {}))
+    }
+
+    #[instrument(skip_all)]
+    async fn put_policy(
+        &self,
+        request: Request<proto::PutPolicyRequest>,
+    ) -> Result<Response<proto::PutPolicyResponse>, Status> {
+        self.auth.admin(&request)?;
+        let policy = request
+            .into_inner()
+            .policy
+            .ok_or_else(|| Status::invalid_argument("policy: is required"))?;
+        let policy = self
+            .gateway
+            .registry()
+            .put_policy(convert::policy_from(policy)?)
+            .await?;
+        Ok(Response::new(proto::PutPolicyResponse {
+            policy: Some(convert::policy(&policy)),
+        }))
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<proto::ListPoliciesRequest>,
+    ) -> Result<Response<proto::ListPoliciesResponse>, Status> {
+        self.auth.admin(&request)?;
+        let policies = self
+            .gateway
+            .registry()
+            .policies()
+            .iter()
+            .map(convert::policy)
+            .collect();
+        Ok(Response::new(proto::ListPoliciesResponse { policies }))
+    }
+
+    #[instrument(skip_all)]
+    async fn add_trust_anchor(
+        &self,
+        request: Request<proto::AddTrustAnchorRequest>,
+    ) -> Result<Response<proto::AddTrustAnchorResponse>, Status> {
+        self.auth.admin(&request)?;
+        let item = self
+            .gateway
+            .add_trust_anchor(request.into_inner().certificate_pem.as_bytes())
+            .await?;
+        Ok(Response::new(proto::AddTrustAnchorResponse {
+            anchor: Some(convert::trust_item(&item, "admin")),
+        }))
+    }
+
+    async fn list_trust(
+        &self,
+        request: Request<proto::ListTrustRequest>,
+    ) -> Result<Response<proto::ListTrustResponse>, Status> {
+        self.auth.admin(&request)?;
+        let (anchors, crls) = self.gateway.trust_items();
+        Ok(Response::new(proto::ListTrustResponse {
+            anchors: anchors.iter().map(|a| convert::trust_item(a, "")).collect(),
+            crls: crls.iter().map(|c| convert::trust_item(c, "")).collect(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn publish_crl(
+        &self,
+        request: Request<proto::PublishCrlRequest>,
+    ) -> Result<Response<proto::PublishCrlResponse>, Status> {
+        self.auth.admin(&request)?;
+        let item = self.gateway.publish_crl(&request.into_inner().crl).await?;
+        Ok(Response::new(proto::PublishCrlResponse {
+            crl: Some(convert::trust_item(&item, "admin")),
+        }))
     }
 }

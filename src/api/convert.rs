@@ -2,11 +2,13 @@
 
 use crate::{
     clock::UnixMillis,
-    envelope::{Action, Attachment, DocumentInfo, Priority, RawEnvelope, Signature},
-    gateway::Delivery,
+    envelope::{Action, Attachment, DocumentInfo, OrgCode, Priority, RawEnvelope, Signature},
+    gateway::{Delivery, TrustItem},
+    pki::{Indication, Report, Role, SubIndication},
     proto,
     queue::{DeadLetter, MessageRecord, QueueDepth, Receipt, rank_priority},
     registry::Agency,
+    registry::{Policy, Signer},
 };
 
 pub fn timestamp(millis: UnixMillis) -> prost_types::Timestamp {
@@ -124,7 +126,7 @@ pub fn receipt(receipt: &Receipt) -> proto::Receipt {
             })
             .collect(),
         duplicate: receipt.duplicate,
-        verification: proto::Indication::Unspecified as i32,
+        verification: overall(&message.reports) as i32,
         audit_head: String::new(),
         canonical: Vec::new(),
         signature: None,
@@ -169,7 +171,7 @@ pub fn delivery(delivery: Delivery) -> proto::Delivery {
             &leased.message,
             delivery,
         ))),
-        reports: Vec::new(),
+        reports: leased.message.reports.iter().map(report).collect(),
         accepted_at: Some(timestamp(leased.message.accepted_at)),
         lease_expires_at: Some(timestamp(leased.lease_expires_at)),
     }
@@ -219,5 +221,188 @@ pub fn dead_letter(dead: &DeadLetter) -> proto::DeadLetter {
         attempts: dead.attempts,
         dead_at: Some(timestamp(dead.dead_at)),
         reason: dead.reason.clone(),
+    }
+}
+
+pub fn role(role: Role) -> proto::SignerRole {
+    match role {
+        Role::Organization => proto::SignerRole::Organization,
+        Role::Head => proto::SignerRole::Head,
+        Role::AccountOwner => proto::SignerRole::AccountOwner,
+        Role::ChiefAccountant => proto::SignerRole::ChiefAccountant,
+        Role::Officer => proto::SignerRole::Officer,
+    }
+}
+
+/// A role from the wire; UNSPECIFIED and unknown numbers are refused.
+pub fn role_from(value: i32, field: &str) -> Result<Role, tonic::Status> {
+    match proto::SignerRole::try_from(value) {
+        Ok(proto::SignerRole::Organization) => Ok(Role::Organization),
+        Ok(proto::SignerRole::Head) => Ok(Role::Head),
+        Ok(proto::SignerRole::AccountOwner) => Ok(Role::AccountOwner),
+        Ok(proto::SignerRole::ChiefAccountant) => Ok(Role::ChiefAccountant),
+        Ok(proto::SignerRole::Officer) => Ok(Role::Officer),
+        Ok(proto::SignerRole::Unspecified) | Err(_) => {
+            Err(tonic::Status::invalid_argument(format!(
+                "{field}: {value} is not a signer role (1 organization, 2 head, 3 account owner, 4 chief accountant, 5 officer)"
+            )))
+        }
+    }
+}
+
+fn indication(indication: Indication) -> proto::Indication {
+    match indication {
+        Indication::TotalPassed => proto::Indication::TotalPassed,
+        Indication::Indeterminate => proto::Indication::Indeterminate,
+        Indication::TotalFailed => proto::Indication::TotalFailed,
+    }
+}
+
+fn sub_indication(sub: Option<SubIndication>) -> proto::SubIndication {
+    match sub {
+        None => proto::SubIndication::None,
+        Some(SubIndication::FormatFailure) => proto::SubIndication::FormatFailure,
+        Some(SubIndication::HashFailure) => proto::SubIndication::HashFailure,
+        Some(SubIndication::SigCryptoFailure) => proto::SubIndication::SigCryptoFailure,
+        Some(SubIndication::RevokedNoPoe) => proto::SubIndication::RevokedNoPoe,
+        Some(SubIndication::NoCertificateChainFound) => {
+            proto::SubIndication::NoCertificateChainFound
+        }
+        Some(SubIndication::OutOfBoundsNoPoe) => proto::SubIndication::OutOfBoundsNoPoe,
+        Some(SubIndication::NotYetValid) => proto::SubIndication::NotYetValid,
+        Some(SubIndication::ChainConstraintsFailure) => {
+            proto::SubIndication::ChainConstraintsFailure
+        }
+        Some(SubIndication::CryptoConstraintsFailureNoPoe) => {
+            proto::SubIndication::CryptoConstraintsFailureNoPoe
+        }
+        Some(SubIndication::SigConstraintsFailure) => proto::SubIndication::SigConstraintsFailure,
+        Some(SubIndication::SignedDataNotFound) => proto::SubIndication::SignedDataNotFound,
+        Some(SubIndication::TryLater) => proto::SubIndication::TryLater,
+    }
+}
+
+pub fn report(report: &Report) -> proto::VerificationReport {
+    proto::VerificationReport {
+        attachment: report.attachment.clone(),
+        indication: indication(report.indication) as i32,
+        sub_indication: sub_indication(report.sub_indication) as i32,
+        message: report.message.clone(),
+        signer: report.signer.as_ref().map(|signer| proto::SignerInfo {
+            subject: signer.subject.clone(),
+            issuer: signer.issuer.clone(),
+            serial_hex: signer.serial_hex.clone(),
+            sha256_fingerprint: signer.fingerprint.to_hex(),
+            signing_time: signer.signing_time.map(timestamp),
+            agency: signer
+                .registered
+                .as_ref()
+                .map(|(agency, _)| agency.to_string())
+                .unwrap_or_default(),
+            role: signer
+                .registered
+                .as_ref()
+                .map_or(proto::SignerRole::Unspecified, |(_, r)| role(*r)) as i32,
+        }),
+        checks: report
+            .checks
+            .iter()
+            .map(|check| proto::CheckResult {
+                name: check.name.clone(),
+                passed: check.passed,
+                detail: check.detail.clone(),
+            })
+            .collect(),
+        verified_at: Some(timestamp(report.verified_at)),
+    }
+}
+
+/// The overall verification of a message: unspecified without signatures,
+/// otherwise the worst of its reports.
+pub fn overall(reports: &[Report]) -> proto::Indication {
+    if reports.is_empty() {
+        return proto::Indication::Unspecified;
+    }
+    if reports
+        .iter()
+        .any(|r| r.indication == Indication::TotalFailed)
+    {
+        proto::Indication::TotalFailed
+    } else if reports
+        .iter()
+        .any(|r| r.indication == Indication::Indeterminate)
+    {
+        proto::Indication::Indeterminate
+    } else {
+        proto::Indication::TotalPassed
+    }
+}
+
+pub fn signer(signer: &Signer) -> proto::Signer {
+    proto::Signer {
+        agency: signer.agency.to_string(),
+        role: role(signer.role) as i32,
+        certificate: Some(proto::SignerInfo {
+            subject: signer.subject.clone(),
+            issuer: signer.issuer.clone(),
+            serial_hex: signer.serial_hex.clone(),
+            sha256_fingerprint: signer.fingerprint.to_hex(),
+            signing_time: None,
+            agency: signer.agency.to_string(),
+            role: role(signer.role) as i32,
+        }),
+    }
+}
+
+pub fn policy(policy: &Policy) -> proto::Policy {
+    proto::Policy {
+        document_type: policy.document_type.clone(),
+        required_roles: policy
+            .required_roles
+            .iter()
+            .map(|r| role(*r) as i32)
+            .collect(),
+        any_of_roles: policy
+            .any_of_roles
+            .iter()
+            .map(|r| role(*r) as i32)
+            .collect(),
+        allowed_recipients: policy
+            .allowed_recipients
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    }
+}
+
+pub fn policy_from(policy: proto::Policy) -> Result<Policy, tonic::Status> {
+    let roles = |values: &[i32], field: &str| {
+        values
+            .iter()
+            .map(|v| role_from(*v, field))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(Policy {
+        required_roles: roles(&policy.required_roles, "policy.required_roles")?,
+        any_of_roles: roles(&policy.any_of_roles, "policy.any_of_roles")?,
+        allowed_recipients: policy
+            .allowed_recipients
+            .iter()
+            .enumerate()
+            .map(|(index, code)| {
+                OrgCode::parse(code, &format!("policy.allowed_recipients[{index}]"))
+                    .map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+        document_type: policy.document_type,
+    })
+}
+
+pub fn trust_item(item: &TrustItem, source: &str) -> proto::TrustItem {
+    proto::TrustItem {
+        name: item.name.clone(),
+        sha256_fingerprint: item.fingerprint.to_hex(),
+        next_update: item.next_update.map(timestamp),
+        source: source.to_owned(),
     }
 }

@@ -4,8 +4,13 @@
 use tonic::Status;
 
 use crate::{
-    envelope::EnvelopeError, gateway::GatewayError, queue::QueueError, registry::RegistryError,
-    routing::RoutingError, store::StoreError,
+    envelope::EnvelopeError,
+    gateway::GatewayError,
+    pki::Report,
+    queue::QueueError,
+    registry::{Refusal, RegistryError},
+    routing::RoutingError,
+    store::StoreError,
 };
 
 impl From<GatewayError> for Status {
@@ -17,6 +22,12 @@ impl From<GatewayError> for Status {
             GatewayError::Queue(error) => queue(error),
             GatewayError::Registry(error) => registry(error),
             GatewayError::Store(error) => store(error),
+            GatewayError::Pki(error) => Status::invalid_argument(error.to_string()),
+            GatewayError::TrustFile { .. } => {
+                tracing::error!(error = %error, "trust material unreadable");
+                Status::unavailable("the gateway's trust material is unreadable; see its log")
+            }
+            GatewayError::Refused { refusal, reports } => refused(&refusal, &reports),
             GatewayError::ShuttingDown => Status::unavailable(error.to_string()),
         }
     }
@@ -79,9 +90,62 @@ fn registry(error: RegistryError) -> Status {
         RegistryError::AlreadyRegistered(_) | RegistryError::CertificateInUse { .. } => {
             Status::already_exists(error.to_string())
         }
-        RegistryError::UnknownAgency(_) => Status::not_found(error.to_string()),
+        RegistryError::UnknownAgency(_) | RegistryError::UnknownSigner(_) => {
+            Status::not_found(error.to_string())
+        }
+        RegistryError::SignerExists { .. } => Status::already_exists(error.to_string()),
+        RegistryError::MalformedFingerprint(_) | RegistryError::InvalidPolicy(_) => {
+            Status::invalid_argument(error.to_string())
+        }
         RegistryError::Store(error) => store(error),
     }
+}
+
+/// FAILED_PRECONDITION with rich error details (google.rpc.Status in
+/// `grpc-status-details-bin`): a standard PreconditionFailure naming each
+/// unmet requirement, and the verification reports as a
+/// `lienthong.v1.VerifyResponse`.
+fn refused(refusal: &Refusal, reports: &[Report]) -> Status {
+    use prost::Message;
+    use tonic_types::pb;
+    let message = format!(
+        "document refused under policy {}: {}",
+        refusal.document_type,
+        refusal.reasons.join("; ")
+    );
+    let violations = pb::PreconditionFailure {
+        violations: refusal
+            .reasons
+            .iter()
+            .map(|reason| pb::precondition_failure::Violation {
+                r#type: "SIGNATURE_POLICY".to_owned(),
+                subject: refusal.document_type.clone(),
+                description: reason.clone(),
+            })
+            .collect(),
+    };
+    let reports = crate::proto::VerifyResponse {
+        reports: reports.iter().map(super::convert::report).collect(),
+    };
+    let details = pb::Status {
+        code: tonic::Code::FailedPrecondition as i32,
+        message: message.clone(),
+        details: vec![
+            prost_types::Any {
+                type_url: "type.googleapis.com/google.rpc.PreconditionFailure".to_owned(),
+                value: violations.encode_to_vec(),
+            },
+            prost_types::Any {
+                type_url: "type.googleapis.com/lienthong.v1.VerifyResponse".to_owned(),
+                value: reports.encode_to_vec(),
+            },
+        ],
+    };
+    Status::with_details(
+        tonic::Code::FailedPrecondition,
+        message,
+        details.encode_to_vec().into(),
+    )
 }
 
 /// Storage faults are the gateway's, not the caller's: logged in full,

@@ -1,5 +1,9 @@
 //! Command-line clients: they talk to a gateway over gRPC with mTLS, like
-//! any agency system would.
+//! any agency system would; and the offline signature check.
+
+mod pki;
+
+pub use self::pki::{SignerCommand, VerifyArgs, signer, verify};
 
 use std::path::{Path, PathBuf};
 
@@ -30,7 +34,7 @@ pub struct Connection {
     tls_ca: Option<PathBuf>,
 }
 
-fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
@@ -81,7 +85,7 @@ impl Connection {
 /// Larger than any limit a gateway enforces; the gateway judges size.
 const CLIENT_MESSAGE_LIMIT: usize = 1 << 30;
 
-fn status_error(status: tonic::Status) -> anyhow::Error {
+pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())
 }
 
@@ -447,6 +451,9 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
             continue;
         };
         print_envelope(envelope, delivery.attempt);
+        for report in &delivery.reports {
+            print_delivery_report(report);
+        }
         if let Some(out) = &args.out {
             let dir = save_envelope(out, envelope)?;
             println!("  saved to {}", dir.display());
@@ -492,6 +499,29 @@ fn print_envelope(envelope: &proto::Envelope, attempt: u32) {
             signature.cms_der.len()
         );
     }
+}
+
+fn print_delivery_report(report: &proto::VerificationReport) {
+    let indication = proto::Indication::try_from(report.indication)
+        .map(|i| i.as_str_name().trim_start_matches("INDICATION_").to_owned())
+        .unwrap_or_default();
+    let signer = report.signer.clone().unwrap_or_default();
+    let registered = if signer.agency.is_empty() {
+        "not registered".to_owned()
+    } else {
+        let role = proto::SignerRole::try_from(signer.role)
+            .map(|r| {
+                r.as_str_name()
+                    .trim_start_matches("SIGNER_ROLE_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        format!("{} as {role}", signer.agency)
+    };
+    println!(
+        "  verified {}: {indication} ({registered}) {}",
+        report.attachment, report.message
+    );
 }
 
 fn save_envelope(out: &Path, envelope: &proto::Envelope) -> anyhow::Result<PathBuf> {

@@ -15,7 +15,10 @@ use std::{
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 
 pub use report::{Check, Indication, Report, Role, SignerFacts, SubIndication};
-pub use trust::{CrlEntry, TrustStore, certificates_from_pem, crl_from_bytes};
+pub use trust::{
+    CrlEntry, CrlFacts, TrustStore, certificate_from_der, certificates_from_pem, crl_facts,
+    crl_from_bytes,
+};
 pub use verify::{CryptoRules, SignerLookup, missing_attachment};
 
 use crate::clock::{Clock, UnixMillis};
@@ -102,11 +105,40 @@ impl Verifier {
     }
 }
 
-/// SHA-256 of a certificate's DER.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// SHA-256 of a certificate's DER. Hex in human-readable formats (JSON),
+/// raw bytes in compact ones.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint(pub [u8; 32]);
 
+impl Serialize for Fingerprint {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if serializer.is_human_readable() {
+            serializer.serialize_str(&self.to_hex())
+        } else {
+            self.0.serialize(serializer)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Fingerprint {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        if deserializer.is_human_readable() {
+            let text = String::deserialize(deserializer)?;
+            Self::from_hex(&text).ok_or_else(|| serde::de::Error::custom("expected 64 hex digits"))
+        } else {
+            Ok(Self(<[u8; 32]>::deserialize(deserializer)?))
+        }
+    }
+}
+
 impl Fingerprint {
+    /// Parses 64 hex digits.
+    pub fn from_hex(text: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(text.trim(), &mut out).ok()?;
+        Some(Self(out))
+    }
+
     /// The fingerprint of `der`.
     pub fn of_der(der: &[u8]) -> Self {
         Self(Sha256::digest(der).into())

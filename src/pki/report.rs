@@ -8,6 +8,7 @@ use crate::{clock::UnixMillis, envelope::OrgCode};
 
 /// The role a signer certificate is registered for within its agency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Role {
     /// The agency's organizational signature (NĐ 30/2020).
     Organization,
@@ -51,6 +52,7 @@ impl Role {
 
 /// Overall result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Indication {
     /// Every check passed.
     TotalPassed,
@@ -62,6 +64,7 @@ pub enum Indication {
 
 /// Why a signature did not pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum SubIndication {
     /// The CMS could not be read.
     FormatFailure,

@@ -57,6 +57,33 @@ pub fn certificates_from_pem(pems: &[Vec<u8>]) -> Result<Vec<X509>, PkiError> {
     Ok(out)
 }
 
+/// Reads one DER certificate.
+pub fn certificate_from_der(der: &[u8]) -> Result<X509, PkiError> {
+    X509::from_der(der).map_err(|e| bad("certificate", e))
+}
+
+/// What storing and listing a CRL needs to know of it.
+pub struct CrlFacts {
+    /// The CRL, DER.
+    pub der: Vec<u8>,
+    /// Its issuer's name, DER.
+    pub issuer_der: Vec<u8>,
+    /// Its issuer's name, for people.
+    pub issuer: String,
+    /// When the next is due, Unix seconds.
+    pub next_update: Option<i64>,
+}
+
+/// The facts of a CRL.
+pub fn crl_facts(crl: &X509Crl) -> Result<CrlFacts, PkiError> {
+    Ok(CrlFacts {
+        der: crl.to_der().map_err(|e| PkiError::BadCrl(e.to_string()))?,
+        issuer_der: name_der(crl.issuer_name()),
+        issuer: name_text(crl.issuer_name()),
+        next_update: crl.next_update().and_then(unix_seconds),
+    })
+}
+
 /// Reads a CRL in PEM or DER.
 pub fn crl_from_bytes(bytes: &[u8]) -> Result<X509Crl, PkiError> {
     X509Crl::from_pem(bytes)

@@ -113,6 +113,8 @@ pub struct MessageRecord {
     pub signatures: Vec<StoredSignature>,
     /// Every agency it is queued for.
     pub recipients: Vec<OrgCode>,
+    /// The verification report of each signature, kept with the message.
+    pub reports: Vec<crate::pki::Report>,
     /// Digest of the canonical content, to tell a retry from a reuse of the id.
     pub content_digest: ContentHash,
     /// When it was accepted; set by the writer.

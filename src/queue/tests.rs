@@ -68,6 +68,7 @@ fn message(id: &str, priority: Priority, digest: &[u8]) -> MessageRecord {
         attachments: Vec::new(),
         signatures: Vec::new(),
         recipients: vec![code(RECIPIENT)],
+        reports: Vec::new(),
         content_digest: ContentHash::of(digest),
         accepted_at: 0,
     }

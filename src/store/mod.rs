@@ -115,6 +115,14 @@ pub mod keys {
     pub const MESSAGE: &[u8] = b"msg\0";
     /// `queue\0{recipient}\0{rank u8}{seq u64 BE}` → queue entry.
     pub const QUEUE: &[u8] = b"queue\0";
+    /// `signer\0{sha256 hex}` → signer binding.
+    pub const SIGNER: &[u8] = b"signer\0";
+    /// `policy\0{document type}` → policy.
+    pub const POLICY: &[u8] = b"policy\0";
+    /// `trust-anchor\0{sha256 hex}` → anchor certificate DER (added by Admin).
+    pub const TRUST_ANCHOR: &[u8] = b"trust-anchor\0";
+    /// `trust-crl\0{sha256 of issuer name, hex}` → CRL DER (published by Admin).
+    pub const TRUST_CRL: &[u8] = b"trust-crl\0";
     /// `dead\0{recipient}\0{rank u8}{seq u64 BE}` → dead letter.
     pub const DEAD: &[u8] = b"dead\0";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).

@@ -69,14 +69,17 @@ impl TestServer {
             stop: Some(stop),
             handle,
         };
-        server.wait_ready().await;
-        server
+        server.wait_ready().await
     }
 
-    async fn wait_ready(&self) {
+    async fn wait_ready(mut self) -> Self {
         for _ in 0..100 {
+            if self.handle.is_finished() {
+                let outcome = (&mut self.handle).await;
+                panic!("gateway stopped while starting: {outcome:?}");
+            }
             if self.try_connect("department").await.is_ok() {
-                return;
+                return self;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -147,8 +150,73 @@ pub async fn connect(
         .await
 }
 
-/// A small valid envelope from `from` to `to`.
+/// The certs-test signer file (without extension) of an agency's organization.
+pub fn organization_signer(code: &str) -> Option<&'static str> {
+    Some(match code {
+        DEPARTMENT => "signers/department-organization",
+        DISTRICT => "signers/district-organization",
+        COMMUNE_A => "signers/commune-a-organization",
+        COMMUNE_B => "signers/commune-b-organization",
+        TREASURY => "signers/treasury-organization",
+        "000.00.99.H56" => "signers/unregistered-organization",
+        _ => return None,
+    })
+}
+
+/// A detached CMS signature (SHA-256, signing time, chain embedded) by a
+/// certs-test signer, made in-process.
+pub fn sign(identity: &str, content: &[u8]) -> Vec<u8> {
+    use openssl::{
+        cms::{CMSOptions, CmsContentInfo},
+        pkey::PKey,
+        stack::Stack,
+        x509::X509,
+    };
+    let base = certs().join(identity);
+    let cert = X509::from_pem(&std::fs::read(base.with_extension("crt")).expect("signer cert"))
+        .expect("cert");
+    let key =
+        PKey::private_key_from_pem(&std::fs::read(base.with_extension("key")).expect("signer key"))
+            .expect("key");
+    let mut chain = Stack::new().expect("stack");
+    chain
+        .push(
+            X509::from_pem(&std::fs::read(certs().join("ca/agency-ca.crt")).expect("ca"))
+                .expect("ca"),
+        )
+        .expect("push");
+    CmsContentInfo::sign(
+        Some(&cert),
+        Some(&key),
+        Some(&chain),
+        Some(content),
+        CMSOptions::BINARY | CMSOptions::DETACHED,
+    )
+    .expect("sign")
+    .to_der()
+    .expect("der")
+}
+
+/// A small valid envelope from `from` to `to`, signed by the sender's
+/// organization signer (the default policy wants one).
 pub fn envelope(message_id: &str, from: &str, to: &[&str], content: &[u8]) -> proto::Envelope {
+    let mut envelope = unsigned_envelope(message_id, from, to, content);
+    if let Some(signer) = organization_signer(from) {
+        envelope.signatures.push(proto::Signature {
+            attachment: "ke-hoach.pdf".into(),
+            cms_der: sign(signer, content),
+        });
+    }
+    envelope
+}
+
+/// The same envelope without any signature.
+pub fn unsigned_envelope(
+    message_id: &str,
+    from: &str,
+    to: &[&str],
+    content: &[u8],
+) -> proto::Envelope {
     proto::Envelope {
         message_id: message_id.to_owned(),
         from: from.to_owned(),

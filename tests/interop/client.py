@@ -2,7 +2,9 @@
 with grpcio-tools: sends a document as one agency, receives and acks it as
 another, over real mTLS. Exits non-zero on any mismatch.
 
-Usage: client.py ADDRESS CERTS_DIR PROTO_DIR
+Usage: client.py ADDRESS CERTS_DIR PROTO_DIR CONTENT_FILE SIGNATURE_FILE
+(the signature: a detached CMS over the content by the department's
+organization signer, as its own signing tool would make it)
 """
 
 import hashlib
@@ -56,13 +58,17 @@ def channel(address, certs, who):
 
 
 def main():
-    address, certs, proto_dir = sys.argv[1:4]
+    address, certs, proto_dir, content_file, signature_file = sys.argv[1:6]
     out_dir = tempfile.mkdtemp(prefix="lienthong-py-")
     generate(proto_dir, out_dir)
     pb = importlib.import_module("lienthong.v1.exchange_pb2")
     rpc = importlib.import_module("lienthong.v1.exchange_pb2_grpc")
+    signing_pb = importlib.import_module("lienthong.v1.signing_pb2")
 
-    content = "Công văn từ Python — interop".encode("utf-8")
+    with open(content_file, "rb") as handle:
+        content = handle.read()
+    with open(signature_file, "rb") as handle:
+        signature = handle.read()
     message_id = f"py-{uuid.uuid4()}"
     envelope = pb.Envelope(
         message_id=message_id,
@@ -74,6 +80,7 @@ def main():
             priority=pb.PRIORITY_URGENT,
         ),
         attachments=[pb.Attachment(name="cong-van.txt", media_type="text/plain", content=content)],
+        signatures=[pb.Signature(attachment="cong-van.txt", cms_der=signature)],
     )
     # `from` is a Python keyword: set it by name.
     setattr(envelope, "from", "000.00.12.H56")
@@ -84,6 +91,7 @@ def main():
         assert not receipt.duplicate, receipt
         assert [r.code for r in receipt.recipients] == ["000.00.31.H56"], receipt
         assert receipt.attachments[0].sha256 == hashlib.sha256(content).hexdigest(), receipt
+        assert receipt.verification == signing_pb.INDICATION_TOTAL_PASSED, receipt
         again = rpc.ExchangeStub(sender).Send(pb.SendRequest(envelope=envelope), timeout=30).receipt
         assert again.duplicate, again
 
@@ -107,6 +115,8 @@ def main():
         assert delivery.envelope.attachments[0].content == content
         assert delivery.envelope.document.priority == pb.PRIORITY_URGENT
         assert delivery.attempt == 1
+        assert delivery.reports[0].indication == signing_pb.INDICATION_TOTAL_PASSED, delivery.reports
+        assert delivery.reports[0].signer.agency == "000.00.12.H56", delivery.reports
         stub.Ack(pb.AckRequest(delivery_id=delivery.delivery_id), timeout=30)
         left = list(stub.Receive(pb.ReceiveRequest(drain=True), timeout=30))
         assert not [d for d in left if d.envelope.message_id == message_id], left

@@ -1,19 +1,25 @@
-//! The core the api calls: sending, receiving and acknowledging documents.
-//! Owns the registry and queues; knows nothing of gRPC.
+//! The core the api calls: sending (with signature verification and policy),
+//! receiving and acknowledging documents, and the trust material. Owns the
+//! registry, the queues and the verifier; knows nothing of gRPC.
+
+mod receive;
+mod trust;
 
 use std::{sync::Arc, time::Duration};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+pub use self::trust::TrustItem;
 use crate::{
     clock::Clock,
     config::Config,
     envelope::{Attachment, Envelope, EnvelopeError, OrgCode, RawEnvelope, Signature},
+    pki::{self, PkiError, Report, Verifier},
     queue::{
-        DeadLetter, LeaseBatch, Leased, MessageRecord, Queue, QueueError, Receipt,
-        StoredAttachment, StoredSignature,
+        DeadLetter, Leased, MessageRecord, Queue, QueueError, Receipt, StoredAttachment,
+        StoredSignature,
     },
-    registry::{Agency, Registry, RegistryError},
+    registry::{Agency, Refusal, Registry, RegistryError},
     routing::{self, Known, RoutingError},
     store::{ContentHash, Store, StoreError},
 };
@@ -44,6 +50,25 @@ pub enum GatewayError {
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Certificates, CRLs or the trust store.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// A trust file named by the config could not be read.
+    #[error("reading {path}: {reason}")]
+    TrustFile {
+        /// Path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The document does not satisfy its type's policy.
+    #[error("document refused under policy {}: {}", refusal.document_type, refusal.reasons.join("; "))]
+    Refused {
+        /// What is missing.
+        refusal: Refusal,
+        /// The verification reports, one per signature.
+        reports: Vec<Report>,
+    },
     /// The gateway is stopping.
     #[error("gateway is shutting down")]
     ShuttingDown,
@@ -66,6 +91,7 @@ pub struct Gateway {
     store: Store,
     registry: Registry,
     queue: Queue,
+    verifier: Verifier,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 }
@@ -80,11 +106,14 @@ impl Gateway {
     ) -> Result<Self, GatewayError> {
         let registry = Registry::load(store.clone(), clock.clone())?;
         let queue = Queue::new(store.clone(), clock.clone(), config.queue);
+        let trust = trust::build(&config, &registry)?;
+        let verifier = Verifier::new(trust, config.pki.rules, clock.clone());
         Ok(Self {
             config,
             store,
             registry,
             queue,
+            verifier,
             clock,
             shutdown,
         })
@@ -128,11 +157,19 @@ impl Gateway {
                 }
             })
         })?;
+        let policy = self.registry.policy_for(&envelope.document.doc_type);
+        policy
+            .check_recipients(&recipients)
+            .map_err(|refusal| GatewayError::Refused {
+                refusal,
+                reports: Vec::new(),
+            })?;
         let this = self.clone();
-        // Hashing and fsyncing content is blocking work.
-        let record = tokio::task::spawn_blocking(move || this.store_content(envelope, recipients))
-            .await
-            .map_err(|e| StoreError::Engine(format!("content task failed: {e}")))??;
+        // Hashing, verifying and fsyncing content is blocking work.
+        let record =
+            tokio::task::spawn_blocking(move || this.store_content(envelope, recipients, &policy))
+                .await
+                .map_err(|e| StoreError::Engine(format!("content task failed: {e}")))??;
         let record = match record {
             Stored::New(record) => record,
             Stored::Duplicate(receipt) => return Ok(receipt),
@@ -148,12 +185,14 @@ impl Gateway {
         Ok(receipt)
     }
 
-    /// Hashes the content, answers a duplicate without writing, otherwise
-    /// writes the files durably and returns the record to enqueue.
+    /// Hashes the content and answers a duplicate without writing; otherwise
+    /// verifies every signature, applies the policy, writes the files
+    /// durably and returns the record to enqueue.
     fn store_content(
         &self,
         envelope: Envelope,
         recipients: Vec<OrgCode>,
+        policy: &crate::registry::Policy,
     ) -> Result<Stored, GatewayError> {
         let attachments: Vec<(StoredAttachment, &[u8])> = envelope
             .attachments
@@ -187,6 +226,7 @@ impl Gateway {
             attachments: stored_attachments,
             signatures,
             recipients,
+            reports: Vec::new(),
             accepted_at: 0,
         };
         // A retry of an accepted message costs no writes; the writer checks
@@ -204,6 +244,15 @@ impl Gateway {
             }
             .into());
         }
+        let reports = self.verify_envelope(&envelope);
+        policy
+            .check_signatures(&envelope.from, &reports)
+            .map_err(|refusal| GatewayError::Refused {
+                refusal,
+                reports: reports.clone(),
+            })?;
+        let mut record = record;
+        record.reports = reports;
         for (_, content) in &attachments {
             self.store.blobs().put(content)?;
         }
@@ -211,82 +260,6 @@ impl Gateway {
             self.store.blobs().put(&signature.cms_der)?;
         }
         Ok(Stored::New(record))
-    }
-
-    /// Streams `caller`'s queue. With `drain`, the stream ends once nothing
-    /// more is deliverable, and its leases outlive it so acks can follow.
-    pub fn receive(
-        self: &Arc<Self>,
-        caller: Agency,
-        max_in_flight: u32,
-        drain: bool,
-    ) -> mpsc::Receiver<Result<Delivery, GatewayError>> {
-        let limit = match max_in_flight {
-            0 => self.config.queue.default_max_in_flight,
-            asked => asked.min(self.config.queue.max_in_flight_cap),
-        } as usize;
-        let (sender, receiver) = mpsc::channel(2);
-        let this = self.clone();
-        tokio::spawn(async move {
-            let stream = this.queue.open_stream();
-            let code = caller.code.clone();
-            let result = this
-                .receive_loop(&code, stream, limit, drain, &sender)
-                .await;
-            this.queue.close_stream(&code, stream);
-            if let Err(error) = result {
-                let _ = sender.send(Err(error)).await;
-            }
-        });
-        receiver
-    }
-
-    async fn receive_loop(
-        self: &Arc<Self>,
-        code: &OrgCode,
-        stream: u64,
-        limit: usize,
-        drain: bool,
-        sender: &mpsc::Sender<Result<Delivery, GatewayError>>,
-    ) -> Result<(), GatewayError> {
-        let mut wake = self.queue.subscribe(code);
-        let mut shutdown = self.shutdown.clone();
-        tracing::debug!(agency = %code, stream, limit, drain, "receive stream opened");
-        loop {
-            wake.borrow_and_update();
-            if *shutdown.borrow_and_update() {
-                return Err(GatewayError::ShuttingDown);
-            }
-            let room = limit.saturating_sub(self.queue.in_flight(code, stream));
-            let batch = if room > 0 {
-                self.queue.lease_next(code, stream, room, drain).await?
-            } else {
-                LeaseBatch::default()
-            };
-            let exhausted = batch.leased.len() < room;
-            for leased in batch.leased {
-                let this = self.clone();
-                let delivery = tokio::task::spawn_blocking(move || this.load(leased))
-                    .await
-                    .map_err(|e| StoreError::Engine(format!("load task failed: {e}")))??;
-                if sender.send(Ok(delivery)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            if drain && exhausted {
-                return Ok(());
-            }
-            let until_wake = batch.next_wake.map(|at| {
-                let millis = at.saturating_sub(self.clock.now_millis());
-                Duration::from_millis(u64::try_from(millis).unwrap_or(0))
-            });
-            tokio::select! {
-                changed = wake.changed() => if changed.is_err() { return Ok(()) },
-                _ = shutdown.changed() => {},
-                () = sender.closed() => return Ok(()),
-                () = sleep_or_forever(until_wake) => {},
-            }
-        }
     }
 
     fn load(&self, leased: Leased) -> Result<Delivery, GatewayError> {
@@ -319,6 +292,31 @@ impl Gateway {
             attachments,
             signatures,
         })
+    }
+
+    /// Verifies every signature of an envelope against its attachment.
+    fn verify_envelope(&self, envelope: &Envelope) -> Vec<Report> {
+        let lookup = |fingerprint: &pki::Fingerprint| self.registry.signer_role(fingerprint);
+        let mut reports = Vec::new();
+        for signature in &envelope.signatures {
+            match envelope
+                .attachments
+                .iter()
+                .find(|a| a.name == signature.attachment)
+            {
+                Some(attachment) => reports.extend(self.verifier.verify(
+                    &attachment.content,
+                    &signature.cms_der,
+                    &signature.attachment,
+                    &lookup,
+                )),
+                None => reports.push(pki::missing_attachment(
+                    &signature.attachment,
+                    self.verifier.now(),
+                )),
+            }
+        }
+        reports
     }
 
     /// Acknowledges a delivery of `caller`'s queue.
@@ -365,13 +363,6 @@ impl Gateway {
 enum Stored {
     New(MessageRecord),
     Duplicate(Receipt),
-}
-
-async fn sleep_or_forever(duration: Option<Duration>) {
-    match duration {
-        Some(duration) => tokio::time::sleep(duration).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// SHA-256 over the canonical encoding of what the sender sent, files by

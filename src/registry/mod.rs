@@ -1,5 +1,13 @@
-//! Agencies and the client certificates bound to them. (Signers, groups and
-//! policies join this registry with later issues.)
+//! Agencies and the client certificates bound to them, signer certificates
+//! and their roles, signature policies, and the trust material added by
+//! Admin. (Groups join with a later issue.)
+
+mod policies;
+mod signers;
+mod trust;
+
+pub use policies::{DEFAULT_TYPE, Policy, Refusal};
+pub use signers::Signer;
 
 use std::{
     collections::BTreeMap,
@@ -11,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     clock::{Clock, UnixMillis},
     envelope::{EnvelopeError, OrgCode},
-    pki::{self, Fingerprint, PkiError},
+    pki::{self, Fingerprint, PkiError, Role},
     store::{self, Store, StoreError, WriteSet, keys},
 };
 
@@ -52,6 +60,25 @@ pub enum RegistryError {
         /// The agency holding it.
         agency: OrgCode,
     },
+    /// The certificate is bound to a signer already.
+    #[error("certificate {fingerprint} is already bound to {agency} as {}", role.name())]
+    SignerExists {
+        /// Its fingerprint.
+        fingerprint: Fingerprint,
+        /// The agency.
+        agency: OrgCode,
+        /// The role.
+        role: Role,
+    },
+    /// No signer has this fingerprint.
+    #[error("no signer certificate {0} is registered")]
+    UnknownSigner(Fingerprint),
+    /// Not 64 hex digits.
+    #[error("{0:?} is not a SHA-256 fingerprint (64 hex digits)")]
+    MalformedFingerprint(String),
+    /// A policy that cannot be stored.
+    #[error("policy: {0}")]
+    InvalidPolicy(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -91,6 +118,8 @@ pub struct NewAgency {
 struct Cache {
     by_code: BTreeMap<OrgCode, Agency>,
     by_fingerprint: BTreeMap<Fingerprint, OrgCode>,
+    signers: BTreeMap<Fingerprint, Signer>,
+    policies: BTreeMap<String, Policy>,
 }
 
 impl Cache {
@@ -110,7 +139,7 @@ pub struct Registry {
     cache: RwLock<Cache>,
 }
 
-fn agency_key(code: &OrgCode) -> Vec<u8> {
+pub(super) fn agency_key(code: &OrgCode) -> Vec<u8> {
     keys::join(keys::AGENCY, &[code.as_str().as_bytes()])
 }
 
@@ -122,17 +151,20 @@ impl Registry {
     /// Loads every agency from the store.
     pub fn load(store: Store, clock: Arc<dyn Clock>) -> Result<Self, RegistryError> {
         let mut cache = Cache::default();
-        let mut after = None;
-        loop {
-            let page = store
-                .kv()
-                .scan_prefix(keys::AGENCY, after.as_deref(), 512)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (key, value) in &page {
-                cache.put(store::decode(key, value)?);
-            }
-        }
+        for_each(&store, keys::AGENCY, |key, value| {
+            cache.put(store::decode(key, value)?);
+            Ok(())
+        })?;
+        for_each(&store, keys::SIGNER, |key, value| {
+            let signer: Signer = store::decode(key, value)?;
+            cache.signers.insert(signer.fingerprint, signer);
+            Ok(())
+        })?;
+        for_each(&store, keys::POLICY, |key, value| {
+            let policy: Policy = store::decode(key, value)?;
+            cache.policies.insert(policy.document_type.clone(), policy);
+            Ok(())
+        })?;
         Ok(Self {
             store,
             clock,
@@ -149,10 +181,16 @@ impl Registry {
     }
 
     fn update(&self, agency: Agency) {
-        self.cache
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .put(agency);
+        self.with_cache(|cache| cache.put(agency));
+    }
+
+    fn with_cache(&self, change: impl FnOnce(&mut Cache)) {
+        change(
+            &mut self
+                .cache
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner()),
+        );
     }
 
     /// Registers a new agency durably.
@@ -234,6 +272,23 @@ impl Registry {
         let code = cache.by_fingerprint.get(fingerprint)?;
         cache.by_code.get(code).cloned()
     }
+}
+
+fn for_each(
+    store: &Store,
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), RegistryError>,
+) -> Result<(), RegistryError> {
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = store.kv().scan_prefix(prefix, after.as_deref(), 512)?;
+        let Some((last, _)) = page.last() else { break };
+        after = Some(last.clone());
+        for (key, value) in &page {
+            visit(key, value)?;
+        }
+    }
+    Ok(())
 }
 
 fn insert_new(writes: &mut WriteSet<'_>, agency: Agency) -> Result<Agency, RegistryError> {

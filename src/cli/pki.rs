@@ -1,0 +1,241 @@
+//! `lienthong signer ...` and the offline `lienthong verify`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use lienthong::{
+    clock::{SystemClock, format_rfc3339},
+    pki::{self, CryptoRules, Indication, Report, Role, TrustStore, Verifier},
+    proto::{self, admin_client::AdminClient},
+};
+
+use super::{Connection, read, status_error};
+
+/// `lienthong signer ...`
+#[derive(Subcommand, Debug)]
+pub enum SignerCommand {
+    /// Bind a signer certificate to an agency and a role.
+    Add {
+        /// The agency's org code.
+        #[arg(long)]
+        agency: String,
+        /// organization, head, account-owner, chief-accountant or officer.
+        #[arg(long)]
+        role: String,
+        /// The signer's certificate, PEM.
+        #[arg(long = "cert")]
+        certificate: PathBuf,
+    },
+    /// List signers.
+    List {
+        /// Only this agency's.
+        #[arg(long, default_value = "")]
+        agency: String,
+    },
+    /// Remove a signer binding.
+    Remove {
+        /// SHA-256 fingerprint of the certificate (as `signer list` shows).
+        fingerprint: String,
+    },
+}
+
+fn role_name(value: i32) -> &'static str {
+    match proto::SignerRole::try_from(value) {
+        Ok(proto::SignerRole::Organization) => "organization",
+        Ok(proto::SignerRole::Head) => "head",
+        Ok(proto::SignerRole::AccountOwner) => "account-owner",
+        Ok(proto::SignerRole::ChiefAccountant) => "chief-accountant",
+        Ok(proto::SignerRole::Officer) => "officer",
+        _ => "-",
+    }
+}
+
+fn print_signer(signer: &proto::Signer) {
+    let facts = signer.certificate.clone().unwrap_or_default();
+    println!(
+        "{}  {:<16}  {}",
+        signer.agency,
+        role_name(signer.role),
+        facts.subject
+    );
+    println!("    certificate sha256 {}", facts.sha256_fingerprint);
+}
+
+/// Runs a signer command.
+pub async fn signer(command: SignerCommand, connection: &Connection) -> anyhow::Result<()> {
+    let mut client = AdminClient::new(connection.channel().await?);
+    match command {
+        SignerCommand::Add {
+            agency,
+            role,
+            certificate,
+        } => {
+            let Some(role) = Role::parse(&role) else {
+                bail!(
+                    "--role {role:?}: use organization, head, account-owner, chief-accountant or officer"
+                );
+            };
+            let certificate_pem = String::from_utf8(read(&certificate, "signer certificate")?)
+                .context("the signer certificate is not PEM text")?;
+            let role = match role {
+                Role::Organization => proto::SignerRole::Organization,
+                Role::Head => proto::SignerRole::Head,
+                Role::AccountOwner => proto::SignerRole::AccountOwner,
+                Role::ChiefAccountant => proto::SignerRole::ChiefAccountant,
+                Role::Officer => proto::SignerRole::Officer,
+            };
+            let response = client
+                .add_signer(proto::AddSignerRequest {
+                    agency,
+                    role: role as i32,
+                    certificate_pem,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("bound:");
+            response.signer.iter().for_each(print_signer);
+        }
+        SignerCommand::List { agency } => {
+            let response = client
+                .list_signers(proto::ListSignersRequest { agency })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if response.signers.is_empty() {
+                println!("no signers registered");
+            }
+            response.signers.iter().for_each(print_signer);
+        }
+        SignerCommand::Remove { fingerprint } => {
+            client
+                .remove_signer(proto::RemoveSignerRequest {
+                    sha256_fingerprint: fingerprint.clone(),
+                })
+                .await
+                .map_err(status_error)?;
+            println!("removed signer {fingerprint}");
+        }
+    }
+    Ok(())
+}
+
+/// `lienthong verify`: check a detached signature offline.
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The signed file.
+    #[arg(long)]
+    content: PathBuf,
+    /// The detached CMS signature (DER).
+    #[arg(long)]
+    signature: PathBuf,
+    /// Trusted certificates (PEM): self-signed ones are anchors, the others
+    /// help build chains.
+    #[arg(long, required = true, num_args = 1..)]
+    trust: Vec<PathBuf>,
+    /// CRLs (PEM or DER); without a fresh CRL for each CA the result is TRY_LATER.
+    #[arg(long, num_args = 1..)]
+    crl: Vec<PathBuf>,
+    /// Print the reports as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Verifies offline and prints the reports; fails unless all passed.
+pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let content = read(&args.content, "content")?;
+    let signature = read(&args.signature, "signature")?;
+    let mut anchors = Vec::new();
+    let mut intermediates = Vec::new();
+    for path in &args.trust {
+        let certificates = pki::certificates_from_pem(&[read(path, "trusted certificate")?])
+            .with_context(|| format!("reading {}", path.display()))?;
+        for certificate in certificates {
+            if certificate.subject_name().to_der().ok() == certificate.issuer_name().to_der().ok() {
+                anchors.push(certificate);
+            } else {
+                intermediates.push(certificate);
+            }
+        }
+    }
+    if anchors.is_empty() {
+        bail!("--trust names no self-signed root: give the root CA certificate");
+    }
+    let crls = args
+        .crl
+        .iter()
+        .map(|path| {
+            pki::crl_from_bytes(&read(path, "CRL")?)
+                .with_context(|| format!("reading {}", path.display()))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let trust = TrustStore::build(anchors, intermediates, crls)?;
+    let verifier = Verifier::new(
+        trust,
+        CryptoRules::default(),
+        std::sync::Arc::new(SystemClock),
+    );
+    let name = args
+        .content
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("content")
+        .to_owned();
+    let reports = verifier.verify(&content, &signature, &name, &|_| None);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        for (index, report) in reports.iter().enumerate() {
+            print_report(index + 1, report);
+        }
+    }
+    if reports.iter().all(Report::passed) {
+        Ok(())
+    } else {
+        bail!(
+            "{} of {} signature(s) did not pass",
+            reports.iter().filter(|r| !r.passed()).count(),
+            reports.len()
+        )
+    }
+}
+
+fn indication_name(report: &Report) -> String {
+    let indication = match report.indication {
+        Indication::TotalPassed => "TOTAL_PASSED",
+        Indication::Indeterminate => "INDETERMINATE",
+        Indication::TotalFailed => "TOTAL_FAILED",
+    };
+    match report.sub_indication {
+        Some(sub) => format!("{indication} / {}", sub.name()),
+        None => indication.to_owned(),
+    }
+}
+
+/// Prints one report as a table a person reads top to bottom.
+pub fn print_report(number: usize, report: &Report) {
+    println!(
+        "signature {number} over {}: {}",
+        report.attachment,
+        indication_name(report)
+    );
+    println!("  {}", report.message);
+    if let Some(signer) = &report.signer {
+        println!("  signer    {}", signer.subject);
+        println!("  issuer    {}", signer.issuer);
+        println!("  serial    {}", signer.serial_hex);
+        println!("  sha256    {}", signer.fingerprint);
+        if let Some(time) = signer.signing_time {
+            println!("  signed    {}", format_rfc3339(time));
+        }
+        if let Some((agency, role)) = &signer.registered {
+            println!("  agency    {agency} as {}", role.name());
+        }
+    }
+    println!("  checks");
+    for check in &report.checks {
+        let mark = if check.passed { "ok  " } else { "FAIL" };
+        println!("    {mark} {:<18} {}", check.name, check.detail);
+    }
+}
