@@ -1,0 +1,78 @@
+//! Signature verification: a full check (CMS, digest, signature, algorithms,
+//! key usage, chain to the root through the agency CA, CRLs of both CAs) of a
+//! detached RSA-2048 signature over 10 KB and 1 MB. Also prints the OpenSSL
+//! version it runs on, so system and vendored builds can be compared.
+
+use std::{path::PathBuf, sync::Arc};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use lienthong::{
+    clock::SystemClock,
+    pki::{CryptoRules, Indication, TrustStore, Verifier, certificates_from_pem, crl_from_bytes},
+};
+use openssl::{
+    cms::{CMSOptions, CmsContentInfo},
+    pkey::PKey,
+    stack::Stack,
+    x509::X509,
+};
+
+fn certs() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs-test")
+}
+
+fn read(path: &str) -> Vec<u8> {
+    std::fs::read(certs().join(path)).expect("certs-test file")
+}
+
+fn verifier() -> Verifier {
+    let trust = TrustStore::build(
+        certificates_from_pem(&[read("ca/root.crt")]).expect("root"),
+        certificates_from_pem(&[read("ca/agency-ca.crt")]).expect("intermediate"),
+        vec![
+            crl_from_bytes(&read("ca/agency-ca.crl")).expect("crl"),
+            crl_from_bytes(&read("ca/root.crl")).expect("crl"),
+        ],
+    )
+    .expect("trust");
+    Verifier::new(trust, CryptoRules::default(), Arc::new(SystemClock))
+}
+
+fn sign(content: &[u8]) -> Vec<u8> {
+    let cert = X509::from_pem(&read("signers/district-head.crt")).expect("cert");
+    let key = PKey::private_key_from_pem(&read("signers/district-head.key")).expect("key");
+    let mut chain = Stack::new().expect("stack");
+    chain
+        .push(X509::from_pem(&read("ca/agency-ca.crt")).expect("ca"))
+        .expect("push");
+    CmsContentInfo::sign(
+        Some(&cert),
+        Some(&key),
+        Some(&chain),
+        Some(content),
+        CMSOptions::BINARY | CMSOptions::DETACHED,
+    )
+    .expect("sign")
+    .to_der()
+    .expect("der")
+}
+
+fn verify(c: &mut Criterion) {
+    eprintln!("OpenSSL: {}", openssl::version::version());
+    let verifier = verifier();
+    let mut group = c.benchmark_group("verify");
+    for (name, size) in [("10KB", 10 * 1024), ("1MB", 1024 * 1024)] {
+        let content: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let signature = sign(&content);
+        let check = verifier.verify(&content, &signature, "bench", &|_| None);
+        assert_eq!(check[0].indication, Indication::TotalPassed, "{check:?}");
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(name, |b| {
+            b.iter(|| verifier.verify(&content, &signature, "bench", &|_| None));
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verify);
+criterion_main!(benches);
