@@ -62,6 +62,7 @@ struct RawConfig {
     queue: RawQueue,
     store: RawStore,
     pki: RawPki,
+    keystore: RawKeystore,
     agencies: Vec<RawAgency>,
     signers: Vec<RawSigner>,
     policies: Vec<RawPolicy>,
@@ -90,6 +91,12 @@ impl Default for RawPki {
             signing_time_skew_seconds: rules.signing_time_skew.as_secs(),
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawKeystore {
+    passphrase_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -327,15 +334,37 @@ pub struct Config {
     pub signers: Vec<SeedSigner>,
     /// Policies to store at start when absent.
     pub policies: Vec<Policy>,
+    /// Where the keystore passphrase comes from.
+    pub keystore: KeystoreConfig,
 }
 
-/// Values given on the command line; they win over the file.
-#[derive(Debug, Clone, Default)]
+/// How the keystore is unlocked.
+#[derive(Clone, Default)]
+pub struct KeystoreConfig {
+    /// A file holding the passphrase (first line), if configured.
+    pub passphrase_file: Option<PathBuf>,
+    /// The passphrase given by environment (LIENTHONG_KEYSTORE_PASSPHRASE); wins over the file.
+    pub passphrase: Option<crate::pki::Passphrase>,
+}
+
+impl std::fmt::Debug for KeystoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeystoreConfig")
+            .field("passphrase_file", &self.passphrase_file)
+            .field("passphrase", &self.passphrase.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+/// Values given on the command line or in the environment; they win over the file.
+#[derive(Clone, Default)]
 pub struct Overrides {
     /// `--listen`.
     pub listen: Option<SocketAddr>,
     /// `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// LIENTHONG_KEYSTORE_PASSPHRASE.
+    pub keystore_passphrase: Option<crate::pki::Passphrase>,
 }
 
 impl Config {
@@ -459,7 +488,12 @@ impl RawConfig {
             .enumerate()
             .map(|(index, policy)| build_policy(policy, &format!("policies[{index}]")))
             .collect::<Result<Vec<_>, ConfigError>>()?;
+        let keystore = KeystoreConfig {
+            passphrase_file: self.keystore.passphrase_file.as_deref().map(resolve),
+            passphrase: overrides.keystore_passphrase.clone(),
+        };
         Ok(Config {
+            keystore,
             pki,
             signers,
             policies,
@@ -641,6 +675,7 @@ mod tests {
         let overrides = Overrides {
             listen: Some("127.0.0.1:0".parse().expect("addr")),
             data_dir: Some(PathBuf::from("/tmp/x")),
+            keystore_passphrase: None,
         };
         let config = Config::from_toml(MINIMAL, Path::new("."), &overrides).expect("valid");
         assert_eq!(config.listen.port(), 0);

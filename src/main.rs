@@ -47,6 +47,15 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Import and list signing keys the gateway holds (admin certificate).
+    Key {
+        #[command(subcommand)]
+        command: cli::KeyCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
+    /// Sign (or co-sign) a file with your agency's key held by the gateway.
+    Sign(cli::SignArgs),
     /// Verify a detached CMS signature offline and print the report.
     Verify(cli::VerifyArgs),
     /// Queue statistics (admin certificate).
@@ -101,7 +110,13 @@ async fn run(command: Command) -> anyhow::Result<()> {
             listen,
             data_dir,
         } => {
-            let overrides = Overrides { listen, data_dir };
+            let keystore_passphrase = std::env::var_os("LIENTHONG_KEYSTORE_PASSPHRASE")
+                .and_then(|value| lienthong::pki::Passphrase::new(value.into_encoded_bytes()));
+            let overrides = Overrides {
+                listen,
+                data_dir,
+                keystore_passphrase,
+            };
             let config = Config::load(&config, &overrides)?;
             lienthong::server::run(config).await?;
             Ok(())
@@ -116,6 +131,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             connection,
         } => cli::signer(command, &connection).await,
         Command::Verify(args) => cli::verify(args),
+        Command::Key {
+            command,
+            connection,
+        } => cli::key(command, &connection).await,
+        Command::Sign(args) => cli::sign(args).await,
         Command::Receive(args) => cli::receive(args).await,
         Command::Queue {
             command,

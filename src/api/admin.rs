@@ -160,18 +160,6 @@ impl Admin for AdminService {
         proto::DeleteGroupResponse,
         "DeleteGroup"
     );
-    not_yet!(
-        import_key,
-        proto::ImportKeyRequest,
-        proto::ImportKeyResponse,
-        "ImportKey"
-    );
-    not_yet!(
-        list_keys,
-        proto::ListKeysRequest,
-        proto::ListKeysResponse,
-        "ListKeys"
-    );
 
     async fn queue_stats(
         &self,
@@ -364,5 +352,50 @@ impl Admin for AdminService {
         Ok(Response::new(proto::PublishCrlResponse {
             crl: Some(convert::trust_item(&item, "admin")),
         }))
+    }
+
+    #[instrument(skip_all)]
+    async fn import_key(
+        &self,
+        request: Request<proto::ImportKeyRequest>,
+    ) -> Result<Response<proto::ImportKeyResponse>, Status> {
+        self.auth.admin(&request)?;
+        let request = request.into_inner();
+        let key = request
+            .key
+            .ok_or_else(|| Status::invalid_argument("key: is required"))?;
+        let role = convert::role_from(key.role, "key.role")?;
+        let facts = self
+            .gateway
+            .import_key(
+                &key.agency,
+                role,
+                request.certificate_pem.as_bytes(),
+                request.private_key_pem.as_bytes(),
+            )
+            .await?;
+        Ok(Response::new(proto::ImportKeyResponse {
+            certificate: Some(convert::certificate_facts(&facts, &key.agency, role)),
+        }))
+    }
+
+    async fn list_keys(
+        &self,
+        request: Request<proto::ListKeysRequest>,
+    ) -> Result<Response<proto::ListKeysResponse>, Status> {
+        self.auth.admin(&request)?;
+        let keys = self
+            .gateway
+            .held_keys()
+            .iter()
+            .map(|(agency, role, facts)| proto::HeldKey {
+                key: Some(proto::KeyRef {
+                    agency: agency.to_string(),
+                    role: convert::role(*role) as i32,
+                }),
+                certificate: Some(convert::certificate_facts(facts, agency.as_str(), *role)),
+            })
+            .collect();
+        Ok(Response::new(proto::ListKeysResponse { keys }))
     }
 }

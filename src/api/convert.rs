@@ -406,3 +406,19 @@ pub fn trust_item(item: &TrustItem, source: &str) -> proto::TrustItem {
         source: source.to_owned(),
     }
 }
+
+pub fn certificate_facts(
+    facts: &crate::pki::CertificateFacts,
+    agency: &str,
+    held_role: Role,
+) -> proto::SignerInfo {
+    proto::SignerInfo {
+        subject: facts.subject.clone(),
+        issuer: facts.issuer.clone(),
+        serial_hex: facts.serial_hex.clone(),
+        sha256_fingerprint: facts.fingerprint.to_hex(),
+        signing_time: None,
+        agency: agency.to_owned(),
+        role: role(held_role) as i32,
+    }
+}

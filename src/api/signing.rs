@@ -64,15 +64,62 @@ impl Signing for SigningService {
         &self,
         request: Request<proto::SignRequest>,
     ) -> Result<Response<proto::SignResponse>, Status> {
-        self.auth.agency(&request)?;
-        Err(Status::unimplemented("Sign is not implemented yet"))
+        let caller = self.auth.agency(&request)?;
+        let request = request.into_inner();
+        self.check_content(&request.content, &[])?;
+        let key = request
+            .key
+            .ok_or_else(|| Status::invalid_argument("key: is required"))?;
+        let role = convert::role_from(key.role, "key.role")?;
+        let (cms_der, facts) = self
+            .gateway
+            .sign(&caller, &key.agency, role, request.content)
+            .await?;
+        Ok(Response::new(proto::SignResponse {
+            cms_der,
+            signer: Some(convert::certificate_facts(&facts, &key.agency, role)),
+        }))
     }
 
     async fn co_sign(
         &self,
         request: Request<proto::CoSignRequest>,
     ) -> Result<Response<proto::CoSignResponse>, Status> {
-        self.auth.agency(&request)?;
-        Err(Status::unimplemented("CoSign is not implemented yet"))
+        let caller = self.auth.agency(&request)?;
+        let request = request.into_inner();
+        self.check_content(&request.content, &request.cms_der)?;
+        let key = request
+            .key
+            .ok_or_else(|| Status::invalid_argument("key: is required"))?;
+        let role = convert::role_from(key.role, "key.role")?;
+        let (cms_der, existing) = self
+            .gateway
+            .co_sign(&caller, &key.agency, role, request.content, request.cms_der)
+            .await?;
+        Ok(Response::new(proto::CoSignResponse {
+            cms_der,
+            existing: existing.iter().map(convert::report).collect(),
+        }))
+    }
+}
+
+impl SigningService {
+    fn check_content(&self, content: &[u8], cms_der: &[u8]) -> Result<(), Status> {
+        let limits = &self.gateway.config().limits;
+        if content.len() as u64 > limits.max_message_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "content: {} bytes exceeds the limit of {}",
+                content.len(),
+                limits.max_message_bytes
+            )));
+        }
+        if cms_der.len() as u64 > limits.max_signature_bytes {
+            return Err(Status::resource_exhausted(format!(
+                "cms_der: {} bytes exceeds the limit of {}",
+                cms_der.len(),
+                limits.max_signature_bytes
+            )));
+        }
+        Ok(())
     }
 }

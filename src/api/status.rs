@@ -6,7 +6,7 @@ use tonic::Status;
 use crate::{
     envelope::EnvelopeError,
     gateway::GatewayError,
-    pki::Report,
+    pki::{PkiError, Report},
     queue::QueueError,
     registry::{Refusal, RegistryError},
     routing::RoutingError,
@@ -22,12 +22,14 @@ impl From<GatewayError> for Status {
             GatewayError::Queue(error) => queue(error),
             GatewayError::Registry(error) => registry(error),
             GatewayError::Store(error) => store(error),
-            GatewayError::Pki(error) => Status::invalid_argument(error.to_string()),
+            GatewayError::Pki(error) => pki(error),
             GatewayError::TrustFile { .. } => {
                 tracing::error!(error = %error, "trust material unreadable");
                 Status::unavailable("the gateway's trust material is unreadable; see its log")
             }
             GatewayError::Refused { refusal, reports } => refused(&refusal, &reports),
+            GatewayError::NotKeyOwner { .. } => Status::permission_denied(error.to_string()),
+            GatewayError::NoSuchKey { .. } => Status::not_found(error.to_string()),
             GatewayError::ShuttingDown => Status::unavailable(error.to_string()),
         }
     }
@@ -98,6 +100,21 @@ fn registry(error: RegistryError) -> Status {
             Status::invalid_argument(error.to_string())
         }
         RegistryError::Store(error) => store(error),
+    }
+}
+
+fn pki(error: PkiError) -> Status {
+    match error {
+        PkiError::NoCertificate
+        | PkiError::BadPem(_)
+        | PkiError::BadCertificate(_)
+        | PkiError::BadCrl(_)
+        | PkiError::BadKey(_) => Status::invalid_argument(error.to_string()),
+        PkiError::Locked(_) => Status::failed_precondition(error.to_string()),
+        PkiError::Signing(_) => {
+            tracing::error!(error = %error, "signing failed");
+            Status::internal("signing failed in the gateway; see its log")
+        }
     }
 }
 

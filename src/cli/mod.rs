@@ -3,7 +3,7 @@
 
 mod pki;
 
-pub use self::pki::{SignerCommand, VerifyArgs, signer, verify};
+pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
 
 use std::path::{Path, PathBuf};
 
@@ -66,7 +66,7 @@ impl Connection {
     }
 
     /// The org code written in our certificate's OU, if it holds one.
-    fn agency_from_certificate(&self) -> Option<String> {
+    pub(crate) fn agency_from_certificate(&self) -> Option<String> {
         let pem = std::fs::read(self.tls_cert.as_ref()?).ok()?;
         let der = lienthong::pki::pem_certificates(&pem)
             .ok()?
@@ -83,7 +83,7 @@ impl Connection {
 }
 
 /// Larger than any limit a gateway enforces; the gateway judges size.
-const CLIENT_MESSAGE_LIMIT: usize = 1 << 30;
+pub(crate) const CLIENT_MESSAGE_LIMIT: usize = 1 << 30;
 
 pub(crate) fn status_error(status: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{:?}: {}", status.code(), status.message())

@@ -239,3 +239,180 @@ pub fn print_report(number: usize, report: &Report) {
         println!("    {mark} {:<18} {}", check.name, check.detail);
     }
 }
+
+/// `lienthong key ...`
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// Import a signing key with its certificate for an agency and role; the
+    /// gateway stores it encrypted and signs with it for that agency only.
+    Import {
+        /// The owning agency's org code.
+        #[arg(long)]
+        agency: String,
+        /// organization, head, account-owner, chief-accountant or officer.
+        #[arg(long)]
+        role: String,
+        /// The key's certificate, PEM.
+        #[arg(long = "cert")]
+        certificate: PathBuf,
+        /// The private key, PEM (unencrypted; it is encrypted at rest by the gateway).
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// List held keys (certificate facts only; keys never leave the gateway).
+    List,
+}
+
+fn parse_role(role: &str) -> anyhow::Result<proto::SignerRole> {
+    Ok(match Role::parse(role) {
+        Some(Role::Organization) => proto::SignerRole::Organization,
+        Some(Role::Head) => proto::SignerRole::Head,
+        Some(Role::AccountOwner) => proto::SignerRole::AccountOwner,
+        Some(Role::ChiefAccountant) => proto::SignerRole::ChiefAccountant,
+        Some(Role::Officer) => proto::SignerRole::Officer,
+        None => bail!(
+            "--role {role:?}: use organization, head, account-owner, chief-accountant or officer"
+        ),
+    })
+}
+
+/// Runs a key command.
+pub async fn key(command: KeyCommand, connection: &Connection) -> anyhow::Result<()> {
+    let mut client = AdminClient::new(connection.channel().await?);
+    match command {
+        KeyCommand::Import {
+            agency,
+            role,
+            certificate,
+            key,
+        } => {
+            let role = parse_role(&role)?;
+            let certificate_pem = String::from_utf8(read(&certificate, "certificate")?)
+                .context("certificate is not PEM text")?;
+            let private_key_pem = String::from_utf8(read(&key, "private key")?)
+                .context("private key is not PEM text")?;
+            let response = client
+                .import_key(proto::ImportKeyRequest {
+                    key: Some(proto::KeyRef {
+                        agency: agency.clone(),
+                        role: role as i32,
+                    }),
+                    certificate_pem,
+                    private_key_pem,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let facts = response.certificate.unwrap_or_default();
+            println!(
+                "imported the key of {agency} as {}: {}",
+                role_name(role as i32),
+                facts.subject
+            );
+            println!("    certificate sha256 {}", facts.sha256_fingerprint);
+        }
+        KeyCommand::List => {
+            let response = client
+                .list_keys(proto::ListKeysRequest {})
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            if response.keys.is_empty() {
+                println!("no keys held");
+            }
+            for held in &response.keys {
+                let key = held.key.clone().unwrap_or_default();
+                let facts = held.certificate.clone().unwrap_or_default();
+                println!(
+                    "{}  {:<16}  {}",
+                    key.agency,
+                    role_name(key.role),
+                    facts.subject
+                );
+                println!("    certificate sha256 {}", facts.sha256_fingerprint);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `lienthong sign`: a signing station asks the gateway to sign with its key.
+#[derive(Args, Debug)]
+pub struct SignArgs {
+    /// The role of your agency's key to sign with.
+    #[arg(long)]
+    role: String,
+    /// The file to sign.
+    #[arg(long = "in")]
+    input: PathBuf,
+    /// Where to write the detached signature (DER); default: INPUT.p7s.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// An existing signature over the same file to add yours to (co-sign).
+    #[arg(long)]
+    cosign: Option<PathBuf>,
+    /// Your agency's org code; read from your certificate's OU when omitted.
+    #[arg(long, env = "LIENTHONG_AGENCY")]
+    agency: Option<String>,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Signs or co-signs a file through the gateway.
+pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
+    let role = parse_role(&args.role)?;
+    let agency = match args
+        .agency
+        .clone()
+        .or_else(|| args.connection.agency_from_certificate())
+    {
+        Some(agency) => agency,
+        None => bail!("--agency is required: your certificate does not name your org code"),
+    };
+    let content = read(&args.input, "file to sign")?;
+    let key = Some(proto::KeyRef {
+        agency,
+        role: role as i32,
+    });
+    let mut client = proto::signing_client::SigningClient::new(args.connection.channel().await?)
+        .max_encoding_message_size(super::CLIENT_MESSAGE_LIMIT)
+        .max_decoding_message_size(super::CLIENT_MESSAGE_LIMIT);
+    let out = args.out.clone().unwrap_or_else(|| {
+        let mut name = args.input.clone().into_os_string();
+        name.push(".p7s");
+        PathBuf::from(name)
+    });
+    let signature = match &args.cosign {
+        None => {
+            let response = client
+                .sign(proto::SignRequest { key, content })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            let signer = response.signer.unwrap_or_default();
+            println!("signed by {} ({})", signer.subject, role_name(signer.role));
+            response.cms_der
+        }
+        Some(existing) => {
+            let cms_der = read(existing, "existing signature")?;
+            let response = client
+                .co_sign(proto::CoSignRequest {
+                    key,
+                    content,
+                    cms_der,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            for report in &response.existing {
+                let signer = report.signer.clone().unwrap_or_default();
+                println!("existing signature by {} verified", signer.subject);
+            }
+            println!("co-signed as {}", role_name(role as i32));
+            response.cms_der
+        }
+    };
+    std::fs::write(&out, &signature).with_context(|| format!("writing {}", out.display()))?;
+    println!("signature written to {}", out.display());
+    Ok(())
+}

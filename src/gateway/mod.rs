@@ -3,6 +3,7 @@
 //! registry, the queues and the verifier; knows nothing of gRPC.
 
 mod receive;
+mod signing;
 mod trust;
 
 use std::{sync::Arc, time::Duration};
@@ -69,6 +70,22 @@ pub enum GatewayError {
         /// The verification reports, one per signature.
         reports: Vec<Report>,
     },
+    /// A caller asked to use another agency's key.
+    #[error("agency {caller} may not use the keys of {owner}")]
+    NotKeyOwner {
+        /// The caller.
+        caller: OrgCode,
+        /// The key's owner.
+        owner: OrgCode,
+    },
+    /// No key is held for this agency and role.
+    #[error("the gateway holds no key of {agency} as {}", role.name())]
+    NoSuchKey {
+        /// Agency.
+        agency: OrgCode,
+        /// Role.
+        role: pki::Role,
+    },
     /// The gateway is stopping.
     #[error("gateway is shutting down")]
     ShuttingDown,
@@ -92,6 +109,7 @@ pub struct Gateway {
     registry: Registry,
     queue: Queue,
     verifier: Verifier,
+    keys: pki::SoftKeyStore,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 }
@@ -108,12 +126,14 @@ impl Gateway {
         let queue = Queue::new(store.clone(), clock.clone(), config.queue);
         let trust = trust::build(&config, &registry)?;
         let verifier = Verifier::new(trust, config.pki.rules, clock.clone());
+        let keys = signing::open_keystore(&config, &registry)?;
         Ok(Self {
             config,
             store,
             registry,
             queue,
             verifier,
+            keys,
             clock,
             shutdown,
         })

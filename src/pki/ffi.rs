@@ -59,6 +59,69 @@ unsafe extern "C" {
     fn X509_STORE_add_crl(store: *mut sys::X509_STORE, crl: *mut sys::X509_CRL) -> c_int;
     fn X509_STORE_CTX_set_time(ctx: *mut sys::X509_STORE_CTX, flags: c_ulong, t: i64);
     fn X509_STORE_CTX_set_flags(ctx: *mut sys::X509_STORE_CTX, flags: c_ulong);
+    fn CMS_add1_signer(
+        cms: *mut sys::CMS_ContentInfo,
+        signer: *mut sys::X509,
+        pkey: *mut sys::EVP_PKEY,
+        md: *const sys::EVP_MD,
+        flags: c_uint,
+    ) -> *mut CmsSignerInfo;
+    fn CMS_add1_cert(cms: *mut sys::CMS_ContentInfo, cert: *mut sys::X509) -> c_int;
+}
+
+/// CMS_CADES: add the ESS signing-certificate-v2 attribute (OpenSSL 3.0+).
+pub const CMS_CADES: c_uint = 0x10_0000;
+
+/// Adds a signer to an existing SignedData, reusing the content digest of a
+/// signer already there (detached co-signature), and embeds `chain`.
+pub fn add_signer_reusing_digest(
+    cms: &mut openssl::cms::CmsContentInfo,
+    certificate: &X509,
+    key: &openssl::pkey::PKeyRef<openssl::pkey::Private>,
+    chain: &[X509],
+) -> Result<(), openssl::error::ErrorStack> {
+    let flags = sys::CMS_REUSE_DIGEST | sys::CMS_BINARY | CMS_CADES;
+    // SAFETY: cms, the certificate and the key are live for the call;
+    // CMS_add1_signer takes its own references and returns a signer info
+    // owned by cms (we only test it for null). EVP_sha256 is static.
+    let signer = unsafe {
+        CMS_add1_signer(
+            cms.as_ptr(),
+            certificate.as_ptr(),
+            key.as_ptr(),
+            sys::EVP_sha256(),
+            flags,
+        )
+    };
+    if signer.is_null() {
+        return Err(openssl::error::ErrorStack::get());
+    }
+    // OpenSSL refuses to add a certificate the CMS already carries, so add
+    // only the missing ones.
+    // SAFETY: CMS_get1_certs returns a new stack (or null when there are no
+    // certificates) that Stack::from_ptr owns and frees.
+    let present: Vec<Vec<u8>> = unsafe {
+        let embedded = CMS_get1_certs(cms.as_ptr());
+        if embedded.is_null() {
+            Vec::new()
+        } else {
+            Stack::<X509>::from_ptr(embedded)
+                .iter()
+                .filter_map(|c| c.to_der().ok())
+                .collect()
+        }
+    };
+    for certificate in chain {
+        if certificate.to_der().is_ok_and(|der| present.contains(&der)) {
+            continue;
+        }
+        // SAFETY: CMS_add1_cert takes its own reference to the certificate.
+        let ok = unsafe { CMS_add1_cert(cms.as_ptr(), certificate.as_ptr()) };
+        if ok != 1 {
+            return Err(openssl::error::ErrorStack::get());
+        }
+    }
+    Ok(())
 }
 
 /// Adds a CRL to a store being built.

@@ -3,7 +3,9 @@
 //! ETSI-style report. The only module that touches OpenSSL.
 
 mod ffi;
+mod keystore;
 mod report;
+mod sign;
 mod trust;
 mod verify;
 
@@ -14,7 +16,9 @@ use std::{
 
 use openssl::asn1::{Asn1Time, Asn1TimeRef};
 
+pub use keystore::{KeyStore, Passphrase, SealedKey, SigningKey, SoftKeyStore};
 pub use report::{Check, Indication, Report, Role, SignerFacts, SubIndication};
+pub use sign::{co_sign, sign_detached};
 pub use trust::{
     CrlEntry, CrlFacts, TrustStore, certificate_from_der, certificates_from_pem, crl_facts,
     crl_from_bytes,
@@ -42,6 +46,15 @@ pub enum PkiError {
     /// The bytes are not a CRL.
     #[error("not a CRL (PEM or DER): {0}")]
     BadCrl(String),
+    /// A private key that cannot be used.
+    #[error("private key: {0}")]
+    BadKey(String),
+    /// The keystore cannot be opened or written.
+    #[error("keystore: {0}")]
+    Locked(String),
+    /// Making a signature failed.
+    #[error("signing: {0}")]
+    Signing(String),
 }
 
 /// Seconds since the Unix epoch of an ASN.1 time.

@@ -286,3 +286,30 @@ fn garbage_is_refused() {
         Err(PkiError::BadCertificate(_))
     ));
 }
+
+#[test]
+fn co_sign_adds_a_second_signer_that_openssl_and_we_verify() {
+    let key = |identity: &str| {
+        let base = certs().join(identity);
+        SigningKey {
+            certificate: openssl::x509::X509::from_pem(
+                &std::fs::read(base.with_extension("crt")).expect("crt"),
+            )
+            .expect("x509"),
+            chain: certificates_from_pem(&[read("ca/agency-ca.crt")]).expect("chain"),
+            key: openssl::pkey::PKey::private_key_from_pem(
+                &std::fs::read(base.with_extension("key")).expect("key"),
+            )
+            .expect("key"),
+        }
+    };
+    let first = sign_detached(&key("signers/commune-a-chief-accountant"), CONTENT).expect("sign");
+    let both = co_sign(&key("signers/commune-a-account-owner"), &first);
+    let both = match both {
+        Ok(both) => both,
+        Err(error) => panic!("co-sign failed: {error}"),
+    };
+    let reports = verifier(true).verify(CONTENT, &both, "lenh-chi.xml", &no_lookup);
+    assert_eq!(reports.len(), 2);
+    assert!(reports.iter().all(Report::passed), "{reports:#?}");
+}

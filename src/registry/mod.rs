@@ -3,6 +3,7 @@
 //! Admin. (Groups join with a later issue.)
 
 mod policies;
+mod sealed;
 mod signers;
 mod trust;
 

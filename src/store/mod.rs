@@ -123,6 +123,8 @@ pub mod keys {
     pub const TRUST_ANCHOR: &[u8] = b"trust-anchor\0";
     /// `trust-crl\0{sha256 of issuer name, hex}` → CRL DER (published by Admin).
     pub const TRUST_CRL: &[u8] = b"trust-crl\0";
+    /// `signing-key\0{agency}\0{role}` → sealed (encrypted) signing key.
+    pub const SIGNING_KEY: &[u8] = b"signing-key\0";
     /// `dead\0{recipient}\0{rank u8}{seq u64 BE}` → dead letter.
     pub const DEAD: &[u8] = b"dead\0";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).

@@ -46,6 +46,7 @@ pub fn config(data_dir: &Path) -> Config {
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().expect("addr")),
         data_dir: Some(data_dir.to_path_buf()),
+        keystore_passphrase: None,
     };
     Config::load(&repo().join("lienthong.toml"), &overrides).expect("shipped config loads")
 }

@@ -1,0 +1,160 @@
+//! Remote signing for agencies without their own device: keys the gateway
+//! holds, Sign and CoSign, and importing keys.
+
+use std::sync::Arc;
+
+use super::{Gateway, GatewayError};
+use crate::{
+    envelope::OrgCode,
+    pki::{self, CertificateFacts, KeyStore, Passphrase, Report, Role, SigningKey, SoftKeyStore},
+    registry::{Agency, Refusal, Registry, RegistryError},
+};
+
+/// Opens the keystore: the passphrase from the environment, else the file.
+pub(super) fn open_keystore(
+    config: &crate::config::Config,
+    registry: &Registry,
+) -> Result<SoftKeyStore, GatewayError> {
+    let passphrase = match (
+        &config.keystore.passphrase,
+        &config.keystore.passphrase_file,
+    ) {
+        (Some(passphrase), _) => Some(passphrase.clone()),
+        (None, Some(path)) => {
+            let bytes = std::fs::read(path).map_err(|error| GatewayError::TrustFile {
+                path: path.display().to_string(),
+                reason: error.to_string(),
+            })?;
+            Passphrase::new(bytes)
+        }
+        (None, None) => None,
+    };
+    let chain = pki::certificates_from_pem(
+        &config
+            .pki
+            .intermediates
+            .iter()
+            .map(|path| {
+                std::fs::read(path).map_err(|error| GatewayError::TrustFile {
+                    path: path.display().to_string(),
+                    reason: error.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?,
+    )?;
+    Ok(SoftKeyStore::unlock(
+        &registry.sealed_keys()?,
+        passphrase,
+        chain,
+    )?)
+}
+
+impl Gateway {
+    /// Imports a key with its certificate for an agency and role: checked,
+    /// encrypted, stored durably, then usable.
+    pub async fn import_key(
+        &self,
+        agency: &str,
+        role: Role,
+        certificate_pem: &[u8],
+        key_pem: &[u8],
+    ) -> Result<CertificateFacts, GatewayError> {
+        let agency = OrgCode::parse(agency, "key.agency")?;
+        if self.registry.get(&agency).is_none() {
+            return Err(RegistryError::UnknownAgency(agency).into());
+        }
+        let sealed = self.keys.seal(agency, role, certificate_pem, key_pem)?;
+        let facts = pki::certificate_facts(&sealed.certificate_der)?;
+        self.registry.put_sealed_key(sealed.clone()).await?;
+        self.keys.insert(&sealed)?;
+        tracing::info!(agency = %sealed.agency, role = role.name(), fingerprint = %facts.fingerprint, "signing key imported");
+        Ok(facts)
+    }
+
+    /// Every held key's owner, role and certificate facts.
+    pub fn held_keys(&self) -> Vec<(OrgCode, Role, CertificateFacts)> {
+        self.keys
+            .held()
+            .into_iter()
+            .filter_map(|(agency, role, certificate)| {
+                let facts = pki::certificate_facts(&certificate.to_der().ok()?).ok()?;
+                Some((agency, role, facts))
+            })
+            .collect()
+    }
+
+    /// The key `caller` may sign with: only its own agency's.
+    fn own_key(
+        &self,
+        caller: &Agency,
+        agency: &str,
+        role: Role,
+    ) -> Result<SigningKey, GatewayError> {
+        let agency = OrgCode::parse(agency, "key.agency")?;
+        if agency != caller.code {
+            return Err(GatewayError::NotKeyOwner {
+                caller: caller.code.clone(),
+                owner: agency,
+            });
+        }
+        self.keys
+            .signing_key(&agency, role)
+            .ok_or(GatewayError::NoSuchKey { agency, role })
+    }
+
+    /// Signs `content` with the caller's key: a detached CAdES-BES
+    /// signature, and the facts of the certificate that made it.
+    pub async fn sign(
+        self: &Arc<Self>,
+        caller: &Agency,
+        agency: &str,
+        role: Role,
+        content: Vec<u8>,
+    ) -> Result<(Vec<u8>, CertificateFacts), GatewayError> {
+        let key = self.own_key(caller, agency, role)?;
+        let facts = pki::certificate_facts(
+            &key.certificate
+                .to_der()
+                .map_err(|e| pki::PkiError::BadCertificate(e.to_string()))?,
+        )?;
+        let signature = tokio::task::spawn_blocking(move || pki::sign_detached(&key, &content))
+            .await
+            .map_err(|e| crate::store::StoreError::Engine(format!("sign task failed: {e}")))??;
+        tracing::info!(agency = %caller.code, role = role.name(), "signed for a signing station");
+        Ok((signature, facts))
+    }
+
+    /// Verifies the signature there, then adds the caller's key as a second
+    /// signer. Refused with the reports if what is there does not pass.
+    pub async fn co_sign(
+        self: &Arc<Self>,
+        caller: &Agency,
+        agency: &str,
+        role: Role,
+        content: Vec<u8>,
+        cms_der: Vec<u8>,
+    ) -> Result<(Vec<u8>, Vec<Report>), GatewayError> {
+        let key = self.own_key(caller, agency, role)?;
+        let this = self.clone();
+        let (signature, existing) = tokio::task::spawn_blocking(move || {
+            let lookup = |fingerprint: &pki::Fingerprint| this.registry.signer_role(fingerprint);
+            let existing = this.verifier.verify(&content, &cms_der, "content", &lookup);
+            if existing.is_empty() || !existing.iter().all(Report::passed) {
+                return Err(GatewayError::Refused {
+                    refusal: Refusal {
+                        document_type: "co-sign".to_owned(),
+                        reasons: vec![
+                            "the signature to co-sign does not pass verification".to_owned(),
+                        ],
+                    },
+                    reports: existing,
+                });
+            }
+            Ok((pki::co_sign(&key, &cms_der)?, existing))
+        })
+        .await
+        .map_err(|e| crate::store::StoreError::Engine(format!("co-sign task failed: {e}")))??;
+        tracing::info!(agency = %caller.code, role = role.name(), "co-signed for a signing station");
+        Ok((signature, existing))
+    }
+}
