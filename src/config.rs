@@ -63,6 +63,7 @@ struct RawConfig {
     store: RawStore,
     pki: RawPki,
     keystore: RawKeystore,
+    receipts: RawReceipts,
     agencies: Vec<RawAgency>,
     signers: Vec<RawSigner>,
     policies: Vec<RawPolicy>,
@@ -89,6 +90,24 @@ impl Default for RawPki {
             min_rsa_bits: rules.min_rsa_bits,
             min_ec_bits: rules.min_ec_bits,
             signing_time_skew_seconds: rules.signing_time_skew.as_secs(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawReceipts {
+    certificate: Option<PathBuf>,
+    key: Option<PathBuf>,
+    max_batch: usize,
+}
+
+impl Default for RawReceipts {
+    fn default() -> Self {
+        Self {
+            certificate: None,
+            key: None,
+            max_batch: 1024,
         }
     }
 }
@@ -336,6 +355,19 @@ pub struct Config {
     pub policies: Vec<Policy>,
     /// Where the keystore passphrase comes from.
     pub keystore: KeystoreConfig,
+    /// The gateway's receipt-signing identity; receipts are unsigned without it.
+    pub receipts: Option<ReceiptsConfig>,
+}
+
+/// The gateway's own signing certificate and key for receipts.
+#[derive(Debug, Clone)]
+pub struct ReceiptsConfig {
+    /// Certificate (PEM).
+    pub certificate: PathBuf,
+    /// Private key (PEM; may be PKCS#8-encrypted under the keystore passphrase).
+    pub key: PathBuf,
+    /// Most receipts covered by one signature.
+    pub max_batch: usize,
 }
 
 /// How the keystore is unlocked.
@@ -492,7 +524,22 @@ impl RawConfig {
             passphrase_file: self.keystore.passphrase_file.as_deref().map(resolve),
             passphrase: overrides.keystore_passphrase.clone(),
         };
+        let receipts = match (&self.receipts.certificate, &self.receipts.key) {
+            (Some(certificate), Some(key)) => {
+                if !(1..=65_536).contains(&self.receipts.max_batch) {
+                    return Err(invalid("receipts.max_batch", "must be between 1 and 65536"));
+                }
+                Some(ReceiptsConfig {
+                    certificate: resolve(certificate),
+                    key: resolve(key),
+                    max_batch: self.receipts.max_batch,
+                })
+            }
+            (None, None) => None,
+            _ => return Err(invalid("receipts", "certificate and key go together")),
+        };
         Ok(Config {
+            receipts,
             keystore,
             pki,
             signers,

@@ -14,6 +14,7 @@ pub mod gateway;
 pub mod pki;
 pub mod proto;
 pub mod queue;
+pub mod receipt;
 pub mod registry;
 pub mod routing;
 pub mod server;

@@ -56,6 +56,11 @@ enum Command {
     },
     /// Sign (or co-sign) a file with your agency's key held by the gateway.
     Sign(cli::SignArgs),
+    /// Check a signed receipt offline.
+    Receipt {
+        #[command(subcommand)]
+        command: cli::ReceiptCommand,
+    },
     /// Verify a detached CMS signature offline and print the report.
     Verify(cli::VerifyArgs),
     /// Queue statistics (admin certificate).
@@ -136,6 +141,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             connection,
         } => cli::key(command, &connection).await,
         Command::Sign(args) => cli::sign(args).await,
+        Command::Receipt { command } => cli::receipt(command),
         Command::Receive(args) => cli::receive(args).await,
         Command::Queue {
             command,

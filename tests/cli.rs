@@ -128,6 +128,7 @@ fn the_readme_walkthrough_works_with_the_binary() {
     );
     assert!(String::from_utf8_lossy(&unsigned.stderr).contains("FailedPrecondition"));
     let signature_arg = format!("thong-bao.txt={}", signature.display());
+    let receipt_file = dir.path().join("tb-12.receipt");
     let out = stdout_of(
         &run(
             &[
@@ -142,6 +143,8 @@ fn the_readme_walkthrough_works_with_the_binary() {
                 "tb-12",
                 "--signature",
                 &signature_arg,
+                "--receipt-out",
+                receipt_file.to_str().expect("utf-8 path"),
                 document.to_str().expect("utf-8 path"),
             ],
             "unregistered",
@@ -154,6 +157,43 @@ fn the_readme_walkthrough_works_with_the_binary() {
         "{out}"
     );
     assert!(out.contains("queued for 000.01.31.H56"), "{out}");
+
+    // The signed receipt checks out offline, and one changed byte anywhere fails it.
+    let gateway_cert = certs().join("gateway/signing.crt");
+    let verify = |file: &std::path::Path| {
+        Command::new(BIN)
+            .args(["receipt", "verify"])
+            .arg(file)
+            .arg("--gateway-cert")
+            .arg(&gateway_cert)
+            .output()
+            .expect("receipt verify")
+    };
+    let checked = verify(&receipt_file);
+    assert!(
+        checked.status.success(),
+        "receipt verify failed: {}",
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(String::from_utf8_lossy(&checked.stdout).contains("receipt valid: message tb-12"));
+    let original = std::fs::read(&receipt_file).expect("receipt");
+    let tampered_file = dir.path().join("tampered.receipt");
+    let step = (original.len() / 40).max(1);
+    for offset in (0..original.len()).step_by(step) {
+        let mut tampered = original.clone();
+        tampered[offset] ^= 0x01;
+        std::fs::write(&tampered_file, &tampered).expect("write");
+        assert!(
+            !verify(&tampered_file).status.success(),
+            "a receipt altered at byte {offset} of {} still verified",
+            original.len()
+        );
+    }
+    let other_cert = verify_with_cert(&receipt_file, &certs().join("admin/admin.crt"));
+    assert!(
+        !other_cert,
+        "verified with a certificate that did not sign it"
+    );
 
     let inbox = dir.path().join("inbox");
     let out = stdout_of(
@@ -229,4 +269,16 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::process::Exit
         }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn verify_with_cert(file: &std::path::Path, certificate: &std::path::Path) -> bool {
+    Command::new(BIN)
+        .args(["receipt", "verify"])
+        .arg(file)
+        .arg("--gateway-cert")
+        .arg(certificate)
+        .output()
+        .expect("receipt verify")
+        .status
+        .success()
 }

@@ -33,6 +33,10 @@ async fn send_receive_ack_between_two_agencies() {
     );
     assert!(receipt.accepted_at.is_some());
     assert_eq!(receipt.verification, proto::Indication::TotalPassed as i32);
+    // Signed by the gateway: the canonical text and its batch proof.
+    assert!(String::from_utf8_lossy(&receipt.canonical).contains("message_id kh-101"));
+    let signature = receipt.signature.as_ref().expect("signed receipt");
+    assert!(signature.tree_size >= 1 && !signature.signature.is_empty());
 
     let deliveries = drain(&mut district).await;
     assert_eq!(deliveries.len(), 1);

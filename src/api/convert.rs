@@ -6,7 +6,8 @@ use crate::{
     gateway::{Delivery, TrustItem},
     pki::{Indication, Report, Role, SubIndication},
     proto,
-    queue::{DeadLetter, MessageRecord, QueueDepth, Receipt, rank_priority},
+    queue::{DeadLetter, MessageRecord, QueueDepth, rank_priority},
+    receipt::SignedReceipt,
     registry::Agency,
     registry::{Policy, Signer},
 };
@@ -102,7 +103,8 @@ fn document(info: &DocumentInfo) -> proto::Document {
     }
 }
 
-pub fn receipt(receipt: &Receipt) -> proto::Receipt {
+pub fn receipt(signed: &SignedReceipt) -> proto::Receipt {
+    let receipt = &signed.receipt;
     let message = &receipt.message;
     proto::Receipt {
         message_id: message.message_id.to_string(),
@@ -128,8 +130,14 @@ pub fn receipt(receipt: &Receipt) -> proto::Receipt {
         duplicate: receipt.duplicate,
         verification: overall(&message.reports) as i32,
         audit_head: String::new(),
-        canonical: Vec::new(),
-        signature: None,
+        canonical: signed.canonical.clone(),
+        signature: signed.proof.as_ref().map(|proof| proto::ReceiptSignature {
+            leaf_index: proof.leaf_index,
+            inclusion_proof: proof.path.iter().map(|h| h.to_vec()).collect(),
+            merkle_root: proof.root.to_vec(),
+            signature: proof.signature.clone(),
+            tree_size: proof.tree_size,
+        }),
     }
 }
 

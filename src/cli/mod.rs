@@ -2,8 +2,10 @@
 //! any agency system would; and the offline signature check.
 
 mod pki;
+mod receipt;
 
 pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
+pub use self::receipt::{ReceiptCommand, receipt};
 
 use std::path::{Path, PathBuf};
 
@@ -261,6 +263,9 @@ pub struct SendArgs {
     /// Detached CMS signature for a file: NAME=SIGNATURE.p7s (repeatable).
     #[arg(long = "signature")]
     signatures: Vec<String>,
+    /// Save the gateway's signed receipt here (check it with `lienthong receipt verify`).
+    #[arg(long)]
+    receipt_out: Option<PathBuf>,
     /// Files of the document.
     #[arg(required = true)]
     files: Vec<PathBuf>,
@@ -357,6 +362,11 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let receipt = response
         .receipt
         .context("gateway answered without a receipt")?;
+    if let Some(path) = &args.receipt_out {
+        use prost::Message;
+        std::fs::write(path, receipt.encode_to_vec())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     let accepted = receipt
         .accepted_at
         .map(format_timestamp)

@@ -11,6 +11,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 
 pub use self::trust::TrustItem;
+use crate::receipt::SignedReceipt;
 use crate::{
     clock::Clock,
     config::Config,
@@ -110,6 +111,7 @@ pub struct Gateway {
     queue: Queue,
     verifier: Verifier,
     keys: pki::SoftKeyStore,
+    receipts: Option<crate::receipt::ReceiptSigner>,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 }
@@ -127,6 +129,7 @@ impl Gateway {
         let trust = trust::build(&config, &registry)?;
         let verifier = Verifier::new(trust, config.pki.rules, clock.clone());
         let keys = signing::open_keystore(&config, &registry)?;
+        let receipts = signing::receipt_signer(&config)?;
         Ok(Self {
             config,
             store,
@@ -134,6 +137,7 @@ impl Gateway {
             queue,
             verifier,
             keys,
+            receipts,
             clock,
             shutdown,
         })
@@ -160,7 +164,7 @@ impl Gateway {
         self: &Arc<Self>,
         caller: &Agency,
         raw: RawEnvelope,
-    ) -> Result<Receipt, GatewayError> {
+    ) -> Result<SignedReceipt, GatewayError> {
         let envelope = raw.validate(&self.config.limits)?;
         if envelope.from != caller.code {
             return Err(GatewayError::NotSender {
@@ -192,7 +196,7 @@ impl Gateway {
                 .map_err(|e| StoreError::Engine(format!("content task failed: {e}")))??;
         let record = match record {
             Stored::New(record) => record,
-            Stored::Duplicate(receipt) => return Ok(receipt),
+            Stored::Duplicate(receipt) => return self.sign_receipt(receipt).await,
         };
         let receipt = self.queue.enqueue(record).await?;
         tracing::info!(
@@ -202,7 +206,26 @@ impl Gateway {
             duplicate = receipt.duplicate,
             "message accepted"
         );
-        Ok(receipt)
+        self.sign_receipt(receipt).await
+    }
+
+    /// Adds the gateway's batch signature to a receipt, when configured.
+    async fn sign_receipt(&self, receipt: Receipt) -> Result<SignedReceipt, GatewayError> {
+        let canonical = crate::receipt::canonical(&receipt);
+        let proof = match &self.receipts {
+            Some(signer) => Some(
+                signer
+                    .sign(&canonical)
+                    .await
+                    .map_err(|e| pki::PkiError::Signing(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(SignedReceipt {
+            receipt,
+            canonical,
+            proof,
+        })
     }
 
     /// Hashes the content and answers a duplicate without writing; otherwise

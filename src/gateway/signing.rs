@@ -10,43 +10,63 @@ use crate::{
     registry::{Agency, Refusal, Registry, RegistryError},
 };
 
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, GatewayError> {
+    std::fs::read(path).map_err(|error| GatewayError::TrustFile {
+        path: path.display().to_string(),
+        reason: error.to_string(),
+    })
+}
+
+fn keystore_passphrase(config: &crate::config::Config) -> Result<Option<Passphrase>, GatewayError> {
+    Ok(
+        match (
+            &config.keystore.passphrase,
+            &config.keystore.passphrase_file,
+        ) {
+            (Some(passphrase), _) => Some(passphrase.clone()),
+            (None, Some(path)) => Passphrase::new(read_file(path)?),
+            (None, None) => None,
+        },
+    )
+}
+
 /// Opens the keystore: the passphrase from the environment, else the file.
 pub(super) fn open_keystore(
     config: &crate::config::Config,
     registry: &Registry,
 ) -> Result<SoftKeyStore, GatewayError> {
-    let passphrase = match (
-        &config.keystore.passphrase,
-        &config.keystore.passphrase_file,
-    ) {
-        (Some(passphrase), _) => Some(passphrase.clone()),
-        (None, Some(path)) => {
-            let bytes = std::fs::read(path).map_err(|error| GatewayError::TrustFile {
-                path: path.display().to_string(),
-                reason: error.to_string(),
-            })?;
-            Passphrase::new(bytes)
-        }
-        (None, None) => None,
-    };
-    let chain = pki::certificates_from_pem(
-        &config
-            .pki
-            .intermediates
-            .iter()
-            .map(|path| {
-                std::fs::read(path).map_err(|error| GatewayError::TrustFile {
-                    path: path.display().to_string(),
-                    reason: error.to_string(),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?,
-    )?;
+    let passphrase = keystore_passphrase(config)?;
+    let files = config
+        .pki
+        .intermediates
+        .iter()
+        .map(|path| read_file(path))
+        .collect::<Result<Vec<_>, _>>()?;
+    let chain = pki::certificates_from_pem(&files)?;
     Ok(SoftKeyStore::unlock(
         &registry.sealed_keys()?,
         passphrase,
         chain,
     )?)
+}
+
+/// The receipt signer, when `[receipts]` is configured.
+pub(super) fn receipt_signer(
+    config: &crate::config::Config,
+) -> Result<Option<crate::receipt::ReceiptSigner>, GatewayError> {
+    let Some(receipts) = &config.receipts else {
+        return Ok(None);
+    };
+    let passphrase = keystore_passphrase(config)?;
+    let key = pki::signing_key_from_pem(
+        &read_file(&receipts.certificate)?,
+        &read_file(&receipts.key)?,
+        passphrase.as_ref(),
+    )?;
+    let signer = crate::receipt::ReceiptSigner::start(key, receipts.max_batch).map_err(|e| {
+        crate::store::StoreError::Engine(format!("starting the receipt signer: {e}"))
+    })?;
+    Ok(Some(signer))
 }
 
 impl Gateway {

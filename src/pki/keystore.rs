@@ -71,6 +71,40 @@ pub struct SealedKey {
     pub encrypted_key_pem: Vec<u8>,
 }
 
+/// A signing identity from PEM files: the key in clear or PKCS#8-encrypted
+/// under `passphrase`.
+pub fn signing_key_from_pem(
+    certificate_pem: &[u8],
+    key_pem: &[u8],
+    passphrase: Option<&Passphrase>,
+) -> Result<SigningKey, PkiError> {
+    let certificate =
+        X509::from_pem(certificate_pem).map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let key = PKey::private_key_from_pem(key_pem)
+        .or_else(|_| match passphrase {
+            Some(passphrase) => PKey::private_key_from_pem_passphrase(key_pem, &passphrase.0),
+            None => Err(openssl::error::ErrorStack::get()),
+        })
+        .map_err(|_| {
+            PkiError::BadKey(
+                "cannot read the key (encrypted without the right passphrase?)".to_owned(),
+            )
+        })?;
+    let public = certificate
+        .public_key()
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    if !public.public_eq(&key) {
+        return Err(PkiError::BadKey(
+            "the private key does not belong to the certificate".to_owned(),
+        ));
+    }
+    Ok(SigningKey {
+        certificate,
+        chain: Vec::new(),
+        key,
+    })
+}
+
 /// Keys decrypted into memory at start.
 pub struct SoftKeyStore {
     passphrase: Option<Passphrase>,

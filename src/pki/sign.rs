@@ -41,3 +41,29 @@ pub fn co_sign(key: &SigningKey, cms_der: &[u8]) -> Result<Vec<u8>, PkiError> {
         .map_err(signing_error)?;
     cms.to_der().map_err(signing_error)
 }
+
+/// A plain SHA-256 signature (RSASSA-PKCS1-v1_5 or ECDSA) over `data`.
+pub fn sign_plain(key: &SigningKey, data: &[u8]) -> Result<Vec<u8>, PkiError> {
+    let mut signer = openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), &key.key)
+        .map_err(signing_error)?;
+    signer.update(data).map_err(signing_error)?;
+    signer.sign_to_vec().map_err(signing_error)
+}
+
+/// Checks a [`sign_plain`] signature with the public key of a certificate.
+pub fn verify_plain(data: &[u8], signature: &[u8], certificate_pem: &[u8]) -> Result<(), PkiError> {
+    let certificate = openssl::x509::X509::from_pem(certificate_pem)
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let key = certificate
+        .public_key()
+        .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+    let mut verifier = openssl::sign::Verifier::new(openssl::hash::MessageDigest::sha256(), &key)
+        .map_err(signing_error)?;
+    verifier.update(data).map_err(signing_error)?;
+    match verifier.verify(signature) {
+        Ok(true) => Ok(()),
+        Ok(false) | Err(_) => Err(PkiError::Signing(
+            "the signature does not verify with that certificate".to_owned(),
+        )),
+    }
+}
