@@ -372,3 +372,46 @@ async fn importing_needs_a_passphrase_and_a_matching_key() {
     assert_eq!(denied.code(), Code::PermissionDenied);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_large_file_is_signed_as_a_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(config_with_passphrase(dir.path(), Some("p"))).await;
+    let mut admin = server.admin("admin").await;
+    import(
+        &mut admin,
+        COMMUNE_A,
+        proto::SignerRole::Organization,
+        "signers/commune-a-organization",
+    )
+    .await;
+    // Larger than the unary limit (16 MiB): only a stream can carry it.
+    let content: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
+    let mut messages = vec![proto::SignStreamRequest {
+        part: Some(proto::sign_stream_request::Part::Key(proto::KeyRef {
+            agency: COMMUNE_A.into(),
+            role: proto::SignerRole::Organization as i32,
+        })),
+    }];
+    for chunk in content.chunks(64 * 1024) {
+        messages.push(proto::SignStreamRequest {
+            part: Some(proto::sign_stream_request::Part::Chunk(chunk.to_vec())),
+        });
+    }
+    let mut station = proto::signing_client::SigningClient::new(server.channel("commune-a").await);
+    let signed = station
+        .sign_stream(tokio_stream::iter(messages))
+        .await
+        .expect("sign stream")
+        .into_inner();
+    assert_eq!(openssl_verify(&content, &signed.cms_der), 1);
+
+    let no_key = station
+        .sign_stream(tokio_stream::iter(vec![proto::SignStreamRequest {
+            part: Some(proto::sign_stream_request::Part::Chunk(b"x".to_vec())),
+        }]))
+        .await
+        .expect_err("key first");
+    assert_eq!(no_key.code(), Code::InvalidArgument);
+    server.stop().await;
+}

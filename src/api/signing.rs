@@ -2,13 +2,16 @@
 
 use std::sync::Arc;
 
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use super::{Authenticator, convert};
 use crate::{
-    gateway::Gateway,
+    gateway::{Gateway, GatewayError},
     proto::{self, signing_server::Signing},
 };
+
+/// The most a SignStream call may hash: large, but bounded.
+const MAX_STREAMED_BYTES: u64 = 8 << 30;
 
 /// The Signing service.
 pub struct SigningService {
@@ -75,6 +78,57 @@ impl Signing for SigningService {
             .gateway
             .sign(&caller, &key.agency, role, request.content)
             .await?;
+        Ok(Response::new(proto::SignResponse {
+            cms_der,
+            signer: Some(convert::certificate_facts(&facts, &key.agency, role)),
+        }))
+    }
+
+    async fn sign_stream(
+        &self,
+        request: Request<Streaming<proto::SignStreamRequest>>,
+    ) -> Result<Response<proto::SignResponse>, Status> {
+        use proto::sign_stream_request::Part;
+        let caller = self.auth.agency(&request)?;
+        let mut stream = request.into_inner();
+        let first = stream
+            .message()
+            .await?
+            .ok_or_else(|| Status::invalid_argument("the stream is empty; send the key first"))?;
+        let Some(Part::Key(key)) = first.part else {
+            return Err(Status::invalid_argument(
+                "the first message must carry the key",
+            ));
+        };
+        let role = convert::role_from(key.role, "key.role")?;
+        let (mut signer, facts) = self.gateway.begin_sign(&caller, &key.agency, role)?;
+        let mut total: u64 = 0;
+        while let Some(message) = stream.message().await? {
+            match message.part {
+                Some(Part::Chunk(chunk)) => {
+                    total += chunk.len() as u64;
+                    if total > MAX_STREAMED_BYTES {
+                        return Err(Status::resource_exhausted(format!(
+                            "content: more than {MAX_STREAMED_BYTES} bytes streamed"
+                        )));
+                    }
+                    // Hashing is CPU work: off the reactor.
+                    signer =
+                        tokio::task::spawn_blocking(move || signer.update(&chunk).map(|()| signer))
+                            .await
+                            .map_err(|e| Status::internal(format!("signing task failed: {e}")))?
+                            .map_err(GatewayError::from)?;
+                }
+                Some(Part::Key(_)) => {
+                    return Err(Status::invalid_argument("the key was given twice"));
+                }
+                None => {}
+            }
+        }
+        let cms_der = tokio::task::spawn_blocking(move || signer.finish())
+            .await
+            .map_err(|e| Status::internal(format!("signing task failed: {e}")))?
+            .map_err(GatewayError::from)?;
         Ok(Response::new(proto::SignResponse {
             cms_der,
             signer: Some(convert::certificate_facts(&facts, &key.agency, role)),

@@ -369,11 +369,10 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
         Some(agency) => agency,
         None => bail!("--agency is required: your certificate does not name your org code"),
     };
-    let content = read(&args.input, "file to sign")?;
-    let key = Some(proto::KeyRef {
+    let key = proto::KeyRef {
         agency,
         role: role as i32,
-    });
+    };
     let mut client = proto::signing_client::SigningClient::new(args.connection.channel().await?)
         .max_encoding_message_size(super::CLIENT_MESSAGE_LIMIT)
         .max_decoding_message_size(super::CLIENT_MESSAGE_LIMIT);
@@ -384,20 +383,42 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
     });
     let signature = match &args.cosign {
         None => {
+            // Streamed 1 MiB at a time: files of any size, bounded memory.
+            let file = std::fs::File::open(&args.input)
+                .with_context(|| format!("opening {}", args.input.display()))?;
+            let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
+            let chunks = ChunkReader {
+                file: Some(file),
+                failed: failed.clone(),
+            };
+            let first = proto::SignStreamRequest {
+                part: Some(proto::sign_stream_request::Part::Key(key)),
+            };
+            let stream = tokio_stream::StreamExt::chain(
+                tokio_stream::once(first),
+                tokio_stream::iter(chunks),
+            );
             let response = client
-                .sign(proto::SignRequest { key, content })
+                .sign_stream(stream)
                 .await
                 .map_err(status_error)?
                 .into_inner();
+            if let Some(error) = failed.lock().ok().and_then(|mut f| f.take()) {
+                bail!(
+                    "reading {} failed part way ({error}); the signature was discarded",
+                    args.input.display()
+                );
+            }
             let signer = response.signer.unwrap_or_default();
             println!("signed by {} ({})", signer.subject, role_name(signer.role));
             response.cms_der
         }
         Some(existing) => {
+            let content = read(&args.input, "file to sign")?;
             let cms_der = read(existing, "existing signature")?;
             let response = client
                 .co_sign(proto::CoSignRequest {
-                    key,
+                    key: Some(key),
                     content,
                     cms_der,
                 })
@@ -415,4 +436,37 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
     std::fs::write(&out, &signature).with_context(|| format!("writing {}", out.display()))?;
     println!("signature written to {}", out.display());
     Ok(())
+}
+
+/// Reads a file as SignStream chunks of 1 MiB. A read error ends the stream
+/// and is kept, so that the signature made so far is thrown away.
+struct ChunkReader {
+    file: Option<std::fs::File>,
+    failed: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
+}
+
+impl Iterator for ChunkReader {
+    type Item = proto::SignStreamRequest;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::Read;
+        let file = self.file.as_mut()?;
+        let mut buffer = Vec::with_capacity(1 << 20);
+        match file.take(1 << 20).read_to_end(&mut buffer) {
+            Ok(0) => {
+                self.file = None;
+                None
+            }
+            Err(error) => {
+                self.file = None;
+                if let Ok(mut failed) = self.failed.lock() {
+                    *failed = Some(error);
+                }
+                None
+            }
+            Ok(_) => Some(proto::SignStreamRequest {
+                part: Some(proto::sign_stream_request::Part::Chunk(buffer)),
+            }),
+        }
+    }
 }

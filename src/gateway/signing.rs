@@ -144,6 +144,22 @@ impl Gateway {
         Ok((signature, facts))
     }
 
+    /// Begins a signature over content the caller streams in pieces.
+    pub fn begin_sign(
+        &self,
+        caller: &Agency,
+        agency: &str,
+        role: Role,
+    ) -> Result<(pki::StreamSigner, CertificateFacts), GatewayError> {
+        let key = self.own_key(caller, agency, role)?;
+        let facts = pki::certificate_facts(
+            &key.certificate
+                .to_der()
+                .map_err(|e| pki::PkiError::BadCertificate(e.to_string()))?,
+        )?;
+        Ok((pki::begin_streaming(&key)?, facts))
+    }
+
     /// Verifies the signature there, then adds the caller's key as a second
     /// signer. Refused with the reports if what is there does not pass.
     pub async fn co_sign(

@@ -67,6 +67,68 @@ unsafe extern "C" {
         flags: c_uint,
     ) -> *mut CmsSignerInfo;
     fn CMS_add1_cert(cms: *mut sys::CMS_ContentInfo, cert: *mut sys::X509) -> c_int;
+    fn CMS_dataInit(cms: *mut sys::CMS_ContentInfo, icont: *mut sys::BIO) -> *mut sys::BIO;
+    fn CMS_dataFinal(cms: *mut sys::CMS_ContentInfo, bio: *mut sys::BIO) -> c_int;
+}
+
+/// CMS_PARTIAL: CMS_sign returns a structure still open for content.
+pub const CMS_PARTIAL: c_uint = 0x4000;
+
+/// A detached signature being computed over streamed content: the content
+/// goes through OpenSSL's digest BIO chain and is not kept.
+pub struct StreamingSignature {
+    cms: openssl::cms::CmsContentInfo,
+    bio: *mut sys::BIO,
+}
+
+// SAFETY: the CMS and its BIO chain are owned exclusively by this value and
+// used by one thread at a time (&mut self); OpenSSL keeps no thread affinity.
+unsafe impl Send for StreamingSignature {}
+
+impl StreamingSignature {
+    /// Opens the digest chain of a partial (unfinished) detached SignedData.
+    pub fn begin(cms: openssl::cms::CmsContentInfo) -> Result<Self, openssl::error::ErrorStack> {
+        // SAFETY: cms is a live partial SignedData; with no content BIO,
+        // CMS_dataInit builds digest BIOs over a null sink, returned owned.
+        let bio = unsafe { CMS_dataInit(cms.as_ptr(), std::ptr::null_mut()) };
+        if bio.is_null() {
+            return Err(openssl::error::ErrorStack::get());
+        }
+        Ok(Self { cms, bio })
+    }
+
+    /// Feeds content.
+    pub fn update(&mut self, mut chunk: &[u8]) -> Result<(), openssl::error::ErrorStack> {
+        while !chunk.is_empty() {
+            let length = c_int::try_from(chunk.len().min(1 << 30)).unwrap_or(c_int::MAX);
+            // SAFETY: bio is the live chain from CMS_dataInit; the buffer
+            // is valid for `length` bytes.
+            let written = unsafe { sys::BIO_write(self.bio, chunk.as_ptr().cast(), length) };
+            if written <= 0 {
+                return Err(openssl::error::ErrorStack::get());
+            }
+            chunk = &chunk[usize::try_from(written).unwrap_or(chunk.len())..];
+        }
+        Ok(())
+    }
+
+    /// Computes the signatures and returns the SignedData, DER.
+    pub fn finish(self) -> Result<Vec<u8>, openssl::error::ErrorStack> {
+        // SAFETY: the chain belongs to this CMS; CMS_dataFinal reads the
+        // digests from it. Drop frees the chain afterwards.
+        let ok = unsafe { CMS_dataFinal(self.cms.as_ptr(), self.bio) };
+        if ok != 1 {
+            return Err(openssl::error::ErrorStack::get());
+        }
+        self.cms.to_der()
+    }
+}
+
+impl Drop for StreamingSignature {
+    fn drop(&mut self) {
+        // SAFETY: the chain came from CMS_dataInit and is freed once, here.
+        unsafe { sys::BIO_free_all(self.bio) };
+    }
 }
 
 /// CMS_CADES: add the ESS signing-certificate-v2 attribute (OpenSSL 3.0+).

@@ -20,7 +20,7 @@ pub use keystore::{
     KeyStore, Passphrase, SealedKey, SigningKey, SoftKeyStore, signing_key_from_pem,
 };
 pub use report::{Check, Indication, Report, Role, SignerFacts, SubIndication};
-pub use sign::{co_sign, sign_detached, sign_plain, verify_plain};
+pub use sign::{StreamSigner, begin_streaming, co_sign, sign_detached, sign_plain, verify_plain};
 pub use trust::{
     CrlEntry, CrlFacts, TrustStore, certificate_from_der, certificates_from_pem, crl_facts,
     crl_from_bytes,

@@ -32,6 +32,43 @@ pub fn sign_detached(key: &SigningKey, content: &[u8]) -> Result<Vec<u8>, PkiErr
     .map_err(signing_error)
 }
 
+/// A detached CAdES-BES signature over content that arrives in pieces.
+pub struct StreamSigner(ffi::StreamingSignature);
+
+impl StreamSigner {
+    /// Feeds the next piece of content.
+    pub fn update(&mut self, chunk: &[u8]) -> Result<(), PkiError> {
+        self.0.update(chunk).map_err(signing_error)
+    }
+
+    /// The finished SignedData, DER.
+    pub fn finish(self) -> Result<Vec<u8>, PkiError> {
+        self.0.finish().map_err(signing_error)
+    }
+}
+
+/// Begins a detached CAdES-BES signature over content that arrives in pieces.
+pub fn begin_streaming(key: &SigningKey) -> Result<StreamSigner, PkiError> {
+    let mut chain = Stack::new().map_err(signing_error)?;
+    for certificate in &key.chain {
+        chain.push(certificate.clone()).map_err(signing_error)?;
+    }
+    let flags = CMSOptions::BINARY
+        | CMSOptions::DETACHED
+        | CMSOptions::from_bits_retain(ffi::CMS_CADES | ffi::CMS_PARTIAL);
+    let cms = CmsContentInfo::sign(
+        Some(&key.certificate),
+        Some(&key.key),
+        Some(&chain),
+        None,
+        flags,
+    )
+    .map_err(signing_error)?;
+    ffi::StreamingSignature::begin(cms)
+        .map(StreamSigner)
+        .map_err(signing_error)
+}
+
 /// Adds `key`'s signature to the detached SignedData `cms_der`, reusing its
 /// content digest; the existing signers are kept as they are.
 pub fn co_sign(key: &SigningKey, cms_der: &[u8]) -> Result<Vec<u8>, PkiError> {
