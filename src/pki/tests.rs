@@ -3,7 +3,7 @@
 use std::{path::PathBuf, process::Command, sync::Arc};
 
 use super::*;
-use crate::clock::SystemClock;
+use crate::clock::{Clock, SystemClock};
 
 fn certs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("certs-test")
@@ -312,4 +312,93 @@ fn co_sign_adds_a_second_signer_that_openssl_and_we_verify() {
     let reports = verifier(true).verify(CONTENT, &both, "lenh-chi.xml", &no_lookup);
     assert_eq!(reports.len(), 2);
     assert!(reports.iter().all(Report::passed), "{reports:#?}");
+}
+
+#[test]
+fn an_expired_crl_means_try_later_not_valid() {
+    use openssl::{asn1::Asn1Time, hash::MessageDigest, pkey::PKey, x509::X509CrlBuilder};
+    let ca = openssl::x509::X509::from_pem(&read("ca/agency-ca.crt")).expect("ca");
+    let ca_key = PKey::private_key_from_pem(&read("ca/agency-ca.key")).expect("ca key");
+    let mut builder = X509CrlBuilder::new().expect("builder");
+    builder.set_issuer_name(ca.subject_name()).expect("issuer");
+    builder
+        .set_last_update(&Asn1Time::from_unix(1_600_000_000).expect("time"))
+        .expect("last update");
+    builder
+        .set_next_update(&Asn1Time::from_unix(1_600_086_400).expect("time"))
+        .expect("next update");
+    // Authority Key Identifier: SEQUENCE { [0] the CA's subject key id }.
+    let key_id = ca.subject_key_id().expect("ski").as_slice().to_vec();
+    let mut aki = vec![0x30, (key_id.len() + 2) as u8, 0x80, key_id.len() as u8];
+    aki.extend_from_slice(&key_id);
+    let extension = openssl::x509::X509Extension::new_from_der(
+        &openssl::asn1::Asn1Object::from_str("2.5.29.35").expect("oid"),
+        false,
+        &openssl::asn1::Asn1OctetString::new_from_bytes(&aki).expect("octets"),
+    )
+    .expect("aki");
+    builder.append_extension(extension).expect("append");
+    // CRL Number: INTEGER 1.
+    let number = openssl::x509::X509Extension::new_from_der(
+        &openssl::asn1::Asn1Object::from_str("2.5.29.20").expect("oid"),
+        false,
+        &openssl::asn1::Asn1OctetString::new_from_bytes(&[0x02, 0x01, 0x01]).expect("octets"),
+    )
+    .expect("crl number");
+    builder.append_extension(number).expect("append");
+    builder
+        .sign(&ca_key, MessageDigest::sha256())
+        .expect("sign");
+    let expired = builder.build().expect("crl");
+    let trust = TrustStore::build(
+        certificates_from_pem(&[read("ca/root.crt")]).expect("root"),
+        certificates_from_pem(&[read("ca/agency-ca.crt")]).expect("intermediate"),
+        vec![
+            crl_from_bytes(&read("ca/root.crl")).expect("root crl"),
+            expired,
+        ],
+    )
+    .expect("trust");
+    let verifier = Verifier::new(trust, CryptoRules::default(), Arc::new(SystemClock));
+    let report = verify_one(&verifier, CONTENT, &cades("signers/district-head", CONTENT));
+    assert_eq!(
+        report.sub_indication,
+        Some(SubIndication::TryLater),
+        "{report:#?}"
+    );
+    assert!(report.message.contains("expired"), "{}", report.message);
+}
+
+#[test]
+fn a_signing_time_in_the_future_is_refused() {
+    use crate::clock::ManualClock;
+    // Seen from a clock an hour behind the signer's, beyond the 5-minute skew.
+    let signature = cades("signers/district-head", CONTENT);
+    let now = SystemClock.now_millis();
+    let behind = Verifier::new(
+        trust(true),
+        CryptoRules::default(),
+        Arc::new(ManualClock::new(now - 3_600_000)),
+    );
+    let report = verify_one(&behind, CONTENT, &signature);
+    assert_eq!(
+        report.sub_indication,
+        Some(SubIndication::SigConstraintsFailure),
+        "{report:#?}"
+    );
+    assert!(
+        report.message.contains("in the future"),
+        "{}",
+        report.message
+    );
+    // Within the skew it passes.
+    let close = Verifier::new(
+        trust(true),
+        CryptoRules::default(),
+        Arc::new(ManualClock::new(now - 60_000)),
+    );
+    assert_eq!(
+        verify_one(&close, CONTENT, &signature).indication,
+        Indication::TotalPassed
+    );
 }
