@@ -5,6 +5,8 @@
 //! See `ARCHITECTURE.md` for the map of modules.
 
 #![warn(missing_docs)]
+// Only src/pki/ffi.rs may use unsafe code; it allows it for itself.
+#![deny(unsafe_code)]
 
 pub mod api;
 pub mod clock;

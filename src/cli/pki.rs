@@ -71,20 +71,9 @@ pub async fn signer(command: SignerCommand, connection: &Connection) -> anyhow::
             role,
             certificate,
         } => {
-            let Some(role) = Role::parse(&role) else {
-                bail!(
-                    "--role {role:?}: use organization, head, account-owner, chief-accountant or officer"
-                );
-            };
+            let role = parse_role(&role)?;
             let certificate_pem = String::from_utf8(read(&certificate, "signer certificate")?)
                 .context("the signer certificate is not PEM text")?;
-            let role = match role {
-                Role::Organization => proto::SignerRole::Organization,
-                Role::Head => proto::SignerRole::Head,
-                Role::AccountOwner => proto::SignerRole::AccountOwner,
-                Role::ChiefAccountant => proto::SignerRole::ChiefAccountant,
-                Role::Officer => proto::SignerRole::Officer,
-            };
             let response = client
                 .add_signer(proto::AddSignerRequest {
                     agency,

@@ -132,11 +132,7 @@ impl Gateway {
         content: Vec<u8>,
     ) -> Result<(Vec<u8>, CertificateFacts), GatewayError> {
         let key = self.own_key(caller, agency, role)?;
-        let facts = pki::certificate_facts(
-            &key.certificate
-                .to_der()
-                .map_err(|e| pki::PkiError::BadCertificate(e.to_string()))?,
-        )?;
+        let facts = key.certificate_facts()?;
         let signature = tokio::task::spawn_blocking(move || pki::sign_detached(&key, &content))
             .await
             .map_err(|e| crate::store::StoreError::Engine(format!("sign task failed: {e}")))??;
@@ -152,11 +148,7 @@ impl Gateway {
         role: Role,
     ) -> Result<(pki::StreamSigner, CertificateFacts), GatewayError> {
         let key = self.own_key(caller, agency, role)?;
-        let facts = pki::certificate_facts(
-            &key.certificate
-                .to_der()
-                .map_err(|e| pki::PkiError::BadCertificate(e.to_string()))?,
-        )?;
+        let facts = key.certificate_facts()?;
         Ok((pki::begin_streaming(&key)?, facts))
     }
 

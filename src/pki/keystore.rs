@@ -28,6 +28,17 @@ pub struct SigningKey {
     pub key: PKey<Private>,
 }
 
+impl SigningKey {
+    /// The facts of the key's certificate.
+    pub fn certificate_facts(&self) -> Result<super::CertificateFacts, PkiError> {
+        let der = self
+            .certificate
+            .to_der()
+            .map_err(|e| PkiError::BadCertificate(e.to_string()))?;
+        super::certificate_facts(&der)
+    }
+}
+
 impl std::fmt::Debug for SigningKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never print key material.

@@ -647,20 +647,7 @@ impl Queue {
                 Ok::<_, QueueError>(true)
             })
             .await;
-        match removed {
-            Ok(true) => {
-                self.finish(recipient, id.slot);
-                Ok(())
-            }
-            Ok(false) => {
-                self.finish(recipient, id.slot);
-                Err(QueueError::UnknownDelivery(id.to_string()))
-            }
-            Err(error) => {
-                self.unblock(recipient, id.slot, previous);
-                Err(error)
-            }
-        }
+        self.settle(recipient, id, previous, removed)
     }
 
     /// Gives a held delivery back: deliverable again after `delay`, or after
@@ -698,14 +685,26 @@ impl Queue {
                 Ok::<_, QueueError>(true)
             })
             .await;
-        match updated {
-            Ok(true) => {
+        self.settle(recipient, id, previous, updated)
+    }
+
+    /// Ends an ack or nack: the lease goes once the write stood (or found
+    /// the entry gone); on a failed write the lease is put back as it was.
+    fn settle(
+        &self,
+        recipient: &OrgCode,
+        id: DeliveryId,
+        previous: Option<Lease>,
+        written: Result<bool, QueueError>,
+    ) -> Result<(), QueueError> {
+        match written {
+            Ok(found) => {
                 self.finish(recipient, id.slot);
-                Ok(())
-            }
-            Ok(false) => {
-                self.finish(recipient, id.slot);
-                Err(QueueError::UnknownDelivery(id.to_string()))
+                if found {
+                    Ok(())
+                } else {
+                    Err(QueueError::UnknownDelivery(id.to_string()))
+                }
             }
             Err(error) => {
                 self.unblock(recipient, id.slot, previous);
