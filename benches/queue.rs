@@ -25,14 +25,17 @@ fn record(index: u64) -> MessageRecord {
     MessageRecord {
         message_id: MessageId::parse(&format!("m{index}"), "bench").expect("id"),
         sender: code(SENDER),
-        to: vec![code(RECIPIENT)],
+        to: vec![lienthong::envelope::Address::Agency(code(RECIPIENT))],
         document: DocumentInfo {
             subject: "Kế hoạch".to_owned(),
             ..Default::default()
         },
         attachments: Vec::new(),
         signatures: Vec::new(),
-        recipients: vec![code(RECIPIENT)],
+        recipients: vec![lienthong::routing::Recipient {
+            code: code(RECIPIENT),
+            via: RECIPIENT.to_owned(),
+        }],
         reports: Vec::new(),
         content_digest: ContentHash::of(&index.to_be_bytes()),
         accepted_at: 0,

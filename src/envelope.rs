@@ -74,6 +74,73 @@ impl fmt::Display for OrgCode {
     }
 }
 
+/// A group's name: 1-64 characters of a-z 0-9 and dashes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct GroupName(String);
+
+impl GroupName {
+    /// Parses a group name, naming `field` in the error.
+    pub fn parse(text: &str, field: &str) -> Result<Self, EnvelopeError> {
+        let ok = !text.is_empty()
+            && text.len() <= 64
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if ok {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(EnvelopeError::invalid(
+                field,
+                format!("{text:?} is not a group name (1-64 of a-z 0-9 -)"),
+            ))
+        }
+    }
+
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a document is addressed: one agency, the children of one, or a group.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Address {
+    /// `000.00.12.H56`
+    Agency(OrgCode),
+    /// `children:000.00.31.H56`: every agency whose parent is this one.
+    Children(OrgCode),
+    /// `group:so-nganh`: the members of a named group.
+    Group(GroupName),
+}
+
+impl Address {
+    /// Parses `CODE`, `children:CODE` or `group:NAME`.
+    pub fn parse(text: &str, field: &str) -> Result<Self, EnvelopeError> {
+        if let Some(code) = text.strip_prefix("children:") {
+            return Ok(Self::Children(OrgCode::parse(code, field)?));
+        }
+        if let Some(name) = text.strip_prefix("group:") {
+            return Ok(Self::Group(GroupName::parse(name, field)?));
+        }
+        OrgCode::parse(text, field).map(Self::Agency).map_err(|_| {
+            EnvelopeError::invalid(
+                field,
+                format!("{text:?} is not an org code (000.00.12.H56), children:CODE or group:NAME"),
+            )
+        })
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Address::Agency(code) => write!(f, "{code}"),
+            Address::Children(code) => write!(f, "children:{code}"),
+            Address::Group(name) => write!(f, "group:{}", name.as_str()),
+        }
+    }
+}
+
 /// A sender-chosen message id: 1–128 characters of `A-Z a-z 0-9 . _ : -`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct MessageId(String);
@@ -250,8 +317,8 @@ pub struct Envelope {
     pub message_id: MessageId,
     /// The sending agency.
     pub from: OrgCode,
-    /// Recipients as written (org codes for now).
-    pub to: Vec<OrgCode>,
+    /// Recipients as addressed.
+    pub to: Vec<Address>,
     /// What the document is.
     pub document: DocumentInfo,
     /// Its files.
@@ -339,10 +406,10 @@ impl RawEnvelope {
             ));
         }
         let mut to = Vec::with_capacity(self.to.len());
-        for (index, code) in self.to.iter().enumerate() {
-            let code = OrgCode::parse(code, &format!("envelope.to[{index}]"))?;
-            if !to.contains(&code) {
-                to.push(code);
+        for (index, text) in self.to.iter().enumerate() {
+            let address = Address::parse(text, &format!("envelope.to[{index}]"))?;
+            if !to.contains(&address) {
+                to.push(address);
             }
         }
         let mut document = self.document;

@@ -56,6 +56,13 @@ enum Command {
     },
     /// Sign (or co-sign) a file with your agency's key held by the gateway.
     Sign(cli::SignArgs),
+    /// Named groups of agencies, addressed as group:NAME (admin certificate).
+    Group {
+        #[command(subcommand)]
+        command: cli::GroupCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
     /// Check a signed receipt offline.
     Receipt {
         #[command(subcommand)]
@@ -142,6 +149,10 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => cli::key(command, &connection).await,
         Command::Sign(args) => cli::sign(args).await,
         Command::Receipt { command } => cli::receipt(command),
+        Command::Group {
+            command,
+            connection,
+        } => cli::group(command, &connection).await,
         Command::Receive(args) => cli::receive(args).await,
         Command::Queue {
             command,

@@ -110,7 +110,7 @@ pub fn canonical(receipt: &Receipt) -> Vec<u8> {
         recipients: message
             .recipients
             .iter()
-            .map(|code| (code.to_string(), code.to_string()))
+            .map(|recipient| (recipient.code.to_string(), recipient.via.clone()))
             .collect(),
         attachments: message
             .attachments

@@ -1,7 +1,10 @@
-//! Recipient resolution: pure, no I/O. Turns the addresses of an envelope into
-//! the agencies it is queued for. (Groups, `children:` and peers arrive later.)
+//! Recipient resolution: pure, no I/O. Turns the addresses of an envelope
+//! (org codes, `children:CODE`, `group:NAME`) into the agencies it is queued
+//! for, each with the address that reached it. (Peer gateways come later.)
 
-use crate::envelope::OrgCode;
+use serde::{Deserialize, Serialize};
+
+use crate::envelope::{Address, GroupName, OrgCode};
 
 /// Why an address could not be resolved. `field` names the address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -22,6 +25,22 @@ pub enum RoutingError {
         /// The code.
         code: OrgCode,
     },
+    /// No group has this name.
+    #[error("{field}: no group {} exists", name.as_str())]
+    UnknownGroup {
+        /// Which address.
+        field: String,
+        /// The name.
+        name: GroupName,
+    },
+    /// A children: or group: address reaches no enabled agency.
+    #[error("{field}: {address} reaches no enabled agency")]
+    Empty {
+        /// Which address.
+        field: String,
+        /// The address.
+        address: String,
+    },
 }
 
 /// What resolution needs to know of an agency.
@@ -33,31 +52,100 @@ pub enum Known {
     Disabled,
 }
 
-/// Resolves `to` (already deduplicated) against `lookup`, in order.
-pub fn resolve(
-    to: &[OrgCode],
-    lookup: impl Fn(&OrgCode) -> Option<Known>,
-) -> Result<Vec<OrgCode>, RoutingError> {
-    let mut out = Vec::with_capacity(to.len());
-    for (index, code) in to.iter().enumerate() {
+/// An agency a document is queued for, and the address that reached it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Recipient {
+    /// The agency.
+    pub code: OrgCode,
+    /// The address as written: the code itself, `children:X` or `group:X`.
+    pub via: String,
+}
+
+/// The agencies and groups resolution looks into.
+pub trait Directory {
+    /// Whether an agency is registered, and enabled.
+    fn agency(&self, code: &OrgCode) -> Option<Known>;
+    /// The agencies whose parent is `parent`, by code.
+    fn children(&self, parent: &OrgCode) -> Vec<(OrgCode, Known)>;
+    /// A group's members, in its order.
+    fn group(&self, name: &GroupName) -> Option<Vec<OrgCode>>;
+}
+
+/// Resolves `to` against `directory`, in address order; an agency reached
+/// twice is queued once, under the first address that reached it. Disabled
+/// or unknown members of children: and group: are left out; an explicit
+/// disabled or unknown code is an error.
+pub fn resolve(to: &[Address], directory: &impl Directory) -> Result<Vec<Recipient>, RoutingError> {
+    let mut out: Vec<Recipient> = Vec::new();
+    let add = |code: &OrgCode, via: &Address, out: &mut Vec<Recipient>| {
+        if !out.iter().any(|r| &r.code == code) {
+            out.push(Recipient {
+                code: code.clone(),
+                via: via.to_string(),
+            });
+        }
+    };
+    for (index, address) in to.iter().enumerate() {
         let field = || format!("envelope.to[{index}]");
-        match lookup(code) {
-            Some(Known::Enabled) => {
-                if !out.contains(code) {
-                    out.push(code.clone());
+        match address {
+            Address::Agency(code) => match directory.agency(code) {
+                Some(Known::Enabled) => add(code, address, &mut out),
+                Some(Known::Disabled) => {
+                    return Err(RoutingError::Disabled {
+                        field: field(),
+                        code: code.clone(),
+                    });
+                }
+                None => {
+                    return Err(RoutingError::Unknown {
+                        field: field(),
+                        code: code.clone(),
+                    });
+                }
+            },
+            Address::Children(parent) => {
+                if directory.agency(parent).is_none() {
+                    return Err(RoutingError::Unknown {
+                        field: field(),
+                        code: parent.clone(),
+                    });
+                }
+                let enabled: Vec<OrgCode> = directory
+                    .children(parent)
+                    .into_iter()
+                    .filter(|(_, known)| *known == Known::Enabled)
+                    .map(|(code, _)| code)
+                    .collect();
+                if enabled.is_empty() {
+                    return Err(RoutingError::Empty {
+                        field: field(),
+                        address: address.to_string(),
+                    });
+                }
+                for code in &enabled {
+                    add(code, address, &mut out);
                 }
             }
-            Some(Known::Disabled) => {
-                return Err(RoutingError::Disabled {
-                    field: field(),
-                    code: code.clone(),
-                });
-            }
-            None => {
-                return Err(RoutingError::Unknown {
-                    field: field(),
-                    code: code.clone(),
-                });
+            Address::Group(name) => {
+                let members = directory
+                    .group(name)
+                    .ok_or_else(|| RoutingError::UnknownGroup {
+                        field: field(),
+                        name: name.clone(),
+                    })?;
+                let enabled: Vec<OrgCode> = members
+                    .into_iter()
+                    .filter(|code| directory.agency(code) == Some(Known::Enabled))
+                    .collect();
+                if enabled.is_empty() {
+                    return Err(RoutingError::Empty {
+                        field: field(),
+                        address: address.to_string(),
+                    });
+                }
+                for code in &enabled {
+                    add(code, address, &mut out);
+                }
             }
         }
     }
@@ -65,35 +153,4 @@ pub fn resolve(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn code(text: &str) -> OrgCode {
-        OrgCode::parse(text, "t").expect("valid code")
-    }
-
-    #[test]
-    fn resolves_known_in_order_and_names_the_bad_one() {
-        let lookup = |c: &OrgCode| match c.as_str() {
-            "000.00.01.H56" | "000.00.02.H56" => Some(Known::Enabled),
-            "000.00.03.H56" => Some(Known::Disabled),
-            _ => None,
-        };
-        let ok =
-            resolve(&[code("000.00.02.H56"), code("000.00.01.H56")], lookup).expect("resolves");
-        assert_eq!(ok, vec![code("000.00.02.H56"), code("000.00.01.H56")]);
-        let unknown =
-            resolve(&[code("000.00.01.H56"), code("000.00.09.H56")], lookup).expect_err("unknown");
-        assert_eq!(
-            unknown,
-            RoutingError::Unknown {
-                field: "envelope.to[1]".into(),
-                code: code("000.00.09.H56")
-            }
-        );
-        assert!(matches!(
-            resolve(&[code("000.00.03.H56")], lookup),
-            Err(RoutingError::Disabled { .. })
-        ));
-    }
-}
+mod tests;

@@ -1,5 +1,5 @@
-//! `lienthong.v1.Admin`: agencies and queue statistics; the rest arrives with
-//! later issues and answers UNIMPLEMENTED until then.
+//! `lienthong.v1.Admin`: agencies, signers, groups, policies, trust, keys and
+//! queues. Every call needs an admin certificate.
 
 use std::sync::Arc;
 
@@ -35,36 +35,6 @@ fn optional_code(text: &str) -> Result<Option<OrgCode>, Status> {
     OrgCode::parse(text, "agency")
         .map(Some)
         .map_err(|e| Status::invalid_argument(e.to_string()))
-}
-
-/// Authenticates an admin, then answers UNIMPLEMENTED for a later capability.
-/// Written in the form `#[async_trait]` expands to, which it cannot do for
-/// methods made by a macro.
-macro_rules! not_yet {
-    ($name:ident, $request:ty, $response:ty, $what:literal) => {
-        fn $name<'life0, 'async_trait>(
-            &'life0 self,
-            request: Request<$request>,
-        ) -> std::pin::Pin<
-            Box<
-                dyn std::future::Future<Output = Result<Response<$response>, Status>>
-                    + Send
-                    + 'async_trait,
-            >,
-        >
-        where
-            'life0: 'async_trait,
-            Self: 'async_trait,
-        {
-            Box::pin(async move {
-                self.auth.admin(&request)?;
-                Err(Status::unimplemented(concat!(
-                    $what,
-                    " is not implemented yet"
-                )))
-            })
-        }
-    };
 }
 
 #[tonic::async_trait]
@@ -141,25 +111,6 @@ impl Admin for AdminService {
             agency: Some(convert::agency(&agency)),
         }))
     }
-
-    not_yet!(
-        put_group,
-        proto::PutGroupRequest,
-        proto::PutGroupResponse,
-        "PutGroup"
-    );
-    not_yet!(
-        list_groups,
-        proto::ListGroupsRequest,
-        proto::ListGroupsResponse,
-        "ListGroups"
-    );
-    not_yet!(
-        delete_group,
-        proto::DeleteGroupRequest,
-        proto::DeleteGroupResponse,
-        "DeleteGroup"
-    );
 
     async fn queue_stats(
         &self,
@@ -397,5 +348,53 @@ impl Admin for AdminService {
             })
             .collect();
         Ok(Response::new(proto::ListKeysResponse { keys }))
+    }
+
+    #[instrument(skip_all)]
+    async fn put_group(
+        &self,
+        request: Request<proto::PutGroupRequest>,
+    ) -> Result<Response<proto::PutGroupResponse>, Status> {
+        self.auth.admin(&request)?;
+        let group = request
+            .into_inner()
+            .group
+            .ok_or_else(|| Status::invalid_argument("group: is required"))?;
+        let group = self
+            .gateway
+            .registry()
+            .put_group(&group.name, &group.description, &group.members)
+            .await?;
+        Ok(Response::new(proto::PutGroupResponse {
+            group: Some(convert::group(&group)),
+        }))
+    }
+
+    async fn list_groups(
+        &self,
+        request: Request<proto::ListGroupsRequest>,
+    ) -> Result<Response<proto::ListGroupsResponse>, Status> {
+        self.auth.admin(&request)?;
+        let groups = self
+            .gateway
+            .registry()
+            .groups()
+            .iter()
+            .map(convert::group)
+            .collect();
+        Ok(Response::new(proto::ListGroupsResponse { groups }))
+    }
+
+    #[instrument(skip_all)]
+    async fn delete_group(
+        &self,
+        request: Request<proto::DeleteGroupRequest>,
+    ) -> Result<Response<proto::DeleteGroupResponse>, Status> {
+        self.auth.admin(&request)?;
+        self.gateway
+            .registry()
+            .delete_group(&request.into_inner().name)
+            .await?;
+        Ok(Response::new(proto::DeleteGroupResponse {}))
     }
 }

@@ -113,9 +113,9 @@ pub fn receipt(signed: &SignedReceipt) -> proto::Receipt {
         recipients: message
             .recipients
             .iter()
-            .map(|code| proto::ResolvedRecipient {
-                code: code.to_string(),
-                via: code.to_string(),
+            .map(|recipient| proto::ResolvedRecipient {
+                code: recipient.code.to_string(),
+                via: recipient.via.clone(),
             })
             .collect(),
         attachments: message
@@ -428,5 +428,13 @@ pub fn certificate_facts(
         signing_time: None,
         agency: agency.to_owned(),
         role: role(held_role) as i32,
+    }
+}
+
+pub fn group(group: &crate::registry::Group) -> proto::Group {
+    proto::Group {
+        name: group.name.as_str().to_owned(),
+        description: group.description.clone(),
+        members: group.members.iter().map(ToString::to_string).collect(),
     }
 }

@@ -56,9 +56,10 @@ fn envelope(error: EnvelopeError) -> Status {
 
 fn routing(error: RoutingError) -> Status {
     match error {
-        RoutingError::Unknown { .. } | RoutingError::Disabled { .. } => {
-            Status::invalid_argument(error.to_string())
-        }
+        RoutingError::Unknown { .. }
+        | RoutingError::Disabled { .. }
+        | RoutingError::UnknownGroup { .. }
+        | RoutingError::Empty { .. } => Status::invalid_argument(error.to_string()),
     }
 }
 
@@ -92,6 +93,8 @@ fn registry(error: RegistryError) -> Status {
         RegistryError::AlreadyRegistered(_) | RegistryError::CertificateInUse { .. } => {
             Status::already_exists(error.to_string())
         }
+        RegistryError::UnknownGroup(_) => Status::not_found(error.to_string()),
+        RegistryError::InvalidGroup(_) => Status::invalid_argument(error.to_string()),
         RegistryError::UnknownAgency(_) | RegistryError::UnknownSigner(_) => {
             Status::not_found(error.to_string())
         }

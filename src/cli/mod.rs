@@ -1,9 +1,11 @@
 //! Command-line clients: they talk to a gateway over gRPC with mTLS, like
 //! any agency system would; and the offline signature check.
 
+mod group;
 mod pki;
 mod receipt;
 
+pub use self::group::{GroupCommand, group};
 pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
 pub use self::receipt::{ReceiptCommand, receipt};
 
@@ -239,7 +241,8 @@ impl PriorityArg {
 /// `lienthong send`
 #[derive(Args, Debug)]
 pub struct SendArgs {
-    /// Recipients' org codes, comma-separated.
+    /// Recipients, comma-separated: org codes, children:CODE (the agencies
+    /// under CODE), group:NAME.
     #[arg(long, value_delimiter = ',', required = true)]
     to: Vec<String>,
     /// Number and notation, e.g. "101/KH-UBND".

@@ -22,7 +22,7 @@ use crate::{
         StoredSignature,
     },
     registry::{Agency, Refusal, Registry, RegistryError},
-    routing::{self, Known, RoutingError},
+    routing::{self, RoutingError},
     store::{ContentHash, Store, StoreError},
 };
 
@@ -172,18 +172,15 @@ impl Gateway {
                 from: envelope.from,
             });
         }
-        let recipients = routing::resolve(&envelope.to, |code| {
-            self.registry.get(code).map(|agency| {
-                if agency.disabled {
-                    Known::Disabled
-                } else {
-                    Known::Enabled
-                }
-            })
-        })?;
+        let recipients = routing::resolve(&envelope.to, &self.registry)?;
         let policy = self.registry.policy_for(&envelope.document.doc_type);
         policy
-            .check_recipients(&recipients)
+            .check_recipients(
+                &recipients
+                    .iter()
+                    .map(|r| r.code.clone())
+                    .collect::<Vec<_>>(),
+            )
             .map_err(|refusal| GatewayError::Refused {
                 refusal,
                 reports: Vec::new(),
@@ -234,7 +231,7 @@ impl Gateway {
     fn store_content(
         &self,
         envelope: Envelope,
-        recipients: Vec<OrgCode>,
+        recipients: Vec<routing::Recipient>,
         policy: &crate::registry::Policy,
     ) -> Result<Stored, GatewayError> {
         let attachments: Vec<(StoredAttachment, &[u8])> = envelope

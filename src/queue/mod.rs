@@ -104,15 +104,15 @@ pub struct MessageRecord {
     /// Sender.
     pub sender: OrgCode,
     /// Recipients as addressed.
-    pub to: Vec<OrgCode>,
+    pub to: Vec<crate::envelope::Address>,
     /// Document info.
     pub document: DocumentInfo,
     /// Files.
     pub attachments: Vec<StoredAttachment>,
     /// Signatures.
     pub signatures: Vec<StoredSignature>,
-    /// Every agency it is queued for.
-    pub recipients: Vec<OrgCode>,
+    /// Every agency it is queued for, and the address that reached it.
+    pub recipients: Vec<crate::routing::Recipient>,
     /// The verification report of each signature, kept with the message.
     pub reports: Vec<crate::pki::Report>,
     /// Digest of the canonical content, to tell a retry from a reuse of the id.
@@ -345,7 +345,7 @@ impl Queue {
                 move |receipt: &Receipt| {
                     if !receipt.duplicate {
                         for recipient in &receipt.message.recipients {
-                            wakers.wake(recipient);
+                            wakers.wake(&recipient.code);
                         }
                     }
                 },
@@ -922,7 +922,7 @@ fn enqueue_job(
     }
     message.accepted_at = now;
     let rank = message.document.priority.rank();
-    for recipient in &message.recipients {
+    for recipient in message.recipients.iter().map(|r| &r.code) {
         let slot = Slot {
             rank,
             seq: writes.next_seq(),

@@ -59,7 +59,7 @@ fn message(id: &str, priority: Priority, digest: &[u8]) -> MessageRecord {
     MessageRecord {
         message_id: MessageId::parse(id, "test").expect("id"),
         sender: code(SENDER),
-        to: vec![code(RECIPIENT)],
+        to: vec![crate::envelope::Address::Agency(code(RECIPIENT))],
         document: DocumentInfo {
             subject: id.to_owned(),
             priority,
@@ -67,7 +67,10 @@ fn message(id: &str, priority: Priority, digest: &[u8]) -> MessageRecord {
         },
         attachments: Vec::new(),
         signatures: Vec::new(),
-        recipients: vec![code(RECIPIENT)],
+        recipients: vec![crate::routing::Recipient {
+            code: code(RECIPIENT),
+            via: RECIPIENT.to_owned(),
+        }],
         reports: Vec::new(),
         content_digest: ContentHash::of(digest),
         accepted_at: 0,

@@ -2,11 +2,13 @@
 //! and their roles, signature policies, and the trust material added by
 //! Admin. (Groups join with a later issue.)
 
+mod groups;
 mod policies;
 mod sealed;
 mod signers;
 mod trust;
 
+pub use groups::{Group, MAX_GROUP_MEMBERS};
 pub use policies::{DEFAULT_TYPE, Policy, Refusal};
 pub use signers::Signer;
 
@@ -77,6 +79,12 @@ pub enum RegistryError {
     /// Not 64 hex digits.
     #[error("{0:?} is not a SHA-256 fingerprint (64 hex digits)")]
     MalformedFingerprint(String),
+    /// No group has this name.
+    #[error("no group {0} exists")]
+    UnknownGroup(String),
+    /// A group that cannot be stored.
+    #[error("group: {0}")]
+    InvalidGroup(String),
     /// A policy that cannot be stored.
     #[error("policy: {0}")]
     InvalidPolicy(String),
@@ -121,6 +129,7 @@ struct Cache {
     by_fingerprint: BTreeMap<Fingerprint, OrgCode>,
     signers: BTreeMap<Fingerprint, Signer>,
     policies: BTreeMap<String, Policy>,
+    groups: BTreeMap<crate::envelope::GroupName, Group>,
 }
 
 impl Cache {
@@ -159,6 +168,11 @@ impl Registry {
         for_each(&store, keys::SIGNER, |key, value| {
             let signer: Signer = store::decode(key, value)?;
             cache.signers.insert(signer.fingerprint, signer);
+            Ok(())
+        })?;
+        for_each(&store, keys::GROUP, |key, value| {
+            let group: Group = store::decode(key, value)?;
+            cache.groups.insert(group.name.clone(), group);
             Ok(())
         })?;
         for_each(&store, keys::POLICY, |key, value| {

@@ -117,6 +117,8 @@ pub mod keys {
     pub const QUEUE: &[u8] = b"queue\0";
     /// `signer\0{sha256 hex}` → signer binding.
     pub const SIGNER: &[u8] = b"signer\0";
+    /// `group\0{name}` → group.
+    pub const GROUP: &[u8] = b"group\0";
     /// `policy\0{document type}` → policy.
     pub const POLICY: &[u8] = b"policy\0";
     /// `trust-anchor\0{sha256 hex}` → anchor certificate DER (added by Admin).
