@@ -39,6 +39,7 @@ fn record(index: u64) -> MessageRecord {
         reports: Vec::new(),
         content_digest: ContentHash::of(&index.to_be_bytes()),
         accepted_at: 0,
+        audit_head: [0; 32],
     }
 }
 

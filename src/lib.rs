@@ -9,6 +9,7 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+pub mod audit;
 pub mod clock;
 pub mod config;
 pub mod envelope;

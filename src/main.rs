@@ -63,6 +63,13 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// A message's whole life (you must be its sender or a recipient).
+    Trace(cli::TraceArgs),
+    /// Check the audit chain of a stopped gateway.
+    Audit {
+        #[command(subcommand)]
+        command: cli::AuditCommand,
+    },
     /// Check a signed receipt offline.
     Receipt {
         #[command(subcommand)]
@@ -149,6 +156,8 @@ async fn run(command: Command) -> anyhow::Result<()> {
         } => cli::key(command, &connection).await,
         Command::Sign(args) => cli::sign(args).await,
         Command::Receipt { command } => cli::receipt(command),
+        Command::Trace(args) => cli::trace(args).await,
+        Command::Audit { command } => cli::audit(command),
         Command::Group {
             command,
             connection,

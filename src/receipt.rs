@@ -72,6 +72,8 @@ pub struct CanonicalParts<'a> {
     pub attachments: Vec<(String, String, u64)>,
     /// TOTAL_PASSED, NOT_PASSED or UNSIGNED.
     pub verification: &'a str,
+    /// The audit chain's head after the message was accepted, hex.
+    pub audit_head: &'a str,
 }
 
 /// The canonical text: one field per line, in a fixed order; UTF-8; no
@@ -90,6 +92,7 @@ pub fn canonical_text(parts: &CanonicalParts<'_>) -> Vec<u8> {
         lines.push(format!("attachment {sha256} {size} {name}"));
     }
     lines.push(format!("verification {}", parts.verification));
+    lines.push(format!("audit_head {}", parts.audit_head));
     lines.join("\n").into_bytes()
 }
 
@@ -118,6 +121,7 @@ pub fn canonical(receipt: &Receipt) -> Vec<u8> {
             .map(|a| (a.name.clone(), a.sha256.to_hex(), a.size))
             .collect(),
         verification,
+        audit_head: &hex::encode(message.audit_head),
     })
 }
 

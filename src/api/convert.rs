@@ -129,7 +129,7 @@ pub fn receipt(signed: &SignedReceipt) -> proto::Receipt {
             .collect(),
         duplicate: receipt.duplicate,
         verification: overall(&message.reports) as i32,
-        audit_head: String::new(),
+        audit_head: hex::encode(message.audit_head),
         canonical: signed.canonical.clone(),
         signature: signed.proof.as_ref().map(|proof| proto::ReceiptSignature {
             leaf_index: proof.leaf_index,
@@ -436,5 +436,32 @@ pub fn group(group: &crate::registry::Group) -> proto::Group {
         name: group.name.as_str().to_owned(),
         description: group.description.clone(),
         members: group.members.iter().map(ToString::to_string).collect(),
+    }
+}
+
+pub fn trace_event(entry: &crate::audit::Entry) -> proto::TraceEvent {
+    use crate::audit::EventKind;
+    let kind = match entry.event.kind {
+        EventKind::Accepted => proto::TraceEventKind::Accepted,
+        EventKind::Verified => proto::TraceEventKind::Verified,
+        EventKind::Queued => proto::TraceEventKind::Queued,
+        EventKind::Delivered => proto::TraceEventKind::Delivered,
+        EventKind::Acked => proto::TraceEventKind::Acked,
+        EventKind::Retried | EventKind::Replayed => proto::TraceEventKind::Retried,
+        EventKind::DeadLettered => proto::TraceEventKind::DeadLettered,
+        EventKind::Purged | EventKind::Admin => proto::TraceEventKind::Unspecified,
+    };
+    proto::TraceEvent {
+        at: Some(timestamp(entry.at)),
+        kind: kind as i32,
+        agency: entry
+            .event
+            .agency
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default(),
+        attempt: entry.event.attempt,
+        status: proto::StatusCode::Unspecified as i32,
+        detail: entry.event.detail.clone(),
     }
 }

@@ -119,7 +119,13 @@ impl Exchange for ExchangeService {
         &self,
         request: Request<proto::TraceRequest>,
     ) -> Result<Response<proto::TraceResponse>, Status> {
-        self.auth.agency(&request)?;
-        Err(Status::unimplemented("Trace is not implemented yet"))
+        let caller = self.auth.agency(&request)?;
+        let request = request.into_inner();
+        let entries = self
+            .gateway
+            .trace(&caller, &request.sender, &request.message_id)?;
+        Ok(Response::new(proto::TraceResponse {
+            events: entries.iter().map(convert::trace_event).collect(),
+        }))
     }
 }

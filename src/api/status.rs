@@ -28,7 +28,10 @@ impl From<GatewayError> for Status {
                 Status::unavailable("the gateway's trust material is unreadable; see its log")
             }
             GatewayError::Refused { refusal, reports } => refused(&refusal, &reports),
-            GatewayError::NotKeyOwner { .. } => Status::permission_denied(error.to_string()),
+            GatewayError::NotKeyOwner { .. } | GatewayError::NotInvolved { .. } => {
+                Status::permission_denied(error.to_string())
+            }
+            GatewayError::NoSuchMessage { .. } => Status::not_found(error.to_string()),
             GatewayError::NoSuchKey { .. } => Status::not_found(error.to_string()),
             GatewayError::ShuttingDown => Status::unavailable(error.to_string()),
         }

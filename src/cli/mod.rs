@@ -1,10 +1,12 @@
 //! Command-line clients: they talk to a gateway over gRPC with mTLS, like
 //! any agency system would; and the offline signature check.
 
+mod audit;
 mod group;
 mod pki;
 mod receipt;
 
+pub use self::audit::{AuditCommand, TraceArgs, audit, trace};
 pub use self::group::{GroupCommand, group};
 pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
 pub use self::receipt::{ReceiptCommand, receipt};
@@ -395,7 +397,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn format_timestamp(timestamp: prost_types::Timestamp) -> String {
+pub(crate) fn format_timestamp(timestamp: prost_types::Timestamp) -> String {
     let millis = timestamp.seconds.saturating_mul(1000) + i64::from(timestamp.nanos / 1_000_000);
     lienthong::clock::format_rfc3339(millis)
 }

@@ -72,6 +72,7 @@ pub fn receipt(command: ReceiptCommand) -> anyhow::Result<()> {
             .map(|a| (a.name.clone(), a.sha256.clone(), a.size))
             .collect(),
         verification,
+        audit_head: &receipt.audit_head,
     });
     if expected != receipt.canonical {
         bail!("the receipt's fields disagree with the text the gateway signed: it was altered");

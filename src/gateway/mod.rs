@@ -87,6 +87,22 @@ pub enum GatewayError {
         /// Role.
         role: pki::Role,
     },
+    /// No such message of that sender.
+    #[error("no message {message_id} of {sender} is known")]
+    NoSuchMessage {
+        /// Sender.
+        sender: OrgCode,
+        /// Id.
+        message_id: crate::envelope::MessageId,
+    },
+    /// The caller neither sent nor received the message.
+    #[error("agency {caller} neither sent nor received message {message_id}")]
+    NotInvolved {
+        /// The caller.
+        caller: OrgCode,
+        /// Id.
+        message_id: crate::envelope::MessageId,
+    },
     /// The gateway is stopping.
     #[error("gateway is shutting down")]
     ShuttingDown,
@@ -268,6 +284,7 @@ impl Gateway {
             recipients,
             reports: Vec::new(),
             accepted_at: 0,
+            audit_head: [0; 32],
         };
         // A retry of an accepted message costs no writes; the writer checks
         // again, so a race here only costs redundant (idempotent) files.

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 pub use self::slot::{DeadLetterId, DeliveryId};
 use self::slot::{Slot, dead_prefix, queue_prefix};
 use crate::{
+    audit::{self, Event, EventKind},
     clock::{Clock, UnixMillis},
     config::QueueConfig,
     envelope::{DocumentInfo, MessageId, OrgCode, Priority},
@@ -119,6 +120,8 @@ pub struct MessageRecord {
     pub content_digest: ContentHash,
     /// When it was accepted; set by the writer.
     pub accepted_at: UnixMillis,
+    /// The audit chain's head hash right after it was accepted; set by the writer.
+    pub audit_head: [u8; 32],
 }
 
 /// The gateway's statement that it accepted a message.
@@ -636,14 +639,26 @@ impl Queue {
         let id = DeliveryId::parse(delivery_id)?;
         let previous = self.block(recipient, id, false)?;
         let key = id.slot.queue_key(recipient);
+        let now = self.clock.now_millis();
+        let agency = recipient.clone();
         let removed = self
             .store
             .writer()
             .write(move |writes| {
-                if writes.get(&key)?.is_none() {
+                let Some(bytes) = writes.get(&key)? else {
                     return Ok(false);
-                }
+                };
+                let entry: QueueEntry = store::decode(&key, &bytes)?;
                 writes.delete(key);
+                let mut event = Event::message(
+                    EventKind::Acked,
+                    &entry.sender,
+                    &entry.message_id,
+                    Some(&agency),
+                    "",
+                );
+                event.attempt = entry.attempts;
+                audit::append(writes, now, event)?;
                 Ok::<_, QueueError>(true)
             })
             .await;
@@ -671,6 +686,8 @@ impl Queue {
         let not_before = self.clock.now_millis().saturating_add(millis(wait));
         let key = id.slot.queue_key(recipient);
         let reason: String = reason.chars().take(500).collect();
+        let now = self.clock.now_millis();
+        let agency = recipient.clone();
         let updated = self
             .store
             .writer()
@@ -681,6 +698,15 @@ impl Queue {
                 let mut entry: QueueEntry = store::decode(&key, &bytes)?;
                 entry.not_before = not_before;
                 entry.last_reason = reason;
+                let mut event = Event::message(
+                    EventKind::Retried,
+                    &entry.sender,
+                    &entry.message_id,
+                    Some(&agency),
+                    format!("given back: {}", entry.last_reason),
+                );
+                event.attempt = entry.attempts;
+                audit::append(writes, now, event)?;
                 writes.put(key, store::encode(&entry)?);
                 Ok::<_, QueueError>(true)
             })
@@ -746,6 +772,7 @@ impl Queue {
         let id = DeadLetterId::parse(dead_letter_id)?;
         let recipient = id.recipient.clone();
         let job_id = id.clone();
+        let now = self.clock.now_millis();
         self.store
             .writer()
             .write(move |writes| {
@@ -761,6 +788,17 @@ impl Queue {
                     ..record.entry
                 };
                 writes.delete(dead_key);
+                audit::append(
+                    writes,
+                    now,
+                    Event::message(
+                        EventKind::Replayed,
+                        &entry.sender,
+                        &entry.message_id,
+                        Some(&job_id.recipient),
+                        "from dead letters",
+                    ),
+                )?;
                 writes.put(
                     job_id.slot.queue_key(&job_id.recipient),
                     store::encode(&entry)?,
@@ -784,6 +822,8 @@ impl Queue {
         let mut purged = 0u64;
         loop {
             let prefix = queue_prefix(recipient);
+            let agency = recipient.clone();
+            let now = self.clock.now_millis();
             let deleted = self
                 .store
                 .writer()
@@ -792,6 +832,14 @@ impl Queue {
                     let count = page.len() as u64;
                     for (key, _) in page {
                         writes.delete(key);
+                    }
+                    if count > 0 {
+                        let mut event = Event::admin(
+                            Some(&agency),
+                            format!("queue purged: {count} deliveries deleted"),
+                        );
+                        event.kind = EventKind::Purged;
+                        audit::append(writes, now, event)?;
                     }
                     Ok::<_, QueueError>(count)
                 })
@@ -874,6 +922,15 @@ fn settle_job(
                 entry.attempts += 1;
                 entry.not_before = 0;
                 writes.put(key, store::encode(&entry)?);
+                let mut event = Event::message(
+                    EventKind::Delivered,
+                    &entry.sender,
+                    &entry.message_id,
+                    Some(recipient),
+                    format!("attempt {}", entry.attempts),
+                );
+                event.attempt = entry.attempts;
+                audit::append(writes, now, event)?;
                 settled.push(Settled::Leased(slot, id, entry));
             }
             true => {
@@ -886,6 +943,17 @@ fn settle_job(
                     )
                 };
                 writes.delete(key);
+                audit::append(
+                    writes,
+                    now,
+                    Event::message(
+                        EventKind::DeadLettered,
+                        &entry.sender,
+                        &entry.message_id,
+                        Some(recipient),
+                        reason.clone(),
+                    ),
+                )?;
                 writes.put(
                     slot.dead_key(recipient),
                     store::encode(&DeadRecord {
@@ -937,6 +1005,52 @@ fn enqueue_job(
         };
         writes.put(slot.queue_key(recipient), store::encode(&entry)?);
     }
+    let (sender, id) = (message.sender.clone(), message.message_id.clone());
+    audit::append(
+        writes,
+        now,
+        Event::message(
+            EventKind::Accepted,
+            &sender,
+            &id,
+            None,
+            format!(
+                "{} attachment(s), {} recipient(s)",
+                message.attachments.len(),
+                message.recipients.len()
+            ),
+        ),
+    )?;
+    let passed = message.reports.iter().filter(|r| r.passed()).count();
+    audit::append(
+        writes,
+        now,
+        Event::message(
+            EventKind::Verified,
+            &sender,
+            &id,
+            None,
+            format!(
+                "{passed} of {} signature(s) TOTAL_PASSED",
+                message.reports.len()
+            ),
+        ),
+    )?;
+    let mut head = [0u8; 32];
+    for recipient in &message.recipients {
+        head = audit::append(
+            writes,
+            now,
+            Event::message(
+                EventKind::Queued,
+                &sender,
+                &id,
+                Some(&recipient.code),
+                format!("via {}", recipient.via),
+            ),
+        )?;
+    }
+    message.audit_head = head;
     writes.put(key, store::encode(&message)?);
     Ok(Receipt {
         message,

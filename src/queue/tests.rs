@@ -74,6 +74,7 @@ fn message(id: &str, priority: Priority, digest: &[u8]) -> MessageRecord {
         reports: Vec::new(),
         content_digest: ContentHash::of(digest),
         accepted_at: 0,
+        audit_head: [0; 32],
     }
 }
 

@@ -64,13 +64,14 @@ impl Registry {
             members: codes,
         };
         let stored = group.clone();
-        self.store
-            .writer()
-            .write(move |writes| {
+        self.write_admin(
+            format!("group {} stored", group.name.as_str()),
+            move |writes| {
                 writes.put(group_key(&stored.name), store::encode(&stored)?);
                 Ok::<_, RegistryError>(())
-            })
-            .await?;
+            },
+        )
+        .await?;
         self.with_cache(|cache| {
             cache.groups.insert(group.name.clone(), group.clone());
         });
@@ -86,17 +87,15 @@ impl Registry {
     pub async fn delete_group(&self, name: &str) -> Result<(), RegistryError> {
         let name = GroupName::parse(name, "name")?;
         let key_name = name.clone();
-        self.store
-            .writer()
-            .write(move |writes| {
-                let key = group_key(&key_name);
-                if writes.get(&key)?.is_none() {
-                    return Err(RegistryError::UnknownGroup(key_name.as_str().to_owned()));
-                }
-                writes.delete(key);
-                Ok(())
-            })
-            .await?;
+        self.write_admin(format!("group {} deleted", name.as_str()), move |writes| {
+            let key = group_key(&key_name);
+            if writes.get(&key)?.is_none() {
+                return Err(RegistryError::UnknownGroup(key_name.as_str().to_owned()));
+            }
+            writes.delete(key);
+            Ok(())
+        })
+        .await?;
         self.with_cache(|cache| {
             cache.groups.remove(&name);
         });

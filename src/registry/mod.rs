@@ -199,6 +199,23 @@ impl Registry {
         self.with_cache(|cache| cache.put(agency));
     }
 
+    /// Runs a registry write and records it in the audit chain, atomically.
+    async fn write_admin<R, F>(&self, detail: String, job: F) -> Result<R, RegistryError>
+    where
+        F: FnOnce(&mut WriteSet<'_>) -> Result<R, RegistryError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let now = self.clock.now_millis();
+        self.store
+            .writer()
+            .write(move |writes| {
+                let out = job(writes)?;
+                crate::audit::append(writes, now, crate::audit::Event::admin(None, detail))?;
+                Ok(out)
+            })
+            .await
+    }
+
     fn with_cache(&self, change: impl FnOnce(&mut Cache)) {
         change(
             &mut self
@@ -240,9 +257,10 @@ impl Registry {
         };
         let stored = agency.clone();
         let agency = self
-            .store
-            .writer()
-            .write(move |writes| insert_new(writes, stored))
+            .write_admin(
+                format!("agency {} registered", agency.code),
+                move |writes| insert_new(writes, stored),
+            )
             .await?;
         self.update(agency.clone());
         tracing::info!(agency = %agency.code, name = %agency.name, "agency registered");
@@ -253,18 +271,19 @@ impl Registry {
     pub async fn set_disabled(&self, code: &str, disabled: bool) -> Result<Agency, RegistryError> {
         let code = OrgCode::parse(code, "code")?;
         let agency = self
-            .store
-            .writer()
-            .write(move |writes| {
-                let key = agency_key(&code);
-                let bytes = writes
-                    .get(&key)?
-                    .ok_or(RegistryError::UnknownAgency(code))?;
-                let mut agency: Agency = store::decode(&key, &bytes)?;
-                agency.disabled = disabled;
-                writes.put(key, store::encode(&agency)?);
-                Ok::<_, RegistryError>(agency)
-            })
+            .write_admin(
+                format!("agency {code} disabled: {disabled}"),
+                move |writes| {
+                    let key = agency_key(&code);
+                    let bytes = writes
+                        .get(&key)?
+                        .ok_or(RegistryError::UnknownAgency(code))?;
+                    let mut agency: Agency = store::decode(&key, &bytes)?;
+                    agency.disabled = disabled;
+                    writes.put(key, store::encode(&agency)?);
+                    Ok::<_, RegistryError>(agency)
+                },
+            )
             .await?;
         self.update(agency.clone());
         tracing::info!(agency = %agency.code, disabled, "agency state changed");

@@ -150,13 +150,14 @@ impl Registry {
     pub async fn put_policy(&self, policy: Policy) -> Result<Policy, RegistryError> {
         policy.validate()?;
         let stored = policy.clone();
-        self.store
-            .writer()
-            .write(move |writes| {
+        self.write_admin(
+            format!("policy {} stored", policy.document_type),
+            move |writes| {
                 writes.put(policy_key(&stored.document_type), store::encode(&stored)?);
                 Ok::<_, RegistryError>(())
-            })
-            .await?;
+            },
+        )
+        .await?;
         self.with_cache(|cache| {
             cache
                 .policies

@@ -16,13 +16,18 @@ fn sealed_key(key: &SealedKey) -> Vec<u8> {
 impl Registry {
     /// Stores a sealed key durably, replacing the one of the same agency and role.
     pub async fn put_sealed_key(&self, key: SealedKey) -> Result<(), RegistryError> {
-        self.store
-            .writer()
-            .write(move |writes| {
+        self.write_admin(
+            format!(
+                "signing key of {} as {} stored",
+                key.agency,
+                key.role.name()
+            ),
+            move |writes| {
                 writes.put(sealed_key(&key), store::encode(&key)?);
                 Ok::<_, RegistryError>(())
-            })
-            .await
+            },
+        )
+        .await
     }
 
     /// Every sealed key.

@@ -57,9 +57,14 @@ impl Registry {
             added_at: self.clock.now_millis(),
         };
         let stored = signer.clone();
-        self.store
-            .writer()
-            .write(move |writes| {
+        self.write_admin(
+            format!(
+                "signer {} bound to {} as {}",
+                signer.fingerprint,
+                signer.agency,
+                signer.role.name()
+            ),
+            move |writes| {
                 if writes.get(&agency_key(&stored.agency))?.is_none() {
                     return Err(RegistryError::UnknownAgency(stored.agency));
                 }
@@ -74,8 +79,9 @@ impl Registry {
                 }
                 writes.put(key, store::encode(&stored)?);
                 Ok::<_, RegistryError>(())
-            })
-            .await?;
+            },
+        )
+        .await?;
         self.with_cache(|cache| {
             cache.signers.insert(signer.fingerprint, signer.clone());
         });
@@ -87,17 +93,15 @@ impl Registry {
     pub async fn remove_signer(&self, fingerprint: &str) -> Result<(), RegistryError> {
         let fingerprint = Fingerprint::from_hex(fingerprint)
             .ok_or_else(|| RegistryError::MalformedFingerprint(fingerprint.to_owned()))?;
-        self.store
-            .writer()
-            .write(move |writes| {
-                let key = signer_key(&fingerprint);
-                if writes.get(&key)?.is_none() {
-                    return Err(RegistryError::UnknownSigner(fingerprint));
-                }
-                writes.delete(key);
-                Ok::<_, RegistryError>(())
-            })
-            .await?;
+        self.write_admin(format!("signer {fingerprint} removed"), move |writes| {
+            let key = signer_key(&fingerprint);
+            if writes.get(&key)?.is_none() {
+                return Err(RegistryError::UnknownSigner(fingerprint));
+            }
+            writes.delete(key);
+            Ok::<_, RegistryError>(())
+        })
+        .await?;
         self.with_cache(|cache| {
             cache.signers.remove(&fingerprint);
         });

@@ -19,13 +19,11 @@ impl Registry {
     pub async fn add_trust_anchor(&self, der: Vec<u8>) -> Result<Fingerprint, RegistryError> {
         let fingerprint = Fingerprint::of_der(&der);
         let key = keys::join(keys::TRUST_ANCHOR, &[fingerprint.to_hex().as_bytes()]);
-        self.store
-            .writer()
-            .write(move |writes| {
-                writes.put(key, der);
-                Ok::<_, RegistryError>(())
-            })
-            .await?;
+        self.write_admin(format!("trust anchor {fingerprint} added"), move |writes| {
+            writes.put(key, der);
+            Ok::<_, RegistryError>(())
+        })
+        .await?;
         Ok(fingerprint)
     }
 
@@ -33,13 +31,11 @@ impl Registry {
     pub async fn put_crl(&self, der: Vec<u8>, issuer_der: &[u8]) -> Result<(), RegistryError> {
         let issuer = hex::encode(Sha256::digest(issuer_der));
         let key = keys::join(keys::TRUST_CRL, &[issuer.as_bytes()]);
-        self.store
-            .writer()
-            .write(move |writes| {
-                writes.put(key, der);
-                Ok::<_, RegistryError>(())
-            })
-            .await?;
+        self.write_admin("CRL published".to_owned(), move |writes| {
+            writes.put(key, der);
+            Ok::<_, RegistryError>(())
+        })
+        .await?;
         Ok(())
     }
 

@@ -129,6 +129,12 @@ pub mod keys {
     pub const SIGNING_KEY: &[u8] = b"signing-key\0";
     /// `dead\0{recipient}\0{rank u8}{seq u64 BE}` → dead letter.
     pub const DEAD: &[u8] = b"dead\0";
+    /// `audit\0{seq u64 BE}` → audit entry.
+    pub const AUDIT: &[u8] = b"audit\0";
+    /// `trace\0{sender}\0{message id}\0{audit seq}` → empty: a message's audit entries.
+    pub const TRACE: &[u8] = b"trace\0";
+    /// `meta\0audit-head` → (last audit seq, its hash).
+    pub const META_AUDIT_HEAD: &[u8] = b"meta\0audit-head";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).
     pub const META_SEQ: &[u8] = b"meta\0seq";
 

@@ -1,0 +1,95 @@
+//! `lienthong trace` and `lienthong audit verify`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use lienthong::{
+    audit,
+    proto::{self, exchange_client::ExchangeClient},
+    store::SledKv,
+};
+
+use super::{Connection, status_error};
+
+/// `lienthong trace`: a message's whole life, for its sender and recipients.
+#[derive(Args, Debug)]
+pub struct TraceArgs {
+    /// The sender's message id.
+    message_id: String,
+    /// The sender's org code; you, when omitted.
+    #[arg(long, default_value = "")]
+    sender: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Prints a message's trace.
+pub async fn trace(args: TraceArgs) -> anyhow::Result<()> {
+    let mut client = ExchangeClient::new(args.connection.channel().await?);
+    let response = client
+        .trace(proto::TraceRequest {
+            message_id: args.message_id.clone(),
+            sender: args.sender.clone(),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    for event in &response.events {
+        let at = event.at.map(super::format_timestamp).unwrap_or_default();
+        let kind = proto::TraceEventKind::try_from(event.kind)
+            .map(|k| {
+                k.as_str_name()
+                    .trim_start_matches("TRACE_EVENT_KIND_")
+                    .to_ascii_lowercase()
+            })
+            .unwrap_or_default();
+        let agency = if event.agency.is_empty() {
+            "-"
+        } else {
+            &event.agency
+        };
+        println!("{at}  {kind:<13} {agency:<14} {}", event.detail);
+    }
+    Ok(())
+}
+
+/// `lienthong audit ...`
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Walk the hash chain of a stopped gateway's data dir and name the
+    /// first entry that was altered or removed.
+    Verify {
+        /// The gateway's data directory.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
+}
+
+/// Runs an audit command.
+pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Verify { data_dir } = command;
+    let sled = data_dir.join("sled");
+    if !sled.is_dir() {
+        bail!(
+            "{} holds no gateway data (no sled directory)",
+            data_dir.display()
+        );
+    }
+    let kv = SledKv::open(&sled).with_context(|| {
+        format!(
+            "opening {} (stop the gateway first: it holds the database lock)",
+            sled.display()
+        )
+    })?;
+    match audit::verify(&kv) {
+        Ok((entries, head)) => {
+            println!(
+                "audit chain intact: {entries} entries, head {}",
+                hex::encode(head)
+            );
+            Ok(())
+        }
+        Err(error) => bail!("audit chain broken: {error}"),
+    }
+}
