@@ -37,6 +37,8 @@ pub enum EventKind {
     Purged,
     /// An administrative change (agencies, signers, policies, groups, keys, trust).
     Admin,
+    /// A recipient reported a status (edXML number in `status`).
+    Status,
 }
 
 /// One state change.
@@ -50,6 +52,8 @@ pub struct Event {
     pub agency: Option<OrgCode>,
     /// Delivery attempt, where it applies.
     pub attempt: u32,
+    /// edXML status code, for Status events; 0 otherwise.
+    pub status: u8,
     /// Details in words.
     pub detail: String,
 }
@@ -68,6 +72,7 @@ impl Event {
             message: Some((sender.clone(), id.clone())),
             agency: agency.cloned(),
             attempt: 0,
+            status: 0,
             detail: detail.into(),
         }
     }
@@ -79,6 +84,7 @@ impl Event {
             message: None,
             agency: agency.cloned(),
             attempt: 0,
+            status: 0,
             detail: detail.into(),
         }
     }

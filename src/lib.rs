@@ -21,4 +21,5 @@ pub mod receipt;
 pub mod registry;
 pub mod routing;
 pub mod server;
+pub mod status;
 pub mod store;

@@ -63,6 +63,8 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Report where a document you received stands (edXML status).
+    Status(cli::StatusArgs),
     /// A message's whole life (you must be its sender or a recipient).
     Trace(cli::TraceArgs),
     /// Check the audit chain of a stopped gateway.
@@ -157,6 +159,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Sign(args) => cli::sign(args).await,
         Command::Receipt { command } => cli::receipt(command),
         Command::Trace(args) => cli::trace(args).await,
+        Command::Status(args) => cli::status(args).await,
         Command::Audit { command } => cli::audit(command),
         Command::Group {
             command,

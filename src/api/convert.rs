@@ -175,10 +175,10 @@ pub fn delivery(delivery: Delivery) -> proto::Delivery {
     proto::Delivery {
         delivery_id: leased.delivery_id.to_string(),
         attempt: leased.attempt,
-        payload: Some(proto::delivery::Payload::Envelope(envelope(
-            &leased.message,
-            delivery,
-        ))),
+        payload: Some(match &leased.status {
+            Some(report) => proto::delivery::Payload::Status(status_report(report)),
+            None => proto::delivery::Payload::Envelope(envelope(&leased.message, delivery)),
+        }),
         reports: leased.message.reports.iter().map(report).collect(),
         accepted_at: Some(timestamp(leased.message.accepted_at)),
         lease_expires_at: Some(timestamp(leased.lease_expires_at)),
@@ -449,6 +449,7 @@ pub fn trace_event(entry: &crate::audit::Entry) -> proto::TraceEvent {
         EventKind::Acked => proto::TraceEventKind::Acked,
         EventKind::Retried | EventKind::Replayed => proto::TraceEventKind::Retried,
         EventKind::DeadLettered => proto::TraceEventKind::DeadLettered,
+        EventKind::Status => proto::TraceEventKind::Status,
         EventKind::Purged | EventKind::Admin => proto::TraceEventKind::Unspecified,
     };
     proto::TraceEvent {
@@ -461,7 +462,73 @@ pub fn trace_event(entry: &crate::audit::Entry) -> proto::TraceEvent {
             .map(ToString::to_string)
             .unwrap_or_default(),
         attempt: entry.event.attempt,
-        status: proto::StatusCode::Unspecified as i32,
+        status: status_code(entry.event.status),
         detail: entry.event.detail.clone(),
+    }
+}
+
+/// The proto enum number of an edXML status (0 unspecified).
+fn status_code(edxml: u8) -> i32 {
+    i32::from(edxml)
+}
+
+pub fn status_report(report: &crate::status::StatusReport) -> proto::StatusReport {
+    proto::StatusReport {
+        message_id: report.message_id.to_string(),
+        sender: report.sender.to_string(),
+        reporter: report.reporter.to_string(),
+        code: status_code(report.code.edxml()),
+        description: report.description.clone(),
+        staff: Some(proto::StaffInfo {
+            department: report.staff.department.clone(),
+            name: report.staff.name.clone(),
+            email: report.staff.email.clone(),
+            mobile: report.staff.mobile.clone(),
+        }),
+        at: Some(timestamp(report.at)),
+    }
+}
+
+pub fn raw_status(status: proto::StatusReport) -> crate::gateway::RawStatus {
+    let staff = status.staff.unwrap_or_default();
+    crate::gateway::RawStatus {
+        message_id: status.message_id,
+        sender: status.sender,
+        reporter: status.reporter,
+        code: u8::try_from(status.code).unwrap_or(0),
+        description: status.description,
+        staff: crate::status::Staff {
+            department: staff.department,
+            name: staff.name,
+            email: staff.email,
+            mobile: staff.mobile,
+        },
+        at: status.at.map_or(0, |t| {
+            t.seconds.saturating_mul(1000) + i64::from(t.nanos / 1_000_000)
+        }),
+    }
+}
+
+pub fn status_receipt(receipt: &crate::gateway::StatusReceipt) -> proto::Receipt {
+    proto::Receipt {
+        message_id: receipt.report.message_id.to_string(),
+        from: receipt.report.reporter.to_string(),
+        accepted_at: Some(timestamp(receipt.accepted_at)),
+        recipients: vec![proto::ResolvedRecipient {
+            code: receipt.report.sender.to_string(),
+            via: "status".to_owned(),
+        }],
+        attachments: Vec::new(),
+        duplicate: false,
+        verification: proto::Indication::Unspecified as i32,
+        audit_head: receipt.audit_head.clone(),
+        canonical: receipt.canonical.clone(),
+        signature: receipt.proof.as_ref().map(|proof| proto::ReceiptSignature {
+            leaf_index: proof.leaf_index,
+            inclusion_proof: proof.path.iter().map(|h| h.to_vec()).collect(),
+            merkle_root: proof.root.to_vec(),
+            signature: proof.signature.clone(),
+            tree_size: proof.tree_size,
+        }),
     }
 }

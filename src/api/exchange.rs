@@ -107,12 +107,24 @@ impl Exchange for ExchangeService {
         Ok(Response::new(proto::NackResponse {}))
     }
 
+    #[instrument(skip_all, fields(agency))]
     async fn report_status(
         &self,
         request: Request<proto::ReportStatusRequest>,
     ) -> Result<Response<proto::ReportStatusResponse>, Status> {
-        self.auth.agency(&request)?;
-        Err(Status::unimplemented("ReportStatus is not implemented yet"))
+        let caller = self.auth.agency(&request)?;
+        tracing::Span::current().record("agency", caller.code.as_str());
+        let status = request
+            .into_inner()
+            .status
+            .ok_or_else(|| Status::invalid_argument("status: is required"))?;
+        let receipt = self
+            .gateway
+            .report_status(&caller, convert::raw_status(status))
+            .await?;
+        Ok(Response::new(proto::ReportStatusResponse {
+            receipt: Some(convert::status_receipt(&receipt)),
+        }))
     }
 
     async fn trace(

@@ -79,6 +79,9 @@ fn queue(error: QueueError) -> Status {
         QueueError::UnknownDelivery(_) | QueueError::UnknownDeadLetter(_) => {
             Status::not_found(error.to_string())
         }
+        QueueError::ImpossibleStatus(_) => {
+            Status::failed_precondition(format!("status.code: {error}"))
+        }
         QueueError::LeaseLost(_) | QueueError::NotLeased(_) => {
             Status::failed_precondition(error.to_string())
         }

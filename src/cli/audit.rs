@@ -93,3 +93,47 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
         Err(error) => bail!("audit chain broken: {error}"),
     }
 }
+
+/// `lienthong status`: report where a received document stands.
+#[derive(Args, Debug)]
+pub struct StatusArgs {
+    /// The message id of the document.
+    message_id: String,
+    /// Its sender's org code.
+    #[arg(long)]
+    sender: String,
+    /// edXML status: 1 arrived, 2 refused, 3 accepted, 4 assigned, 5 in
+    /// progress, 6 done, 13 recall requested, 15/16 recall accepted/refused.
+    #[arg(long)]
+    code: u8,
+    /// Free text.
+    #[arg(long, default_value = "")]
+    description: String,
+    #[command(flatten)]
+    connection: Connection,
+}
+
+/// Reports a status.
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let mut client = ExchangeClient::new(args.connection.channel().await?);
+    let receipt = client
+        .report_status(proto::ReportStatusRequest {
+            status: Some(proto::StatusReport {
+                message_id: args.message_id.clone(),
+                sender: args.sender.clone(),
+                code: i32::from(args.code),
+                description: args.description.clone(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .receipt
+        .context("gateway answered without a receipt")?;
+    println!(
+        "status {:02} on {} of {} recorded; audit head {}",
+        args.code, args.message_id, args.sender, receipt.audit_head
+    );
+    Ok(())
+}

@@ -6,7 +6,7 @@ mod group;
 mod pki;
 mod receipt;
 
-pub use self::audit::{AuditCommand, TraceArgs, audit, trace};
+pub use self::audit::{AuditCommand, StatusArgs, TraceArgs, audit, status, trace};
 pub use self::group::{GroupCommand, group};
 pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
 pub use self::receipt::{ReceiptCommand, receipt};
@@ -456,15 +456,32 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     if !args.once {
         eprintln!("waiting for documents (Ctrl-C to stop)...");
     }
+    let mut statuses = 0usize;
     while let Some(delivery) = stream.message().await.map_err(status_error)? {
-        count += 1;
-        let Some(proto::delivery::Payload::Envelope(envelope)) = &delivery.payload else {
-            println!(
-                "delivery {} carries no document; skipped",
-                delivery.delivery_id
-            );
-            continue;
+        let envelope = match &delivery.payload {
+            Some(proto::delivery::Payload::Envelope(envelope)) => envelope,
+            Some(proto::delivery::Payload::Status(status)) => {
+                statuses += 1;
+                println!(
+                    "status {:02} from {} on your message {}: {}",
+                    status.code, status.reporter, status.message_id, status.description
+                );
+                if args.ack {
+                    client
+                        .ack(proto::AckRequest {
+                            delivery_id: delivery.delivery_id.clone(),
+                        })
+                        .await
+                        .map_err(status_error)?;
+                }
+                continue;
+            }
+            None => {
+                println!("delivery {} carries nothing; skipped", delivery.delivery_id);
+                continue;
+            }
         };
+        count += 1;
         print_envelope(envelope, delivery.attempt);
         for report in &delivery.reports {
             print_delivery_report(report);
@@ -482,6 +499,9 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
                 .map_err(status_error)?;
             println!("  acknowledged");
         }
+    }
+    if statuses > 0 {
+        println!("{statuses} status report(s) received");
     }
     println!("{count} document(s) received");
     Ok(())

@@ -4,12 +4,14 @@
 
 mod receive;
 mod signing;
+mod status;
 mod trust;
 
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
+pub use self::status::{RawStatus, StatusReceipt};
 pub use self::trust::TrustItem;
 use crate::receipt::SignedReceipt;
 use crate::{
@@ -188,6 +190,15 @@ impl Gateway {
                 from: envelope.from,
             });
         }
+        if let Some(earlier) = &envelope.document.refers_to
+            && self.queue.message(&envelope.from, earlier)?.is_none()
+        {
+            return Err(EnvelopeError::invalid(
+                "envelope.document.refers_to",
+                format!("no earlier message {earlier} of {} is known", envelope.from),
+            )
+            .into());
+        }
         let recipients = routing::resolve(&envelope.to, &self.registry)?;
         let policy = self.registry.policy_for(&envelope.document.doc_type);
         policy
@@ -320,6 +331,14 @@ impl Gateway {
     }
 
     fn load(&self, leased: Leased) -> Result<Delivery, GatewayError> {
+        if leased.status.is_some() {
+            // A status report carries no files.
+            return Ok(Delivery {
+                leased,
+                attachments: Vec::new(),
+                signatures: Vec::new(),
+            });
+        }
         let blobs = self.store.blobs();
         let attachments = leased
             .message

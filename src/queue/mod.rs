@@ -67,6 +67,9 @@ pub enum QueueError {
     /// No such dead letter.
     #[error("dead letter {0} does not exist: replayed or purged already, or never dead")]
     UnknownDeadLetter(String),
+    /// A status that cannot follow the last one reported.
+    #[error(transparent)]
+    ImpossibleStatus(#[from] crate::status::Impossible),
     /// A purge without its confirmation.
     #[error("purging deletes every waiting document of {0}; set confirm to do it")]
     PurgeNotConfirmed(OrgCode),
@@ -144,6 +147,8 @@ struct QueueEntry {
     not_before: UnixMillis,
     /// Why it was last given back.
     last_reason: String,
+    /// For a status report queued to the original sender: the report.
+    status: Option<crate::status::StatusReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,8 +189,10 @@ pub struct Leased {
     pub delivery_id: DeliveryId,
     /// 1 on the first delivery, +1 each time it comes back (kept across restarts).
     pub attempt: u32,
-    /// The message.
+    /// The message (for a status delivery: the message the status is about).
     pub message: MessageRecord,
+    /// A status report about `message`, delivered to its sender.
+    pub status: Option<crate::status::StatusReport>,
     /// When the lease ends.
     pub lease_expires_at: UnixMillis,
 }
@@ -286,7 +293,7 @@ struct Candidate {
 }
 
 enum Settled {
-    Leased(Slot, u64, QueueEntry),
+    Leased(Slot, u64, Box<QueueEntry>),
     Dead(Slot),
     Vanished(Slot, u64),
 }
@@ -441,6 +448,7 @@ impl Queue {
                 delivery_id: DeliveryId { slot, lease: id },
                 attempt: entry.attempts,
                 message,
+                status: entry.status,
                 lease_expires_at: lease_end,
             });
         }
@@ -739,6 +747,67 @@ impl Queue {
         }
     }
 
+    /// Records a recipient's status report on `message` and queues it for
+    /// the message's sender, durably; refuses impossible transitions.
+    /// Returns when it was accepted and the audit head after it.
+    pub async fn report_status(
+        &self,
+        message: &MessageRecord,
+        report: crate::status::StatusReport,
+    ) -> Result<(UnixMillis, [u8; 32]), QueueError> {
+        let now = self.clock.now_millis();
+        let rank = message.document.priority.rank();
+        let action = message.document.action;
+        let wakers = self.wakers.clone();
+        let sender = report.sender.clone();
+        self.store
+            .writer()
+            .write_then(
+                move |writes| {
+                    let state_key = keys::join(
+                        keys::STATUS_STATE,
+                        &[
+                            report.sender.as_str().as_bytes(),
+                            report.message_id.as_str().as_bytes(),
+                            report.reporter.as_str().as_bytes(),
+                        ],
+                    );
+                    let last = writes
+                        .get(&state_key)?
+                        .and_then(|bytes| bytes.first().copied())
+                        .and_then(crate::status::StatusCode::from_edxml);
+                    crate::status::transition(last, report.code, action)?;
+                    writes.put(state_key, vec![report.code.edxml()]);
+                    let mut event = Event::message(
+                        EventKind::Status,
+                        &report.sender,
+                        &report.message_id,
+                        Some(&report.reporter),
+                        format!("status {:02}: {}", report.code.edxml(), report.description),
+                    );
+                    event.status = report.code.edxml();
+                    let head = audit::append(writes, now, event)?;
+                    let slot = Slot {
+                        rank,
+                        seq: writes.next_seq(),
+                    };
+                    let entry = QueueEntry {
+                        sender: report.sender.clone(),
+                        message_id: report.message_id.clone(),
+                        enqueued_at: now,
+                        attempts: 0,
+                        not_before: 0,
+                        last_reason: String::new(),
+                        status: Some(report.clone()),
+                    };
+                    writes.put(slot.queue_key(&report.sender), store::encode(&entry)?);
+                    Ok::<_, QueueError>((now, head))
+                },
+                move |_| wakers.wake(&sender),
+            )
+            .await
+    }
+
     /// Dead letters of `recipient`, oldest position first.
     pub fn dead_letters(
         &self,
@@ -931,7 +1000,7 @@ fn settle_job(
                 );
                 event.attempt = entry.attempts;
                 audit::append(writes, now, event)?;
-                settled.push(Settled::Leased(slot, id, entry));
+                settled.push(Settled::Leased(slot, id, Box::new(entry)));
             }
             true => {
                 let reason = if entry.last_reason.is_empty() {
@@ -1002,6 +1071,7 @@ fn enqueue_job(
             attempts: 0,
             not_before: 0,
             last_reason: String::new(),
+            status: None,
         };
         writes.put(slot.queue_key(recipient), store::encode(&entry)?);
     }

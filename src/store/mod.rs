@@ -117,6 +117,8 @@ pub mod keys {
     pub const QUEUE: &[u8] = b"queue\0";
     /// `signer\0{sha256 hex}` → signer binding.
     pub const SIGNER: &[u8] = b"signer\0";
+    /// `status-state\0{sender}\0{message id}\0{reporter}` → last edXML status (u8).
+    pub const STATUS_STATE: &[u8] = b"status-state\0";
     /// `group\0{name}` → group.
     pub const GROUP: &[u8] = b"group\0";
     /// `policy\0{document type}` → policy.

@@ -1,0 +1,129 @@
+//! Status reports: a recipient says where a document stands; the gateway
+//! checks the move, queues the report for the sender and answers with a
+//! signed receipt.
+
+use super::{Gateway, GatewayError};
+use crate::{
+    envelope::{EnvelopeError, MessageId, OrgCode},
+    receipt::{self, CanonicalParts, ReceiptProof},
+    registry::Agency,
+    status::{Staff, StatusCode, StatusReport},
+};
+
+/// A status report as it arrived, fields unchecked.
+#[derive(Debug, Clone, Default)]
+pub struct RawStatus {
+    /// The original message id.
+    pub message_id: String,
+    /// The original sender.
+    pub sender: String,
+    /// The reporter as given (may be empty: the caller).
+    pub reporter: String,
+    /// edXML number.
+    pub code: u8,
+    /// Free text.
+    pub description: String,
+    /// Who handled it.
+    pub staff: Staff,
+    /// When reached at the recipient (0: now).
+    pub at: i64,
+}
+
+/// The gateway's receipt for a status report.
+#[derive(Debug, Clone)]
+pub struct StatusReceipt {
+    /// The report as accepted.
+    pub report: StatusReport,
+    /// When accepted.
+    pub accepted_at: i64,
+    /// The audit head after it, hex.
+    pub audit_head: String,
+    /// The signed text.
+    pub canonical: Vec<u8>,
+    /// The batch signature, when configured.
+    pub proof: Option<ReceiptProof>,
+}
+
+impl Gateway {
+    /// Accepts a status report from a recipient of the message.
+    pub async fn report_status(
+        &self,
+        caller: &Agency,
+        raw: RawStatus,
+    ) -> Result<StatusReceipt, GatewayError> {
+        let sender = OrgCode::parse(&raw.sender, "status.sender")?;
+        let message_id = MessageId::parse(&raw.message_id, "status.message_id")?;
+        if !raw.reporter.is_empty() && raw.reporter != caller.code.as_str() {
+            return Err(GatewayError::NotInvolved {
+                caller: caller.code.clone(),
+                message_id,
+            });
+        }
+        let code = StatusCode::from_edxml(raw.code).ok_or_else(|| {
+            EnvelopeError::invalid(
+                "status.code",
+                format!("{} is not an edXML status (01-06, 13, 15, 16)", raw.code),
+            )
+        })?;
+        if raw.description.chars().count() > self.config.limits.max_text_chars {
+            return Err(EnvelopeError::invalid("status.description", "is too long").into());
+        }
+        let message = self.queue.message(&sender, &message_id)?.ok_or_else(|| {
+            GatewayError::NoSuchMessage {
+                sender: sender.clone(),
+                message_id: message_id.clone(),
+            }
+        })?;
+        if !message.recipients.iter().any(|r| r.code == caller.code) {
+            return Err(GatewayError::NotInvolved {
+                caller: caller.code.clone(),
+                message_id,
+            });
+        }
+        let report = StatusReport {
+            sender,
+            message_id,
+            reporter: caller.code.clone(),
+            code,
+            description: raw.description,
+            staff: raw.staff,
+            at: if raw.at > 0 {
+                raw.at
+            } else {
+                self.clock.now_millis()
+            },
+        };
+        let (accepted_at, head) = self.queue.report_status(&message, report.clone()).await?;
+        let audit_head = hex::encode(head);
+        let status_label = format!("STATUS_{:02}", code.edxml());
+        let canonical = receipt::canonical_text(&CanonicalParts {
+            message_id: report.message_id.as_str(),
+            from: report.reporter.as_str(),
+            accepted_at,
+            recipients: vec![(report.sender.to_string(), "status".to_owned())],
+            attachments: Vec::new(),
+            verification: &status_label,
+            audit_head: &audit_head,
+        });
+        let proof = match &self.receipts {
+            Some(signer) => Some(
+                signer
+                    .sign(&canonical)
+                    .await
+                    .map_err(|e| crate::pki::PkiError::Signing(e.to_string()))?,
+            ),
+            None => None,
+        };
+        tracing::info!(
+            sender = %report.sender, message_id = %report.message_id,
+            reporter = %report.reporter, status = code.edxml(), "status reported"
+        );
+        Ok(StatusReceipt {
+            report,
+            accepted_at,
+            audit_head,
+            canonical,
+            proof,
+        })
+    }
+}
