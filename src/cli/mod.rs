@@ -467,12 +467,7 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
                     status.code, status.reporter, status.message_id, status.description
                 );
                 if args.ack {
-                    client
-                        .ack(proto::AckRequest {
-                            delivery_id: delivery.delivery_id.clone(),
-                        })
-                        .await
-                        .map_err(status_error)?;
+                    ack_delivery(&mut client, &delivery).await?;
                 }
                 continue;
             }
@@ -491,12 +486,7 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
             println!("  saved to {}", dir.display());
         }
         if args.ack {
-            client
-                .ack(proto::AckRequest {
-                    delivery_id: delivery.delivery_id.clone(),
-                })
-                .await
-                .map_err(status_error)?;
+            ack_delivery(&mut client, &delivery).await?;
             println!("  acknowledged");
         }
     }
@@ -504,6 +494,19 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
         println!("{statuses} status report(s) received");
     }
     println!("{count} document(s) received");
+    Ok(())
+}
+
+async fn ack_delivery(
+    client: &mut ExchangeClient<Channel>,
+    delivery: &proto::Delivery,
+) -> anyhow::Result<()> {
+    client
+        .ack(proto::AckRequest {
+            delivery_id: delivery.delivery_id.clone(),
+        })
+        .await
+        .map_err(status_error)?;
     Ok(())
 }
 

@@ -691,10 +691,10 @@ impl Queue {
         } else {
             delay.min(MAX_NACK_DELAY)
         };
-        let not_before = self.clock.now_millis().saturating_add(millis(wait));
+        let now = self.clock.now_millis();
+        let not_before = now.saturating_add(millis(wait));
         let key = id.slot.queue_key(recipient);
         let reason: String = reason.chars().take(500).collect();
-        let now = self.clock.now_millis();
         let agency = recipient.clone();
         let updated = self
             .store
