@@ -12,14 +12,41 @@ pub struct SledKv {
 }
 
 impl SledKv {
-    /// Opens or creates the database in `path`.
+    /// Opens or creates the database in `path`. sled releases its file lock
+    /// from a background thread after the last handle is dropped, so a lock
+    /// still held is waited for (up to 5 s) before giving up.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new()
-            .path(path)
-            // sled's own background flusher stays on; our durability does not depend on it.
-            .flush_every_ms(Some(500))
-            .open()
-            .map_err(|e| StoreError::Engine(format!("opening sled at {}: {e}", path.display())))?;
+        const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+        let started = std::time::Instant::now();
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(path)
+                // sled's own background flusher stays on; our durability does not depend on it.
+                .flush_every_ms(Some(500))
+                .open();
+            match opened {
+                Ok(db) => break db,
+                // sled 0.34 reports a held lock as an Other-kind I/O error
+                // with this message (config.rs), not as WouldBlock.
+                Err(sled::Error::Io(error))
+                    if is_lock_error(&error) && started.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(sled::Error::Io(error)) if is_lock_error(&error) => {
+                    return Err(StoreError::Engine(format!(
+                        "the data directory {} is locked: is another lienthong process using it?",
+                        path.display()
+                    )));
+                }
+                Err(error) => {
+                    return Err(StoreError::Engine(format!(
+                        "opening sled at {}: {error}",
+                        path.display()
+                    )));
+                }
+            }
+        };
         let tree = db
             .open_tree("lienthong")
             .map_err(|e| StoreError::Engine(format!("opening tree: {e}")))?;
@@ -32,6 +59,10 @@ impl SledKv {
             .map_err(|e| StoreError::io("opening sled log for fsync", &log_path, e))?;
         Ok(Self { db, tree, log })
     }
+}
+
+fn is_lock_error(error: &std::io::Error) -> bool {
+    error.to_string().contains("could not acquire lock")
 }
 
 fn engine(error: sled::Error) -> StoreError {

@@ -202,3 +202,18 @@ fn records_round_trip_and_reject_unknown_versions() {
         Err(StoreError::Corrupt { .. })
     ));
 }
+
+#[test]
+fn a_lock_released_shortly_after_is_waited_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("sled");
+    let first = SledKv::open(&path).expect("first open");
+    let holder = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(first);
+    });
+    // The first handle still holds sled's file lock when this starts.
+    let second = SledKv::open(&path);
+    holder.join().expect("holder");
+    assert!(second.is_ok(), "{:?}", second.err());
+}
