@@ -159,22 +159,18 @@ pub fn append(writes: &mut WriteSet<'_>, at: UnixMillis, event: Event) -> Result
 pub fn trace(kv: &dyn Kv, sender: &OrgCode, id: &MessageId) -> Result<Vec<Entry>, StoreError> {
     let prefix = trace_prefix(sender, id);
     let mut out = Vec::new();
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = kv.scan_prefix(&prefix, after.as_deref(), 512)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (key, _) in &page {
-            let seq = key
-                .get(prefix.len()..)
-                .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
-                .map(u64::from_be_bytes);
-            let Some(seq) = seq else { continue };
-            if let Some(bytes) = kv.get(&entry_key(seq))? {
-                out.push(store::decode(&entry_key(seq), &bytes)?);
-            }
+    store::for_each_in_prefix(kv, &prefix, |key, _| {
+        let seq = key
+            .get(prefix.len()..)
+            .and_then(|bytes| <[u8; 8]>::try_from(bytes).ok())
+            .map(u64::from_be_bytes);
+        if let Some(seq) = seq
+            && let Some(bytes) = kv.get(&entry_key(seq))?
+        {
+            out.push(store::decode(&entry_key(seq), &bytes)?);
         }
-    }
+        Ok::<_, StoreError>(())
+    })?;
     Ok(out)
 }
 
@@ -205,47 +201,41 @@ pub enum ChainError {
     Store(String),
 }
 
+impl From<StoreError> for ChainError {
+    fn from(error: StoreError) -> Self {
+        ChainError::Store(error.to_string())
+    }
+}
+
 /// Walks the whole chain; returns the number of entries and the head hash.
 pub fn verify(kv: &dyn Kv) -> Result<(u64, Hash), ChainError> {
-    let store_error = |e: StoreError| ChainError::Store(e.to_string());
-    let (head_seq, head_hash): (u64, Hash) =
-        match kv.get(keys::META_AUDIT_HEAD).map_err(store_error)? {
-            Some(bytes) => store::decode(keys::META_AUDIT_HEAD, &bytes).map_err(store_error)?,
-            None => (0, [0u8; 32]),
-        };
+    let (head_seq, head_hash): (u64, Hash) = match kv.get(keys::META_AUDIT_HEAD)? {
+        Some(bytes) => store::decode(keys::META_AUDIT_HEAD, &bytes)?,
+        None => (0, [0u8; 32]),
+    };
     let mut expected_seq = 1u64;
     let mut prev = [0u8; 32];
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = kv
-            .scan_prefix(keys::AUDIT, after.as_deref(), 1024)
-            .map_err(store_error)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (key, value) in &page {
-            let entry: Entry = match store::decode(key, value) {
-                Ok(entry) => entry,
-                Err(_) => return Err(ChainError::Altered(expected_seq)),
-            };
-            if entry.seq != expected_seq {
-                return Err(if entry.seq > expected_seq {
-                    ChainError::Missing(expected_seq)
-                } else {
-                    ChainError::Broken(entry.seq, expected_seq.saturating_sub(1))
-                });
-            }
-            let recomputed =
-                entry_hash(entry.seq, &entry.prev, entry.at, &entry.event).map_err(store_error)?;
-            if recomputed != entry.hash {
-                return Err(ChainError::Altered(entry.seq));
-            }
-            if entry.prev != prev {
-                return Err(ChainError::Broken(entry.seq, entry.seq - 1));
-            }
-            prev = entry.hash;
-            expected_seq += 1;
+    store::for_each_in_prefix(kv, keys::AUDIT, |key, value| {
+        let entry: Entry =
+            store::decode(key, value).map_err(|_| ChainError::Altered(expected_seq))?;
+        if entry.seq != expected_seq {
+            return Err(if entry.seq > expected_seq {
+                ChainError::Missing(expected_seq)
+            } else {
+                ChainError::Broken(entry.seq, expected_seq.saturating_sub(1))
+            });
         }
-    }
+        let recomputed = entry_hash(entry.seq, &entry.prev, entry.at, &entry.event)?;
+        if recomputed != entry.hash {
+            return Err(ChainError::Altered(entry.seq));
+        }
+        if entry.prev != prev {
+            return Err(ChainError::Broken(entry.seq, entry.seq - 1));
+        }
+        prev = entry.hash;
+        expected_seq += 1;
+        Ok(())
+    })?;
     let last = expected_seq - 1;
     if last != head_seq || prev != head_hash {
         return Err(ChainError::Head(head_seq, last));

@@ -77,14 +77,6 @@ pub trait Directory {
 /// disabled or unknown code is an error.
 pub fn resolve(to: &[Address], directory: &impl Directory) -> Result<Vec<Recipient>, RoutingError> {
     let mut out: Vec<Recipient> = Vec::new();
-    let add = |code: &OrgCode, via: &Address, out: &mut Vec<Recipient>| {
-        if !out.iter().any(|r| &r.code == code) {
-            out.push(Recipient {
-                code: code.clone(),
-                via: via.to_string(),
-            });
-        }
-    };
     for (index, address) in to.iter().enumerate() {
         let field = || format!("envelope.to[{index}]");
         match address {
@@ -116,15 +108,7 @@ pub fn resolve(to: &[Address], directory: &impl Directory) -> Result<Vec<Recipie
                     .filter(|(_, known)| *known == Known::Enabled)
                     .map(|(code, _)| code)
                     .collect();
-                if enabled.is_empty() {
-                    return Err(RoutingError::Empty {
-                        field: field(),
-                        address: address.to_string(),
-                    });
-                }
-                for code in &enabled {
-                    add(code, address, &mut out);
-                }
+                add_all(&enabled, address, field, &mut out)?;
             }
             Address::Group(name) => {
                 let members = directory
@@ -137,19 +121,41 @@ pub fn resolve(to: &[Address], directory: &impl Directory) -> Result<Vec<Recipie
                     .into_iter()
                     .filter(|code| directory.agency(code) == Some(Known::Enabled))
                     .collect();
-                if enabled.is_empty() {
-                    return Err(RoutingError::Empty {
-                        field: field(),
-                        address: address.to_string(),
-                    });
-                }
-                for code in &enabled {
-                    add(code, address, &mut out);
-                }
+                add_all(&enabled, address, field, &mut out)?;
             }
         }
     }
     Ok(out)
+}
+
+/// Queues `code` under `via` unless an earlier address reached it.
+fn add(code: &OrgCode, via: &Address, out: &mut Vec<Recipient>) {
+    if !out.iter().any(|r| &r.code == code) {
+        out.push(Recipient {
+            code: code.clone(),
+            via: via.to_string(),
+        });
+    }
+}
+
+/// Adds the enabled agencies a children: or group: address reached; reaching
+/// none is an error.
+fn add_all(
+    enabled: &[OrgCode],
+    address: &Address,
+    field: impl Fn() -> String,
+    out: &mut Vec<Recipient>,
+) -> Result<(), RoutingError> {
+    if enabled.is_empty() {
+        return Err(RoutingError::Empty {
+            field: field(),
+            address: address.to_string(),
+        });
+    }
+    for code in enabled {
+        add(code, address, out);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

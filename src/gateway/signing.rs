@@ -3,19 +3,12 @@
 
 use std::sync::Arc;
 
-use super::{Gateway, GatewayError};
+use super::{Gateway, GatewayError, trust::read_file};
 use crate::{
     envelope::OrgCode,
     pki::{self, CertificateFacts, KeyStore, Passphrase, Report, Role, SigningKey, SoftKeyStore},
     registry::{Agency, Refusal, Registry, RegistryError},
 };
-
-fn read_file(path: &std::path::Path) -> Result<Vec<u8>, GatewayError> {
-    std::fs::read(path).map_err(|error| GatewayError::TrustFile {
-        path: path.display().to_string(),
-        reason: error.to_string(),
-    })
-}
 
 fn keystore_passphrase(config: &crate::config::Config) -> Result<Option<Passphrase>, GatewayError> {
     Ok(

@@ -1,6 +1,6 @@
-//! Status reports: a recipient says where a document stands; the gateway
-//! checks the move, queues the report for the sender and answers with a
-//! signed receipt.
+//! Status reports and traces: a recipient says where a document stands (the
+//! gateway checks the move, queues the report for the sender and answers
+//! with a signed receipt); a message's life is read back from the audit log.
 
 use super::{Gateway, GatewayError};
 use crate::{
@@ -125,5 +125,38 @@ impl Gateway {
             canonical,
             proof,
         })
+    }
+}
+
+impl Gateway {
+    /// A message's life from the audit chain, for its sender and recipients only.
+    pub fn trace(
+        &self,
+        caller: &crate::registry::Agency,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Vec<crate::audit::Entry>, GatewayError> {
+        use crate::envelope::{MessageId, OrgCode};
+        let sender = if sender.is_empty() {
+            caller.code.clone()
+        } else {
+            OrgCode::parse(sender, "sender")?
+        };
+        let message_id = MessageId::parse(message_id, "message_id")?;
+        let record = self.queue.message(&sender, &message_id)?.ok_or_else(|| {
+            GatewayError::NoSuchMessage {
+                sender: sender.clone(),
+                message_id: message_id.clone(),
+            }
+        })?;
+        let involved =
+            record.sender == caller.code || record.recipients.iter().any(|r| r.code == caller.code);
+        if !involved {
+            return Err(GatewayError::NotInvolved {
+                caller: caller.code.clone(),
+                message_id,
+            });
+        }
+        Ok(crate::audit::trace(self.store.kv(), &sender, &message_id)?)
     }
 }

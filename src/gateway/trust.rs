@@ -22,7 +22,8 @@ pub struct TrustItem {
     pub next_update: Option<UnixMillis>,
 }
 
-fn read(path: &std::path::Path) -> Result<Vec<u8>, GatewayError> {
+/// Reads a file named by the config (trust material, keys, passphrase).
+pub(super) fn read_file(path: &std::path::Path) -> Result<Vec<u8>, GatewayError> {
     std::fs::read(path).map_err(|error| GatewayError::TrustFile {
         path: path.display().to_string(),
         reason: error.to_string(),
@@ -31,8 +32,12 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>, GatewayError> {
 
 /// Builds the trust store from the config's files and the stored additions.
 pub(super) fn build(config: &Config, registry: &Registry) -> Result<TrustStore, GatewayError> {
-    let files =
-        |paths: &[std::path::PathBuf]| paths.iter().map(|p| read(p)).collect::<Result<Vec<_>, _>>();
+    let files = |paths: &[std::path::PathBuf]| {
+        paths
+            .iter()
+            .map(|p| read_file(p))
+            .collect::<Result<Vec<_>, _>>()
+    };
     let stored = registry.stored_trust()?;
     let (stored_anchors, stored_crls) = (stored.anchors, stored.crls);
     let mut anchors = pki::certificates_from_pem(&files(&config.pki.trust_anchors)?)?;
@@ -134,38 +139,5 @@ impl Gateway {
             })
             .collect();
         (anchors, crls)
-    }
-}
-
-impl Gateway {
-    /// A message's life from the audit chain, for its sender and recipients only.
-    pub fn trace(
-        &self,
-        caller: &crate::registry::Agency,
-        sender: &str,
-        message_id: &str,
-    ) -> Result<Vec<crate::audit::Entry>, GatewayError> {
-        use crate::envelope::{MessageId, OrgCode};
-        let sender = if sender.is_empty() {
-            caller.code.clone()
-        } else {
-            OrgCode::parse(sender, "sender")?
-        };
-        let message_id = MessageId::parse(message_id, "message_id")?;
-        let record = self.queue.message(&sender, &message_id)?.ok_or_else(|| {
-            GatewayError::NoSuchMessage {
-                sender: sender.clone(),
-                message_id: message_id.clone(),
-            }
-        })?;
-        let involved =
-            record.sender == caller.code || record.recipients.iter().any(|r| r.code == caller.code);
-        if !involved {
-            return Err(GatewayError::NotInvolved {
-                caller: caller.code.clone(),
-                message_id,
-            });
-        }
-        Ok(crate::audit::trace(self.store.kv(), &sender, &message_id)?)
     }
 }

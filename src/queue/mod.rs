@@ -927,37 +927,22 @@ impl Queue {
     pub fn depth(&self, recipient: &OrgCode) -> Result<QueueDepth, QueueError> {
         let prefix = queue_prefix(recipient);
         let mut depth = QueueDepth::default();
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self
-                .store
-                .kv()
-                .scan_prefix(&prefix, after.as_deref(), SCAN_PAGE)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            for (key, value) in &page {
-                if let Some(slot) = Slot::from_key(prefix.len(), key) {
-                    depth.by_rank[usize::from(slot.rank.min(3))] += 1;
-                    let entry: QueueEntry = store::decode(key, value)?;
-                    depth.oldest_enqueued_at = Some(
-                        depth
-                            .oldest_enqueued_at
-                            .map_or(entry.enqueued_at, |o| o.min(entry.enqueued_at)),
-                    );
-                }
+        store::for_each_in_prefix(self.store.kv(), &prefix, |key, value| {
+            if let Some(slot) = Slot::from_key(prefix.len(), key) {
+                depth.by_rank[usize::from(slot.rank.min(3))] += 1;
+                let entry: QueueEntry = store::decode(key, value)?;
+                depth.oldest_enqueued_at = Some(
+                    depth
+                        .oldest_enqueued_at
+                        .map_or(entry.enqueued_at, |o| o.min(entry.enqueued_at)),
+                );
             }
-        }
-        let dead_prefix = dead_prefix(recipient);
-        let mut after: Option<Vec<u8>> = None;
-        loop {
-            let page = self
-                .store
-                .kv()
-                .scan_prefix(&dead_prefix, after.as_deref(), SCAN_PAGE)?;
-            let Some((last, _)) = page.last() else { break };
-            after = Some(last.clone());
-            depth.dead += page.len() as u64;
-        }
+            Ok::<_, QueueError>(())
+        })?;
+        store::for_each_in_prefix(self.store.kv(), &dead_prefix(recipient), |_, _| {
+            depth.dead += 1;
+            Ok::<_, QueueError>(())
+        })?;
         let now = self.clock.now_millis();
         depth.in_flight = self.state().get(recipient).map_or(0, |state| {
             state

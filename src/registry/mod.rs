@@ -311,18 +311,9 @@ impl Registry {
 fn for_each(
     store: &Store,
     prefix: &[u8],
-    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), RegistryError>,
+    visit: impl FnMut(&[u8], &[u8]) -> Result<(), RegistryError>,
 ) -> Result<(), RegistryError> {
-    let mut after: Option<Vec<u8>> = None;
-    loop {
-        let page = store.kv().scan_prefix(prefix, after.as_deref(), 512)?;
-        let Some((last, _)) = page.last() else { break };
-        after = Some(last.clone());
-        for (key, value) in &page {
-            visit(key, value)?;
-        }
-    }
-    Ok(())
+    store::for_each_in_prefix(store.kv(), prefix, visit)
 }
 
 fn insert_new(writes: &mut WriteSet<'_>, agency: Agency) -> Result<Agency, RegistryError> {

@@ -153,6 +153,27 @@ pub mod keys {
     }
 }
 
+/// Calls `visit` for every pair under `prefix`, in key order, reading the
+/// engine a page at a time so memory stays bounded however many there are.
+pub fn for_each_in_prefix<E: From<StoreError>>(
+    kv: &dyn Kv,
+    prefix: &[u8],
+    mut visit: impl FnMut(&[u8], &[u8]) -> Result<(), E>,
+) -> Result<(), E> {
+    const PAGE: usize = 512;
+    let mut after: Option<Vec<u8>> = None;
+    loop {
+        let page = kv.scan_prefix(prefix, after.as_deref(), PAGE)?;
+        let Some((last, _)) = page.last() else {
+            return Ok(());
+        };
+        after = Some(last.clone());
+        for (key, value) in &page {
+            visit(key, value)?;
+        }
+    }
+}
+
 /// Encodes a record with a leading format version byte.
 pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
     postcard::to_extend(value, vec![RECORD_VERSION])
