@@ -39,6 +39,8 @@ pub enum EventKind {
     Admin,
     /// A recipient reported a status (edXML number in `status`).
     Status,
+    /// The message's content was released after its retention period.
+    Released,
 }
 
 /// One state change.

@@ -182,6 +182,9 @@ struct RawLimits {
     max_signatures: usize,
     max_signature_bytes: u64,
     max_text_chars: usize,
+    max_stream_bytes: u64,
+    max_chunk_bytes: u64,
+    delivery_chunk_bytes: u64,
 }
 
 impl Default for RawLimits {
@@ -194,6 +197,9 @@ impl Default for RawLimits {
             max_signatures: limits.max_signatures,
             max_signature_bytes: limits.max_signature_bytes,
             max_text_chars: limits.max_text_chars,
+            max_stream_bytes: limits.max_stream_bytes,
+            max_chunk_bytes: limits.max_chunk_bytes,
+            delivery_chunk_bytes: limits.delivery_chunk_bytes,
         }
     }
 }
@@ -207,6 +213,8 @@ struct RawQueue {
     max_attempts: u32,
     backoff_initial_millis: u64,
     backoff_max_seconds: u64,
+    content_retention_seconds: u64,
+    sweep_interval_seconds: u64,
 }
 
 impl Default for RawQueue {
@@ -220,6 +228,8 @@ impl Default for RawQueue {
             backoff_initial_millis: u64::try_from(queue.backoff_initial.as_millis())
                 .unwrap_or(u64::MAX),
             backoff_max_seconds: queue.backoff_max.as_secs(),
+            content_retention_seconds: queue.content_retention.as_secs(),
+            sweep_interval_seconds: queue.sweep_interval.as_secs(),
         }
     }
 }
@@ -274,6 +284,11 @@ pub struct QueueConfig {
     pub backoff_initial: Duration,
     /// The longest wait between deliveries.
     pub backoff_max: Duration,
+    /// How long a document's content is kept after its last delivery was
+    /// acknowledged (or purged); then, if no other document uses it, deleted.
+    pub content_retention: Duration,
+    /// How often the content sweeper looks for content to delete.
+    pub sweep_interval: Duration,
 }
 
 impl Default for QueueConfig {
@@ -285,6 +300,8 @@ impl Default for QueueConfig {
             max_attempts: 10,
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(300),
+            content_retention: Duration::from_secs(30 * 86_400),
+            sweep_interval: Duration::from_secs(600),
         }
     }
 }
@@ -644,7 +661,25 @@ impl RawLimits {
                 "max_recipients is at most 10000, max_attachments 1000, max_text_chars 10000",
             ));
         }
+        if !(self.max_message_bytes..=1 << 40).contains(&self.max_stream_bytes) {
+            return Err(invalid(
+                "limits.max_stream_bytes",
+                "must be at least max_message_bytes and at most 1 TiB",
+            ));
+        }
+        const MIB: u64 = 1024 * 1024;
+        if !(4096..=64 * MIB).contains(&self.max_chunk_bytes)
+            || !(4096..=self.max_chunk_bytes.min(16 * MIB)).contains(&self.delivery_chunk_bytes)
+        {
+            return Err(invalid(
+                "limits",
+                "max_chunk_bytes must be between 4 KiB and 64 MiB, and delivery_chunk_bytes between 4 KiB and min(max_chunk_bytes, 16 MiB)",
+            ));
+        }
         Ok(Limits {
+            max_stream_bytes: self.max_stream_bytes,
+            max_chunk_bytes: self.max_chunk_bytes,
+            delivery_chunk_bytes: self.delivery_chunk_bytes,
             max_message_bytes: self.max_message_bytes,
             max_attachments: self.max_attachments,
             max_recipients: self.max_recipients,
@@ -690,7 +725,21 @@ impl RawQueue {
                 "must be between 1 and 86400",
             ));
         }
+        if self.content_retention_seconds > 10 * 365 * 86_400 {
+            return Err(invalid(
+                "queue.content_retention_seconds",
+                "must be at most ten years",
+            ));
+        }
+        if !(1..=86_400).contains(&self.sweep_interval_seconds) {
+            return Err(invalid(
+                "queue.sweep_interval_seconds",
+                "must be between 1 and 86400",
+            ));
+        }
         Ok(QueueConfig {
+            content_retention: Duration::from_secs(self.content_retention_seconds),
+            sweep_interval: Duration::from_secs(self.sweep_interval_seconds),
             max_attempts: self.max_attempts,
             backoff_initial: Duration::from_millis(self.backoff_initial_millis),
             backoff_max: Duration::from_secs(self.backoff_max_seconds),

@@ -366,6 +366,12 @@ pub struct Limits {
     pub max_signature_bytes: u64,
     /// Characters of one text field (subject, names...).
     pub max_text_chars: usize,
+    /// Total attachment bytes of one message sent with SendStream.
+    pub max_stream_bytes: u64,
+    /// Largest content chunk accepted in SendStream.
+    pub max_chunk_bytes: u64,
+    /// Size of the content chunks the gateway sends to receivers.
+    pub delivery_chunk_bytes: u64,
 }
 
 impl Default for Limits {
@@ -377,6 +383,9 @@ impl Default for Limits {
             max_signatures: 16,
             max_signature_bytes: 64 * 1024,
             max_text_chars: 2000,
+            max_stream_bytes: 4 * 1024 * 1024 * 1024,
+            max_chunk_bytes: 4 * 1024 * 1024,
+            delivery_chunk_bytes: 1024 * 1024,
         }
     }
 }
@@ -384,6 +393,21 @@ impl Default for Limits {
 impl RawEnvelope {
     /// Checks every field against its shape and `limits`.
     pub fn validate(self, limits: &Limits) -> Result<Envelope, EnvelopeError> {
+        self.validate_as(limits, None)
+    }
+
+    /// Checks the envelope of a SendStream: attachments carry no content
+    /// but a declared size each (`sizes`, in order), bounded by
+    /// `limits.max_stream_bytes` in total.
+    pub fn validate_streamed(
+        self,
+        limits: &Limits,
+        sizes: &[u64],
+    ) -> Result<Envelope, EnvelopeError> {
+        self.validate_as(limits, Some(sizes))
+    }
+
+    fn validate_as(self, limits: &Limits, sizes: Option<&[u64]>) -> Result<Envelope, EnvelopeError> {
         let message_id = MessageId::parse(&self.message_id, "envelope.message_id")?;
         if self.from.is_empty() {
             return Err(EnvelopeError::invalid("envelope.from", "is required"));
@@ -451,7 +475,7 @@ impl RawEnvelope {
             )?),
         };
         check_document_text(&document, limits)?;
-        check_attachments(&self.attachments, limits)?;
+        check_attachments(&self.attachments, limits, sizes)?;
         check_signatures(&self.signatures, &self.attachments, limits)?;
         Ok(Envelope {
             message_id,
@@ -513,7 +537,11 @@ fn is_iso_date(text: &str) -> bool {
     time::Date::parse(text, &format).is_ok()
 }
 
-fn check_attachments(attachments: &[Attachment], limits: &Limits) -> Result<(), EnvelopeError> {
+fn check_attachments(
+    attachments: &[Attachment],
+    limits: &Limits,
+    sizes: Option<&[u64]>,
+) -> Result<(), EnvelopeError> {
     if attachments.len() > limits.max_attachments {
         return Err(EnvelopeError::invalid(
             "envelope.attachments",
@@ -524,12 +552,35 @@ fn check_attachments(attachments: &[Attachment], limits: &Limits) -> Result<(), 
             ),
         ));
     }
-    let total: u64 = attachments.iter().map(|a| a.content.len() as u64).sum();
-    if total > limits.max_message_bytes {
+    let (total, limit) = match sizes {
+        None => (
+            attachments.iter().map(|a| a.content.len() as u64).sum(),
+            limits.max_message_bytes,
+        ),
+        Some(sizes) => {
+            if sizes.len() != attachments.len() {
+                return Err(EnvelopeError::invalid(
+                    "envelope.attachments",
+                    "every attachment needs its size",
+                ));
+            }
+            if let Some(index) = attachments.iter().position(|a| !a.content.is_empty()) {
+                return Err(EnvelopeError::invalid(
+                    format!("envelope.attachments[{index}].content"),
+                    "must be empty in SendStream: the content follows in chunks",
+                ));
+            }
+            (
+                sizes.iter().fold(0u64, |sum, s| sum.saturating_add(*s)),
+                limits.max_stream_bytes,
+            )
+        }
+    };
+    if total > limit {
         return Err(EnvelopeError::TooLarge {
             field: "envelope.attachments".to_owned(),
             size: total,
-            limit: limits.max_message_bytes,
+            limit,
         });
     }
     for (index, attachment) in attachments.iter().enumerate() {

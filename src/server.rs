@@ -159,6 +159,7 @@ async fn serve_store(
     )?);
     seed_agencies(&gateway, &seeds).await?;
     seed_signers_and_policies(&gateway, &signer_seeds, &policy_seeds).await?;
+    let sweeper = gateway.spawn_sweeper();
 
     let auth = Authenticator::new(gateway.clone(), admins);
     let (health, health_service) = tonic_health::server::health_reporter();
@@ -225,6 +226,7 @@ async fn serve_store(
             server.abort();
         }
     }
+    let _ = sweeper.await;
     Ok(())
 }
 
@@ -233,7 +235,8 @@ async fn serve_store(
 fn transport_limit(config: &Config) -> usize {
     let limits = &config.limits;
     let signatures = limits.max_signatures as u64 * limits.max_signature_bytes;
-    usize::try_from(limits.max_message_bytes + signatures + 1024 * 1024).unwrap_or(usize::MAX)
+    let largest = limits.max_message_bytes.max(limits.max_chunk_bytes);
+    usize::try_from(largest + signatures + 1024 * 1024).unwrap_or(usize::MAX)
 }
 
 fn tls_config(config: &Config) -> Result<ServerTlsConfig, ServerError> {

@@ -4,40 +4,12 @@
 mod common;
 
 use std::{
-    process::{Child, Command, Output},
+    process::{Child, Command},
     time::Duration,
 };
 
-use common::{BIN, certs, spawn_gateway};
+use common::{BIN, certs, run_cli as run, spawn_gateway, stdout_of};
 
-fn run(args: &[&str], identity: &str, addr: &str) -> Output {
-    let (cert, key) = common::identity_files(identity);
-    Command::new(BIN)
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env(
-            "LIENTHONG_SERVER",
-            format!(
-                "https://localhost:{}",
-                addr.rsplit(':').next().expect("port")
-            ),
-        )
-        .env("LIENTHONG_TLS_CERT", cert)
-        .env("LIENTHONG_TLS_KEY", key)
-        .env("LIENTHONG_TLS_CA", certs().join("ca/root.crt"))
-        .output()
-        .expect("run lienthong")
-}
-
-fn stdout_of(output: &Output, what: &str) -> String {
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    assert!(
-        output.status.success(),
-        "{what} failed: {}\n{stdout}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    stdout
-}
 
 #[test]
 fn the_readme_walkthrough_works_with_the_binary() {

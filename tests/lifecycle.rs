@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::process::Command;
+use std::{process::Command, time::Duration};
 
 use common::*;
 use lienthong::proto;
@@ -31,10 +31,29 @@ fn status(
     }
 }
 
+/// The content files in the gateway's blob store, listed from the
+/// directory (BlobStore::open would clear a running gateway's staging).
+fn blob_files(data_dir: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(data_dir.join("blobs")).expect("blobs").flatten() {
+        if shard.file_name() == "tmp" {
+            continue;
+        }
+        for file in std::fs::read_dir(shard.path()).expect("shard").flatten() {
+            out.push(file.file_name().to_string_lossy().into_owned());
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn statuses_flow_back_and_a_recall_is_answered() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(dir.path()).await;
+    let mut config = common::config(dir.path());
+    // Content goes as soon as its last delivery is acknowledged.
+    config.queue.content_retention = Duration::ZERO;
+    config.queue.sweep_interval = Duration::from_secs(1);
+    let server = TestServer::start_with(config).await;
     let mut department = server.exchange("department").await;
     let mut plan = envelope(
         "kh-200",
@@ -45,6 +64,11 @@ async fn statuses_flow_back_and_a_recall_is_answered() {
     plan.document.as_mut().expect("document").priority = proto::Priority::Urgent as i32;
     let receipt = send(&mut department, plan).await.expect("send");
     assert_eq!(receipt.recipients.len(), 2);
+    // Stored once for both communes: one file for the plan, one for its signature.
+    let content = receipt.attachments[0].sha256.clone();
+    let stored = blob_files(dir.path());
+    assert_eq!(stored.len(), 2, "{stored:?}");
+    assert!(stored.contains(&content));
 
     use proto::StatusCode as S;
     for (who, path) in [
@@ -180,6 +204,41 @@ async fn statuses_flow_back_and_a_recall_is_answered() {
         .collect();
     assert_eq!(statuses.len(), 7);
     assert!(statuses.contains(&(COMMUNE_A.to_owned(), S::Done as i32)));
+    let kinds: Vec<i32> = trace.iter().map(|e| e.kind).collect();
+    for kind in [
+        proto::TraceEventKind::Accepted,
+        proto::TraceEventKind::Verified,
+        proto::TraceEventKind::Queued,
+        proto::TraceEventKind::Delivered,
+        proto::TraceEventKind::Acked,
+    ] {
+        assert!(kinds.contains(&(kind as i32)), "{kind:?} in the trace");
+    }
+
+    // Every delivery of the plan is acknowledged: the sweeper deletes its
+    // content (retention 0 here) and says so in the trace.
+    let mut released = false;
+    for _ in 0..100 {
+        let trace = department
+            .trace(proto::TraceRequest {
+                message_id: "kh-200".into(),
+                sender: String::new(),
+            })
+            .await
+            .expect("trace")
+            .into_inner()
+            .events;
+        if trace
+            .iter()
+            .any(|e| e.kind == proto::TraceEventKind::ContentReleased as i32)
+        {
+            released = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(released, "the plan's content is released after its last ack");
+    assert!(!blob_files(dir.path()).contains(&content), "the file is gone");
     drop((department, district, commune_b));
     server.stop().await;
 

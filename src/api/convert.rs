@@ -3,7 +3,7 @@
 use crate::{
     clock::UnixMillis,
     envelope::{Action, Attachment, DocumentInfo, OrgCode, Priority, RawEnvelope, Signature},
-    gateway::{Delivery, TrustItem},
+    gateway::{Delivery, DeliveryChunk, TrustItem},
     pki::{Indication, Report, Role, SubIndication},
     proto,
     queue::{DeadLetter, MessageRecord, QueueDepth, rank_priority},
@@ -172,7 +172,9 @@ fn envelope(message: &MessageRecord, delivery: Delivery) -> proto::Envelope {
 
 pub fn delivery(delivery: Delivery) -> proto::Delivery {
     let leased = delivery.leased.clone();
+    let content_follows = delivery.content_follows;
     proto::Delivery {
+        content_follows,
         delivery_id: leased.delivery_id.to_string(),
         attempt: leased.attempt,
         payload: Some(match &leased.status {
@@ -182,6 +184,18 @@ pub fn delivery(delivery: Delivery) -> proto::Delivery {
         reports: leased.message.reports.iter().map(report).collect(),
         accepted_at: Some(timestamp(leased.message.accepted_at)),
         lease_expires_at: Some(timestamp(leased.lease_expires_at)),
+    }
+}
+
+/// One piece of a large document's content, after its delivery.
+pub fn delivery_chunk(chunk: DeliveryChunk) -> proto::Delivery {
+    proto::Delivery {
+        delivery_id: chunk.delivery_id,
+        payload: Some(proto::delivery::Payload::Chunk(proto::ContentChunk {
+            attachment: chunk.attachment,
+            data: chunk.data,
+        })),
+        ..proto::Delivery::default()
     }
 }
 
@@ -450,6 +464,7 @@ pub fn trace_event(entry: &crate::audit::Entry) -> proto::TraceEvent {
         EventKind::Retried | EventKind::Replayed => proto::TraceEventKind::Retried,
         EventKind::DeadLettered => proto::TraceEventKind::DeadLettered,
         EventKind::Status => proto::TraceEventKind::Status,
+        EventKind::Released => proto::TraceEventKind::ContentReleased,
         EventKind::Purged | EventKind::Admin => proto::TraceEventKind::Unspecified,
     };
     proto::TraceEvent {

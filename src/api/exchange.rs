@@ -8,7 +8,8 @@ use tracing::instrument;
 
 use super::{Authenticator, convert};
 use crate::{
-    gateway::Gateway,
+    envelope::EnvelopeError,
+    gateway::{Gateway, GatewayError, Outgoing},
     proto::{self, exchange_server::Exchange},
 };
 
@@ -49,14 +50,45 @@ impl Exchange for ExchangeService {
         }))
     }
 
+    #[instrument(skip_all, fields(agency))]
     async fn send_stream(
         &self,
         request: Request<Streaming<proto::SendStreamRequest>>,
     ) -> Result<Response<proto::SendResponse>, Status> {
-        self.auth.agency(&request)?;
-        Err(Status::unimplemented(
-            "SendStream is not implemented yet; use Send",
-        ))
+        use proto::send_stream_request::Part;
+        let caller = self.auth.agency(&request)?;
+        tracing::Span::current().record("agency", caller.code.as_str());
+        let mut parts = request.into_inner();
+        let envelope = match parts.message().await? {
+            Some(proto::SendStreamRequest {
+                part: Some(Part::Envelope(envelope)),
+            }) => envelope,
+            Some(_) => {
+                return Err(Status::invalid_argument(
+                    "envelope: the first message of SendStream must be the envelope",
+                ));
+            }
+            None => return Err(Status::invalid_argument("envelope: the stream was empty")),
+        };
+        let sizes: Vec<u64> = envelope.attachments.iter().map(|a| a.size).collect();
+        let chunks = parts.map(|part| match part {
+            Ok(proto::SendStreamRequest {
+                part: Some(Part::Chunk(chunk)),
+            }) => Ok((chunk.attachment, chunk.data)),
+            Ok(_) => Err(EnvelopeError::invalid(
+                "chunk",
+                "only content chunks may follow the envelope",
+            )
+            .into()),
+            Err(status) => Err(GatewayError::StreamBroken(status.message().to_owned())),
+        });
+        let receipt = self
+            .gateway
+            .send_stream(&caller, convert::raw_envelope(envelope), sizes, chunks)
+            .await?;
+        Ok(Response::new(proto::SendResponse {
+            receipt: Some(convert::receipt(&receipt)),
+        }))
     }
 
     type ReceiveStream = DeliveryStream;
@@ -73,7 +105,8 @@ impl Exchange for ExchangeService {
             .gateway
             .receive(caller, options.max_in_flight, options.drain);
         let stream = ReceiverStream::new(deliveries).map(|item| match item {
-            Ok(delivery) => Ok(convert::delivery(delivery)),
+            Ok(Outgoing::Delivery(delivery)) => Ok(convert::delivery(*delivery)),
+            Ok(Outgoing::Chunk(chunk)) => Ok(convert::delivery_chunk(chunk)),
             Err(error) => Err(Status::from(error)),
         });
         Ok(Response::new(Box::pin(stream)))

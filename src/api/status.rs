@@ -34,6 +34,7 @@ impl From<GatewayError> for Status {
             GatewayError::NoSuchMessage { .. } => Status::not_found(error.to_string()),
             GatewayError::NoSuchKey { .. } => Status::not_found(error.to_string()),
             GatewayError::ShuttingDown => Status::unavailable(error.to_string()),
+            GatewayError::StreamBroken(_) => Status::cancelled(error.to_string()),
         }
     }
 }
@@ -85,6 +86,7 @@ fn queue(error: QueueError) -> Status {
         QueueError::LeaseLost(_) | QueueError::NotLeased(_) => {
             Status::failed_precondition(error.to_string())
         }
+        QueueError::ContentReleased(_) => Status::unavailable(error.to_string()),
         QueueError::Store(error) => store(error),
     }
 }

@@ -271,12 +271,21 @@ pub struct SendArgs {
     /// Save the gateway's signed receipt here (check it with `lienthong receipt verify`).
     #[arg(long)]
     receipt_out: Option<PathBuf>,
+    /// Stream the files with SendStream (memory bounded by the chunk size).
+    /// Chosen by itself when the files total more than 8 MiB.
+    #[arg(long)]
+    stream: bool,
     /// Files of the document.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[command(flatten)]
     connection: Connection,
 }
+
+/// Files totalling more than this are sent with SendStream.
+const STREAM_ABOVE: u64 = 8 * 1024 * 1024;
+/// Chunk size of a streamed send.
+const SEND_CHUNK: usize = 1024 * 1024;
 
 fn media_type(path: &Path) -> &'static str {
     match path
@@ -308,8 +317,15 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         .code
         .split_once('/')
         .unwrap_or((args.code.as_str(), ""));
-    let mut attachments = Vec::new();
+    let mut sizes = Vec::new();
     for path in &args.files {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("reading the file {}", path.display()))?;
+        sizes.push(meta.len());
+    }
+    let streamed = args.stream || sizes.iter().sum::<u64>() > STREAM_ABOVE;
+    let mut attachments = Vec::new();
+    for (path, size) in args.files.iter().zip(&sizes) {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
@@ -317,9 +333,13 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
             .to_owned();
         attachments.push(proto::Attachment {
             media_type: media_type(path).to_owned(),
-            content: read(path, "file")?,
+            content: if streamed {
+                Vec::new()
+            } else {
+                read(path, "file")?
+            },
             name,
-            size: 0,
+            size: *size,
             sha256: String::new(),
         });
     }
@@ -357,13 +377,19 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     let mut client = ExchangeClient::new(args.connection.channel().await?)
         .max_encoding_message_size(CLIENT_MESSAGE_LIMIT)
         .max_decoding_message_size(CLIENT_MESSAGE_LIMIT);
-    let response = client
-        .send(proto::SendRequest {
-            envelope: Some(envelope),
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let response = if streamed {
+        send_streamed(&mut client, envelope, &args.files)
+            .await
+            .map_err(status_error)?
+    } else {
+        client
+            .send(proto::SendRequest {
+                envelope: Some(envelope),
+            })
+            .await
+            .map_err(status_error)?
+            .into_inner()
+    };
     let receipt = response
         .receipt
         .context("gateway answered without a receipt")?;
@@ -395,6 +421,78 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// SendStream: the envelope, then each file in 1 MiB chunks read as they
+/// are sent, with a progress line on a terminal.
+async fn send_streamed(
+    client: &mut ExchangeClient<Channel>,
+    envelope: proto::Envelope,
+    files: &[PathBuf],
+) -> Result<proto::SendResponse, tonic::Status> {
+    use proto::send_stream_request::Part;
+    use tokio::io::AsyncReadExt;
+    let total: u64 = envelope.attachments.iter().map(|a| a.size).sum();
+    let names: Vec<String> = envelope.attachments.iter().map(|a| a.name.clone()).collect();
+    let (parts, receiver) = tokio::sync::mpsc::channel(4);
+    let files = files.to_vec();
+    let reader = tokio::spawn(async move {
+        let first = proto::SendStreamRequest {
+            part: Some(Part::Envelope(envelope)),
+        };
+        if parts.send(first).await.is_err() {
+            return Ok(());
+        }
+        let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut sent = 0u64;
+        for (path, name) in files.iter().zip(names) {
+            let mut file = tokio::fs::File::open(path)
+                .await
+                .with_context(|| format!("opening {}", path.display()))?;
+            loop {
+                let mut data = vec![0u8; SEND_CHUNK];
+                let read = file
+                    .read(&mut data)
+                    .await
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if read == 0 {
+                    break;
+                }
+                data.truncate(read);
+                sent += read as u64;
+                let chunk = proto::ContentChunk {
+                    attachment: name.clone(),
+                    data,
+                };
+                let part = proto::SendStreamRequest {
+                    part: Some(Part::Chunk(chunk)),
+                };
+                if parts.send(part).await.is_err() {
+                    return Ok(());
+                }
+                if progress {
+                    eprint!(
+                        "\rsending {:>6.1} / {:.1} MiB",
+                        sent as f64 / 1048576.0,
+                        total as f64 / 1048576.0
+                    );
+                }
+            }
+        }
+        if progress {
+            eprintln!();
+        }
+        Ok::<_, anyhow::Error>(())
+    });
+    let answer = client
+        .send_stream(tokio_stream::wrappers::ReceiverStream::new(receiver))
+        .await;
+    match reader.await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => return Err(tonic::Status::cancelled(format!("{error:#}"))),
+        Err(error) => return Err(tonic::Status::internal(error.to_string())),
+    }
+    answer.map(tonic::Response::into_inner)
 }
 
 pub(crate) fn format_timestamp(timestamp: prost_types::Timestamp) -> String {
@@ -457,8 +555,31 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
         eprintln!("waiting for documents (Ctrl-C to stop)...");
     }
     let mut statuses = 0usize;
+    let mut incoming: Option<Incoming> = None;
     while let Some(delivery) = stream.message().await.map_err(status_error)? {
         let envelope = match &delivery.payload {
+            Some(proto::delivery::Payload::Chunk(chunk)) => {
+                let Some(current) = incoming.as_mut() else {
+                    bail!(
+                        "the gateway sent content for delivery {} without its envelope",
+                        delivery.delivery_id
+                    );
+                };
+                if current.delivery_id != delivery.delivery_id {
+                    bail!(
+                        "content for delivery {} arrived while {} was incomplete",
+                        delivery.delivery_id,
+                        current.delivery_id
+                    );
+                }
+                current.write(chunk)?;
+                if current.complete() {
+                    if let Some(done) = incoming.take() {
+                        finish_incoming(done, args.ack, &mut client).await?;
+                    }
+                }
+                continue;
+            }
             Some(proto::delivery::Payload::Envelope(envelope)) => envelope,
             Some(proto::delivery::Payload::Status(status)) => {
                 statuses += 1;
@@ -467,7 +588,7 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
                     status.code, status.reporter, status.message_id, status.description
                 );
                 if args.ack {
-                    ack_delivery(&mut client, &delivery).await?;
+                    ack_delivery(&mut client, &delivery.delivery_id).await?;
                 }
                 continue;
             }
@@ -481,14 +602,29 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
         for report in &delivery.reports {
             print_delivery_report(report);
         }
+        if delivery.content_follows {
+            let started = Incoming::start(&delivery.delivery_id, envelope, args.out.as_deref())?;
+            if started.complete() {
+                finish_incoming(started, args.ack, &mut client).await?;
+            } else {
+                incoming = Some(started);
+            }
+            continue;
+        }
         if let Some(out) = &args.out {
             let dir = save_envelope(out, envelope)?;
             println!("  saved to {}", dir.display());
         }
         if args.ack {
-            ack_delivery(&mut client, &delivery).await?;
+            ack_delivery(&mut client, &delivery.delivery_id).await?;
             println!("  acknowledged");
         }
+    }
+    if let Some(current) = incoming {
+        bail!(
+            "the stream ended before the content of delivery {} was complete; it will be delivered again",
+            current.delivery_id
+        );
     }
     if statuses > 0 {
         println!("{statuses} status report(s) received");
@@ -499,11 +635,11 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
 
 async fn ack_delivery(
     client: &mut ExchangeClient<Channel>,
-    delivery: &proto::Delivery,
+    delivery_id: &str,
 ) -> anyhow::Result<()> {
     client
         .ack(proto::AckRequest {
-            delivery_id: delivery.delivery_id.clone(),
+            delivery_id: delivery_id.to_owned(),
         })
         .await
         .map_err(status_error)?;
@@ -560,6 +696,148 @@ fn print_delivery_report(report: &proto::VerificationReport) {
         "  verified {}: {indication} ({registered}) {}",
         report.attachment, report.message
     );
+}
+
+/// A large document whose content is arriving in chunks: each attachment
+/// is written straight to its file (with --out) and hashed as it comes.
+struct Incoming {
+    delivery_id: String,
+    dir: Option<PathBuf>,
+    files: Vec<IncomingFile>,
+    current: usize,
+}
+
+struct IncomingFile {
+    name: String,
+    size: u64,
+    sha256: String,
+    received: u64,
+    hasher: sha2::Sha256,
+    file: Option<std::fs::File>,
+}
+
+impl Incoming {
+    fn start(
+        delivery_id: &str,
+        envelope: &proto::Envelope,
+        out: Option<&Path>,
+    ) -> anyhow::Result<Self> {
+        let dir = match out {
+            Some(out) => {
+                let mut metadata = envelope.clone();
+                metadata.attachments.clear();
+                Some(save_envelope(out, &metadata)?)
+            }
+            None => None,
+        };
+        let mut files = Vec::new();
+        for attachment in &envelope.attachments {
+            let file = match &dir {
+                Some(dir) => {
+                    let path = dir.join(safe_component(&attachment.name));
+                    Some(
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("creating {}", path.display()))?,
+                    )
+                }
+                None => None,
+            };
+            files.push(IncomingFile {
+                name: attachment.name.clone(),
+                size: attachment.size,
+                sha256: attachment.sha256.clone(),
+                received: 0,
+                hasher: sha2::Digest::new(),
+                file,
+            });
+        }
+        let mut incoming = Self {
+            delivery_id: delivery_id.to_owned(),
+            dir,
+            files,
+            current: 0,
+        };
+        incoming.skip_full();
+        Ok(incoming)
+    }
+
+    fn skip_full(&mut self) {
+        while self
+            .files
+            .get(self.current)
+            .is_some_and(|f| f.received >= f.size)
+        {
+            self.current += 1;
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.current >= self.files.len()
+    }
+
+    fn write(&mut self, chunk: &proto::ContentChunk) -> anyhow::Result<()> {
+        use std::io::Write;
+        let Some(file) = self.files.get_mut(self.current) else {
+            bail!("delivery {}: more content than announced", self.delivery_id);
+        };
+        if chunk.attachment != file.name {
+            bail!(
+                "delivery {}: content of {:?} arrived while {:?} was incomplete",
+                self.delivery_id,
+                chunk.attachment,
+                file.name
+            );
+        }
+        if file.received + chunk.data.len() as u64 > file.size {
+            bail!(
+                "delivery {}: {:?} is longer than its announced {} bytes",
+                self.delivery_id,
+                file.name,
+                file.size
+            );
+        }
+        sha2::Digest::update(&mut file.hasher, &chunk.data);
+        if let Some(out) = file.file.as_mut() {
+            out.write_all(&chunk.data)
+                .with_context(|| format!("writing {}", file.name))?;
+        }
+        file.received += chunk.data.len() as u64;
+        self.skip_full();
+        Ok(())
+    }
+}
+
+/// Checks each file of a complete large document against its SHA-256,
+/// fsyncs it, and acknowledges it when asked.
+async fn finish_incoming(
+    incoming: Incoming,
+    ack: bool,
+    client: &mut ExchangeClient<Channel>,
+) -> anyhow::Result<()> {
+    for file in incoming.files {
+        let actual = hex::encode(sha2::Digest::finalize(file.hasher));
+        if actual != file.sha256 {
+            bail!(
+                "delivery {}: {:?} does not match its SHA-256 (got {actual}, announced {}); not acknowledged",
+                incoming.delivery_id,
+                file.name,
+                file.sha256
+            );
+        }
+        if let Some(out) = file.file {
+            out.sync_all()
+                .with_context(|| format!("fsync of {}", file.name))?;
+        }
+        println!("  {}: {} bytes, sha256 checked", file.name, file.size);
+    }
+    if let Some(dir) = &incoming.dir {
+        println!("  saved to {}", dir.display());
+    }
+    if ack {
+        ack_delivery(client, &incoming.delivery_id).await?;
+        println!("  acknowledged");
+    }
+    Ok(())
 }
 
 fn save_envelope(out: &Path, envelope: &proto::Envelope) -> anyhow::Result<PathBuf> {

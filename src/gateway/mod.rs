@@ -10,6 +10,7 @@ mod trust;
 use std::{sync::Arc, time::Duration};
 
 use tokio::sync::watch;
+use tokio_stream::{Stream, StreamExt};
 
 pub use self::status::{RawStatus, StatusReceipt};
 pub use self::trust::TrustItem;
@@ -25,7 +26,7 @@ use crate::{
     },
     registry::{Agency, Refusal, Registry, RegistryError},
     routing::{self, RoutingError},
-    store::{ContentHash, Store, StoreError},
+    store::{ContentHash, StagedBlob, Store, StoreError},
 };
 
 /// Why a gateway operation failed.
@@ -108,6 +109,9 @@ pub enum GatewayError {
     /// The gateway is stopping.
     #[error("gateway is shutting down")]
     ShuttingDown,
+    /// The client's stream broke before the document was complete.
+    #[error("the stream broke before the document was complete: {0}")]
+    StreamBroken(String),
 }
 
 /// A message handed to its recipient, with its bytes.
@@ -119,6 +123,30 @@ pub struct Delivery {
     pub attachments: Vec<Attachment>,
     /// Signatures with their CMS bytes.
     pub signatures: Vec<Signature>,
+    /// The attachments carry no content here: it follows in chunks
+    /// (documents over `limits.max_message_bytes`).
+    pub content_follows: bool,
+}
+
+/// A piece of a large document's content, sent right after its delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryChunk {
+    /// The delivery it belongs to.
+    pub delivery_id: String,
+    /// The attachment.
+    pub attachment: String,
+    /// The bytes, in order.
+    pub data: Vec<u8>,
+}
+
+/// What a Receive stream carries: deliveries, and the content chunks of
+/// large documents right after their delivery.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A delivery.
+    Delivery(Box<Delivery>),
+    /// Content of the delivery just sent.
+    Chunk(DeliveryChunk),
 }
 
 /// The gateway core.
@@ -184,10 +212,72 @@ impl Gateway {
         raw: RawEnvelope,
     ) -> Result<SignedReceipt, GatewayError> {
         let envelope = raw.validate(&self.config.limits)?;
+        let (recipients, policy) = self.admit(caller, &envelope)?;
+        self.accept(envelope, Vec::new(), recipients, policy).await
+    }
+
+    /// Accepts a large document whose content arrives in `chunks` after the
+    /// envelope (SendStream). Each attachment is written to a staging file
+    /// as it arrives, so memory stays bounded by the chunk size; content is
+    /// verified from those files and kept only if the document is accepted.
+    pub async fn send_stream<S>(
+        self: &Arc<Self>,
+        caller: &Agency,
+        raw: RawEnvelope,
+        sizes: Vec<u64>,
+        mut chunks: S,
+    ) -> Result<SignedReceipt, GatewayError>
+    where
+        S: Stream<Item = Result<(String, Vec<u8>), GatewayError>> + Unpin + Send,
+    {
+        let limits = self.config.limits;
+        let envelope = raw.validate_streamed(&limits, &sizes)?;
+        let (recipients, policy) = self.admit(caller, &envelope)?;
+        let mut staged = Vec::with_capacity(sizes.len());
+        for (attachment, &size) in envelope.attachments.iter().zip(&sizes) {
+            let blobs = self.store.blobs().clone();
+            let mut blob = blocking(move || blobs.stage()).await?;
+            while blob.size() < size {
+                let Some(next) = chunks.next().await else {
+                    return Err(EnvelopeError::invalid(
+                        "chunk",
+                        format!(
+                            "the stream ended after {} of the {size} bytes of attachment {:?}",
+                            blob.size(),
+                            attachment.name
+                        ),
+                    )
+                    .into());
+                };
+                let (name, data) = next?;
+                check_chunk(&limits, &attachment.name, size, blob.size(), &name, &data)?;
+                blob = blocking(move || blob.write(&data).map(|()| blob)).await?;
+            }
+            staged.push(blob);
+        }
+        if let Some(extra) = chunks.next().await {
+            extra?;
+            return Err(EnvelopeError::invalid(
+                "chunk",
+                "content beyond the declared sizes of the attachments",
+            )
+            .into());
+        }
+        self.accept(envelope, staged, recipients, policy).await
+    }
+
+    /// The checks that need no content: the caller is the sender, an
+    /// earlier message named by `refers_to` exists, the recipients resolve
+    /// and the document type's policy allows them.
+    fn admit(
+        &self,
+        caller: &Agency,
+        envelope: &Envelope,
+    ) -> Result<(Vec<routing::Recipient>, crate::registry::Policy), GatewayError> {
         if envelope.from != caller.code {
             return Err(GatewayError::NotSender {
                 caller: caller.code.clone(),
-                from: envelope.from,
+                from: envelope.from.clone(),
             });
         }
         if let Some(earlier) = &envelope.document.refers_to
@@ -212,13 +302,24 @@ impl Gateway {
                 refusal,
                 reports: Vec::new(),
             })?;
+        Ok((recipients, policy))
+    }
+
+    /// Verifies, stores and enqueues an admitted document, then signs its
+    /// receipt. `staged` holds the content of a streamed document (one per
+    /// attachment); it is empty when the envelope carries its content.
+    async fn accept(
+        self: &Arc<Self>,
+        envelope: Envelope,
+        staged: Vec<StagedBlob>,
+        recipients: Vec<routing::Recipient>,
+        policy: crate::registry::Policy,
+    ) -> Result<SignedReceipt, GatewayError> {
         let this = self.clone();
         // Hashing, verifying and fsyncing content is blocking work.
-        let record =
-            tokio::task::spawn_blocking(move || this.store_content(envelope, recipients, &policy))
-                .await
-                .map_err(|e| StoreError::Engine(format!("content task failed: {e}")))??;
-        let record = match record {
+        let stored =
+            blocking(move || this.store_content(envelope, staged, recipients, &policy)).await?;
+        let record = match stored {
             Stored::New(record) => record,
             Stored::Duplicate(receipt) => return self.sign_receipt(receipt).await,
         };
@@ -227,6 +328,7 @@ impl Gateway {
             sender = %receipt.message.sender,
             message_id = %receipt.message.message_id,
             recipients = receipt.message.recipients.len(),
+            bytes = receipt.message.attachments.iter().map(|a| a.size).sum::<u64>(),
             duplicate = receipt.duplicate,
             "message accepted"
         );
@@ -258,22 +360,23 @@ impl Gateway {
     fn store_content(
         &self,
         envelope: Envelope,
+        mut staged: Vec<StagedBlob>,
         recipients: Vec<routing::Recipient>,
         policy: &crate::registry::Policy,
     ) -> Result<Stored, GatewayError> {
-        let attachments: Vec<(StoredAttachment, &[u8])> = envelope
-            .attachments
-            .iter()
-            .map(|a| {
-                let stored = StoredAttachment {
-                    name: a.name.clone(),
-                    media_type: a.media_type.clone(),
-                    sha256: ContentHash::of(&a.content),
-                    size: a.content.len() as u64,
-                };
-                (stored, a.content.as_slice())
-            })
-            .collect();
+        let mut attachments = Vec::with_capacity(envelope.attachments.len());
+        for (index, a) in envelope.attachments.iter().enumerate() {
+            let (sha256, size) = match staged.get_mut(index) {
+                Some(blob) => (blob.seal()?, blob.size()),
+                None => (ContentHash::of(&a.content), a.content.len() as u64),
+            };
+            attachments.push(StoredAttachment {
+                name: a.name.clone(),
+                media_type: a.media_type.clone(),
+                sha256,
+                size,
+            });
+        }
         let signatures: Vec<StoredSignature> = envelope
             .signatures
             .iter()
@@ -282,15 +385,13 @@ impl Gateway {
                 cms: ContentHash::of(&s.cms_der),
             })
             .collect();
-        let stored_attachments: Vec<StoredAttachment> =
-            attachments.iter().map(|(a, _)| a.clone()).collect();
         let record = MessageRecord {
-            content_digest: content_digest(&envelope, &stored_attachments, &signatures)?,
+            content_digest: content_digest(&envelope, &attachments, &signatures)?,
             message_id: envelope.message_id.clone(),
             sender: envelope.from.clone(),
             to: envelope.to.clone(),
             document: envelope.document.clone(),
-            attachments: stored_attachments,
+            attachments,
             signatures,
             recipients,
             reports: Vec::new(),
@@ -312,7 +413,20 @@ impl Gateway {
             }
             .into());
         }
-        let reports = self.verify_envelope(&envelope);
+        let contents: Vec<pki::Content<'_>> = if staged.is_empty() {
+            envelope
+                .attachments
+                .iter()
+                .map(|a| pki::Content::Bytes(&a.content))
+                .collect()
+        } else {
+            staged
+                .iter()
+                .map(|blob| pki::Content::File(blob.path()))
+                .collect()
+        };
+        let reports = self.verify_envelope(&envelope, &contents);
+        drop(contents);
         policy
             .check_signatures(&envelope.from, &reports)
             .map_err(|refusal| GatewayError::Refused {
@@ -321,11 +435,18 @@ impl Gateway {
             })?;
         let mut record = record;
         record.reports = reports;
-        for (_, content) in &attachments {
-            self.store.blobs().put(content)?;
+        let blobs = self.store.blobs();
+        if staged.is_empty() {
+            for attachment in &envelope.attachments {
+                blobs.put(&attachment.content)?;
+            }
+        } else {
+            for blob in staged {
+                blobs.commit(blob)?;
+            }
         }
         for signature in &envelope.signatures {
-            self.store.blobs().put(&signature.cms_der)?;
+            blobs.put(&signature.cms_der)?;
         }
         Ok(Stored::New(record))
     }
@@ -337,9 +458,13 @@ impl Gateway {
                 leased,
                 attachments: Vec::new(),
                 signatures: Vec::new(),
+                content_follows: false,
             });
         }
         let blobs = self.store.blobs();
+        let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
+        // Content over the unary limit follows the delivery in chunks.
+        let content_follows = total > self.config.limits.max_message_bytes;
         let attachments = leased
             .message
             .attachments
@@ -348,7 +473,11 @@ impl Gateway {
                 Ok(Attachment {
                     name: a.name.clone(),
                     media_type: a.media_type.clone(),
-                    content: blobs.get(&a.sha256)?,
+                    content: if content_follows {
+                        Vec::new()
+                    } else {
+                        blobs.get(&a.sha256)?
+                    },
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -367,21 +496,24 @@ impl Gateway {
             leased,
             attachments,
             signatures,
+            content_follows,
         })
     }
 
-    /// Verifies every signature of an envelope against its attachment.
-    fn verify_envelope(&self, envelope: &Envelope) -> Vec<Report> {
+    /// Verifies every signature of an envelope against its attachment's
+    /// content (`contents`, in attachment order).
+    fn verify_envelope(&self, envelope: &Envelope, contents: &[pki::Content<'_>]) -> Vec<Report> {
         let lookup = |fingerprint: &pki::Fingerprint| self.registry.signer_role(fingerprint);
         let mut reports = Vec::new();
         for signature in &envelope.signatures {
             match envelope
                 .attachments
                 .iter()
-                .find(|a| a.name == signature.attachment)
+                .zip(contents)
+                .find(|(a, _)| a.name == signature.attachment)
             {
-                Some(attachment) => reports.extend(self.verifier.verify(
-                    &attachment.content,
+                Some((_, content)) => reports.extend(self.verifier.verify_content(
+                    *content,
                     &signature.cms_der,
                     &signature.attachment,
                     &lookup,
@@ -393,6 +525,35 @@ impl Gateway {
             }
         }
         reports
+    }
+
+    /// Runs the content sweeper until shutdown: every
+    /// `queue.sweep_interval` it releases content whose retention passed.
+    pub fn spawn_sweeper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut shutdown = this.shutdown.clone();
+            let mut tick = tokio::time::interval(this.config.queue.sweep_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+                match this.queue.sweep().await {
+                    Ok(report) if report.messages > 0 => tracing::info!(
+                        messages = report.messages,
+                        files = report.files,
+                        "content released after its retention period"
+                    ),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "content sweep failed; will retry"),
+                }
+            }
+        })
     }
 
     /// Acknowledges a delivery of `caller`'s queue.
@@ -434,6 +595,52 @@ impl Gateway {
         }
         Ok(out)
     }
+}
+
+/// Runs blocking work (files, hashing, verification) off the reactor.
+async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, GatewayError>
+where
+    T: Send + 'static,
+    E: Into<GatewayError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Engine(format!("blocking task failed: {e}")))?
+        .map_err(Into::into)
+}
+
+/// Checks one SendStream chunk against the attachment being received.
+fn check_chunk(
+    limits: &crate::envelope::Limits,
+    expected: &str,
+    size: u64,
+    received: u64,
+    name: &str,
+    data: &[u8],
+) -> Result<(), EnvelopeError> {
+    if name != expected {
+        return Err(EnvelopeError::invalid(
+            "chunk.attachment",
+            format!(
+                "{name:?} arrived while {expected:?} still lacks {} bytes: chunks go attachment by attachment, in envelope order",
+                size - received
+            ),
+        ));
+    }
+    if data.len() as u64 > limits.max_chunk_bytes {
+        return Err(EnvelopeError::TooLarge {
+            field: "chunk.data".to_owned(),
+            size: data.len() as u64,
+            limit: limits.max_chunk_bytes,
+        });
+    }
+    if received + data.len() as u64 > size {
+        return Err(EnvelopeError::invalid(
+            "chunk.data",
+            format!("attachment {expected:?} is longer than its declared size of {size} bytes"),
+        ));
+    }
+    Ok(())
 }
 
 enum Stored {

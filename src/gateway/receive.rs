@@ -5,8 +5,10 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
-use super::{Delivery, Gateway, GatewayError};
+use super::{DeliveryChunk, Gateway, GatewayError, Outgoing, blocking};
 use crate::{envelope::OrgCode, queue::LeaseBatch, registry::Agency, store::StoreError};
+
+type Sink = mpsc::Sender<Result<Outgoing, GatewayError>>;
 
 impl Gateway {
     /// Streams `caller`'s queue. With `drain`, the stream ends once nothing
@@ -16,7 +18,7 @@ impl Gateway {
         caller: Agency,
         max_in_flight: u32,
         drain: bool,
-    ) -> mpsc::Receiver<Result<Delivery, GatewayError>> {
+    ) -> mpsc::Receiver<Result<Outgoing, GatewayError>> {
         let limit = match max_in_flight {
             0 => self.config.queue.default_max_in_flight,
             asked => asked.min(self.config.queue.max_in_flight_cap),
@@ -43,7 +45,7 @@ impl Gateway {
         stream: u64,
         limit: usize,
         drain: bool,
-        sender: &mpsc::Sender<Result<Delivery, GatewayError>>,
+        sender: &Sink,
     ) -> Result<(), GatewayError> {
         let mut wake = self.queue.subscribe(code);
         let mut shutdown = self.shutdown.clone();
@@ -65,7 +67,22 @@ impl Gateway {
                 let delivery = tokio::task::spawn_blocking(move || this.load(leased))
                     .await
                     .map_err(|e| StoreError::Engine(format!("load task failed: {e}")))??;
-                if sender.send(Ok(delivery)).await.is_err() {
+                let follows = delivery.content_follows.then(|| {
+                    (
+                        delivery.leased.delivery_id.to_string(),
+                        delivery.leased.message.attachments.clone(),
+                    )
+                });
+                if sender
+                    .send(Ok(Outgoing::Delivery(Box::new(delivery))))
+                    .await
+                    .is_err()
+                {
+                    return Ok(());
+                }
+                if let Some((delivery_id, attachments)) = follows
+                    && !self.send_content(&delivery_id, &attachments, sender).await?
+                {
                     return Ok(());
                 }
             }
@@ -83,6 +100,49 @@ impl Gateway {
                 () = sleep_or_forever(until_wake) => {},
             }
         }
+    }
+}
+
+impl Gateway {
+    /// Streams a large document's content after its delivery, one chunk at
+    /// a time: the channel holds two, so memory stays bounded by the chunk
+    /// size. Each file is checked against its hash as it is read; a
+    /// mismatch ends the stream with an error rather than a silent bad
+    /// copy. False when the receiver went away.
+    async fn send_content(
+        &self,
+        delivery_id: &str,
+        attachments: &[crate::queue::StoredAttachment],
+        sender: &Sink,
+    ) -> Result<bool, GatewayError> {
+        let chunk = usize::try_from(self.config.limits.delivery_chunk_bytes).unwrap_or(1 << 20);
+        for attachment in attachments {
+            let blobs = self.store.blobs().clone();
+            let hash = attachment.sha256;
+            let mut reader = blocking(move || blobs.open_reader(&hash)).await?;
+            loop {
+                let (read, data, back) = blocking(move || {
+                    let mut data = vec![0u8; chunk];
+                    let read = reader.read(&mut data)?;
+                    data.truncate(read);
+                    Ok::<_, StoreError>((read, data, reader))
+                })
+                .await?;
+                reader = back;
+                if read == 0 {
+                    break;
+                }
+                let piece = Outgoing::Chunk(DeliveryChunk {
+                    delivery_id: delivery_id.to_owned(),
+                    attachment: attachment.name.clone(),
+                    data,
+                });
+                if sender.send(Ok(piece)).await.is_err() {
+                    return Ok(false);
+                }
+            }
+        }
+        Ok(true)
     }
 }
 

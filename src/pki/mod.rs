@@ -25,7 +25,7 @@ pub use trust::{
     CrlEntry, CrlFacts, TrustStore, certificate_from_der, certificates_from_pem, crl_facts,
     crl_from_bytes,
 };
-pub use verify::{CryptoRules, SignerLookup, missing_attachment};
+pub use verify::{Content, CryptoRules, SignerLookup, missing_attachment};
 
 use crate::clock::{Clock, UnixMillis};
 
@@ -98,6 +98,17 @@ impl Verifier {
     pub fn verify(
         &self,
         content: &[u8],
+        cms_der: &[u8],
+        attachment: &str,
+        lookup: SignerLookup<'_>,
+    ) -> Vec<Report> {
+        self.verify_content(Content::Bytes(content), cms_der, attachment, lookup)
+    }
+
+    /// Like [`Verifier::verify`], over bytes or a file read in pieces.
+    pub fn verify_content(
+        &self,
+        content: Content<'_>,
         cms_der: &[u8],
         attachment: &str,
         lookup: SignerLookup<'_>,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use openssl::{
     cms::CmsContentInfo,
-    hash::hash,
+    hash::{Hasher, MessageDigest, hash},
     nid::Nid,
     pkey::Id,
     stack::Stack,
@@ -130,12 +130,53 @@ pub fn missing_attachment(attachment: &str, now: UnixMillis) -> Report {
     checks.report(attachment, None, now)
 }
 
+/// The signed content: bytes in memory, or a file read in pieces so that a
+/// document of any size is verified in bounded memory.
+#[derive(Debug, Clone, Copy)]
+pub enum Content<'a> {
+    /// Bytes in memory.
+    Bytes(&'a [u8]),
+    /// A file, hashed as it is read.
+    File(&'a std::path::Path),
+}
+
+impl Content<'_> {
+    /// The digest of the content and its length in bytes.
+    fn digest(&self, algorithm: MessageDigest) -> Result<(Vec<u8>, u64), String> {
+        match self {
+            Content::Bytes(bytes) => hash(algorithm, bytes)
+                .map(|d| (d.to_vec(), bytes.len() as u64))
+                .map_err(|e| e.to_string()),
+            Content::File(path) => {
+                use std::io::Read;
+                let mut file = std::fs::File::open(path)
+                    .map_err(|e| format!("opening {}: {e}", path.display()))?;
+                let mut hasher = Hasher::new(algorithm).map_err(|e| e.to_string())?;
+                let mut buffer = vec![0u8; 256 * 1024];
+                let mut length = 0u64;
+                loop {
+                    let read = file
+                        .read(&mut buffer)
+                        .map_err(|e| format!("reading {}: {e}", path.display()))?;
+                    if read == 0 {
+                        break;
+                    }
+                    length += read as u64;
+                    hasher.update(&buffer[..read]).map_err(|e| e.to_string())?;
+                }
+                let digest = hasher.finish().map_err(|e| e.to_string())?;
+                Ok((digest.to_vec(), length))
+            }
+        }
+    }
+}
+
 /// Verifies `cms_der` over `content`: one report per signer.
 pub fn verify(
     trust: &TrustStore,
     rules: &CryptoRules,
     now: UnixMillis,
-    content: &[u8],
+    content: Content<'_>,
     cms_der: &[u8],
     attachment: &str,
     lookup: SignerLookup<'_>,
@@ -184,7 +225,7 @@ fn verify_signer(
     trust: &TrustStore,
     rules: &CryptoRules,
     now: UnixMillis,
-    content: &[u8],
+    content: Content<'_>,
     info: &ffi::SignerInfo<'_>,
     untrusted: &[X509],
     attachment: &str,
@@ -276,7 +317,7 @@ fn signed_attributes(info: &ffi::SignerInfo<'_>, signing_time: Option<i64>) -> O
     }
 }
 
-fn content_digest(info: &ffi::SignerInfo<'_>, content: &[u8], attachment: &str) -> Outcome {
+fn content_digest(info: &ffi::SignerInfo<'_>, content: Content<'_>, attachment: &str) -> Outcome {
     let Some(digest) = info.digest() else {
         return Err((
             SubIndication::FormatFailure,
@@ -292,10 +333,9 @@ fn content_digest(info: &ffi::SignerInfo<'_>, content: &[u8], attachment: &str) 
             "no message digest is signed".to_owned(),
         ));
     };
-    match hash(digest, content) {
-        Ok(actual) if *actual == *signed => Ok(format!(
-            "{} bytes of {attachment:?} match the signed digest",
-            content.len()
+    match content.digest(digest) {
+        Ok((actual, length)) if actual == signed => Ok(format!(
+            "{length} bytes of {attachment:?} match the signed digest"
         )),
         Ok(_) => Err((
             SubIndication::HashFailure,

@@ -10,6 +10,7 @@
 //! before each delivery, so dead-lettering is exact across restarts. After a
 //! restart every unacknowledged entry is deliverable again (at-least-once).
 
+mod content;
 mod slot;
 #[cfg(test)]
 mod tests;
@@ -26,6 +27,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use self::content::SweepReport;
 pub use self::slot::{DeadLetterId, DeliveryId};
 use self::slot::{Slot, dead_prefix, queue_prefix};
 use crate::{
@@ -73,6 +75,10 @@ pub enum QueueError {
     /// A purge without its confirmation.
     #[error("purging deletes every waiting document of {0}; set confirm to do it")]
     PurgeNotConfirmed(OrgCode),
+    /// A file the message needs was deleted by the content sweeper between
+    /// being written and being enqueued (identical content had just expired).
+    #[error("content {0} was being released as this document arrived; send it again")]
+    ContentReleased(ContentHash),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -348,10 +354,11 @@ impl Queue {
     pub async fn enqueue(&self, message: MessageRecord) -> Result<Receipt, QueueError> {
         let clock = self.clock.clone();
         let wakers = self.wakers.clone();
+        let blobs = self.store.blobs().clone();
         self.store
             .writer()
             .write_then(
-                move |writes| enqueue_job(writes, message, clock.now_millis()),
+                move |writes| enqueue_job(writes, &blobs, message, clock.now_millis()),
                 move |receipt: &Receipt| {
                     if !receipt.duplicate {
                         for recipient in &receipt.message.recipients {
@@ -648,6 +655,7 @@ impl Queue {
         let previous = self.block(recipient, id, false)?;
         let key = id.slot.queue_key(recipient);
         let now = self.clock.now_millis();
+        let due = now.saturating_add(millis(self.config.content_retention));
         let agency = recipient.clone();
         let removed = self
             .store
@@ -658,6 +666,9 @@ impl Queue {
                 };
                 let entry: QueueEntry = store::decode(&key, &bytes)?;
                 writes.delete(key);
+                if entry.status.is_none() {
+                    content::delivery_done(writes, &entry.sender, &entry.message_id, due)?;
+                }
                 let mut event = Event::message(
                     EventKind::Acked,
                     &entry.sender,
@@ -893,13 +904,23 @@ impl Queue {
             let prefix = queue_prefix(recipient);
             let agency = recipient.clone();
             let now = self.clock.now_millis();
+            let due = now.saturating_add(millis(self.config.content_retention));
             let deleted = self
                 .store
                 .writer()
                 .write(move |writes| {
                     let page = writes.kv().scan_prefix(&prefix, None, PURGE_CHUNK)?;
                     let count = page.len() as u64;
-                    for (key, _) in page {
+                    for (key, value) in page {
+                        let entry: QueueEntry = store::decode(&key, &value)?;
+                        if entry.status.is_none() {
+                            content::delivery_done(
+                                writes,
+                                &entry.sender,
+                                &entry.message_id,
+                                due,
+                            )?;
+                        }
                         writes.delete(key);
                     }
                     if count > 0 {
@@ -1025,6 +1046,7 @@ fn settle_job(
 
 fn enqueue_job(
     writes: &mut WriteSet<'_>,
+    blobs: &store::BlobStore,
     mut message: MessageRecord,
     now: UnixMillis,
 ) -> Result<Receipt, QueueError> {
@@ -1042,6 +1064,7 @@ fn enqueue_job(
             duplicate: true,
         });
     }
+    content::hold(writes, blobs, &message)?;
     message.accepted_at = now;
     let rank = message.document.priority.rank();
     for recipient in message.recipients.iter().map(|r| &r.code) {

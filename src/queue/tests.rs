@@ -21,6 +21,7 @@ fn config() -> QueueConfig {
         max_attempts: 3,
         backoff_initial: Duration::from_secs(1),
         backoff_max: Duration::from_secs(8),
+        content_retention: Duration::from_secs(60),
         ..QueueConfig::default()
     }
 }
@@ -508,4 +509,83 @@ fn ids_round_trip_and_malformed_ones_are_refused() {
         slot: Slot { rank: 0, seq: 9 },
     };
     assert_eq!(DeadLetterId::parse(&dead.to_string()).expect("parse"), dead);
+}
+
+#[tokio::test]
+async fn content_is_released_after_its_last_delivery_and_the_retention() {
+    const OTHER: &str = "000.01.31.H56";
+    for f in fixtures() {
+        let blobs = f.queue.store.blobs().clone();
+        let shared = blobs.put(b"shared plan").expect("put");
+        let own = blobs.put(b"own annex").expect("put");
+        let purged = blobs.put(b"purged letter").expect("put");
+        let attachment = |name: &str, sha256| StoredAttachment {
+            name: name.to_owned(),
+            media_type: "application/pdf".to_owned(),
+            sha256,
+            size: 11,
+        };
+        let mut first = message("g1", Priority::Normal, b"g1");
+        first.attachments = vec![attachment("plan.pdf", shared), attachment("annex.pdf", own)];
+        first.recipients.push(crate::routing::Recipient {
+            code: code(OTHER),
+            via: OTHER.to_owned(),
+        });
+        let mut second = message("g2", Priority::Normal, b"g2");
+        second.attachments = vec![attachment("plan.pdf", shared)];
+        f.queue.enqueue(first).await.expect("enqueue g1");
+        f.queue.enqueue(second).await.expect("enqueue g2");
+
+        // RECIPIENT acks both; OTHER still holds g1.
+        let batch = f.lease(f.queue.open_stream(), 10).await;
+        assert_eq!(ids(&batch), ["g1", "g2"], "{}", f.engine);
+        for leased in &batch.leased {
+            f.ack(leased).await.expect("ack");
+        }
+        f.clock.advance(61_000);
+        let report = f.queue.sweep().await.expect("sweep");
+        assert_eq!(report, SweepReport { messages: 1, files: 0 }, "{}: g2 only", f.engine);
+        assert!(blobs.contains(&shared) && blobs.contains(&own), "g1 still uses them");
+
+        // OTHER acks g1: its content is due in 60 s, not before.
+        let other = f
+            .queue
+            .lease_next(&code(OTHER), f.queue.open_stream(), 10, false)
+            .await
+            .expect("lease");
+        f.queue
+            .ack(&code(OTHER), &other.leased[0].delivery_id.to_string())
+            .await
+            .expect("ack");
+        f.clock.advance(59_000);
+        assert_eq!(f.queue.sweep().await.expect("sweep"), SweepReport::default());
+        assert!(blobs.contains(&shared), "{}: kept during retention", f.engine);
+        f.clock.advance(1_000);
+        let report = f.queue.sweep().await.expect("sweep");
+        assert_eq!(report, SweepReport { messages: 1, files: 2 }, "{}", f.engine);
+        assert!(!blobs.contains(&shared) && !blobs.contains(&own), "{}", f.engine);
+        let trace = crate::audit::trace(
+            f.queue.store.kv(),
+            &code(SENDER),
+            &MessageId::parse("g1", "test").expect("id"),
+        )
+        .expect("trace");
+        assert_eq!(trace.last().map(|e| e.event.kind), Some(EventKind::Released));
+
+        // A new message pointing at released content is refused, not stored.
+        let mut late = message("g3", Priority::Normal, b"g3");
+        late.attachments = vec![attachment("plan.pdf", shared)];
+        let refused = f.queue.enqueue(late).await;
+        assert!(matches!(refused, Err(QueueError::ContentReleased(h)) if h == shared), "{refused:?}");
+        assert!(f.queue.message(&code(SENDER), &MessageId::parse("g3", "test").expect("id")).expect("read").is_none());
+
+        // A purge ends deliveries too; a dead letter would not.
+        let mut letter = message("g4", Priority::Normal, b"g4");
+        letter.attachments = vec![attachment("letter.pdf", purged)];
+        f.queue.enqueue(letter).await.expect("enqueue g4");
+        f.queue.purge(&code(RECIPIENT), true).await.expect("purge");
+        f.clock.advance(60_000);
+        assert_eq!(f.queue.sweep().await.expect("sweep").files, 1, "{}", f.engine);
+        assert!(!blobs.contains(&purged));
+    }
 }

@@ -121,6 +121,67 @@ impl BlobStore {
         written.map(|()| hash)
     }
 
+    /// Starts writing content of unknown hash in pieces, into a temporary
+    /// file: memory stays bounded by the pieces, whatever the size.
+    pub fn stage(&self) -> Result<StagedBlob, StoreError> {
+        let path = self.root.join("tmp").join(format!(
+            "staged-{}-{}",
+            std::process::id(),
+            TEMP_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = File::create(&path).map_err(|e| StoreError::io("creating blob", &path, e))?;
+        Ok(StagedBlob {
+            file: Some(file),
+            path,
+            hasher: Sha256::new(),
+            size: 0,
+            hash: None,
+        })
+    }
+
+    /// Makes staged content durable under its hash (fsync, rename, fsync of
+    /// the directory); content already stored costs nothing more. Blocking.
+    pub fn commit(&self, mut staged: StagedBlob) -> Result<ContentHash, StoreError> {
+        let hash = staged.seal()?;
+        let path = self.path_of(&hash);
+        if path.is_file() {
+            return Ok(hash);
+        }
+        let shard = path.parent().unwrap_or(&self.root).to_path_buf();
+        if !shard.is_dir() {
+            fs::create_dir_all(&shard)
+                .map_err(|e| StoreError::io("creating blob shard", &shard, e))?;
+            sync_dir(&self.root)?;
+        }
+        fs::rename(&staged.path, &path).map_err(|e| StoreError::io("renaming blob", &path, e))?;
+        sync_dir(&shard)?;
+        Ok(hash)
+    }
+
+    /// Opens stored content for reading in pieces; the caller checks the
+    /// hash as it reads (see [`BlobReader`]).
+    pub fn open_reader(&self, hash: &ContentHash) -> Result<BlobReader, StoreError> {
+        let path = self.path_of(hash);
+        let file = File::open(&path).map_err(|e| StoreError::io("reading blob", &path, e))?;
+        Ok(BlobReader {
+            file,
+            path,
+            expected: *hash,
+            hasher: Sha256::new(),
+        })
+    }
+
+    /// Deletes stored content. Only the content sweeper calls it, once no
+    /// record points at the hash any more. Blocking.
+    pub fn remove(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        let path = self.path_of(hash);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(StoreError::io("deleting blob", &path, e)),
+        }
+    }
+
     /// Reads content back and checks it against its hash.
     pub fn get(&self, hash: &ContentHash) -> Result<Vec<u8>, StoreError> {
         let path = self.path_of(hash);
@@ -156,6 +217,93 @@ impl BlobStore {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+/// Content being written in pieces; see [`BlobStore::stage`]. Dropped
+/// without a commit, its temporary file is deleted.
+pub struct StagedBlob {
+    file: Option<File>,
+    path: PathBuf,
+    hasher: Sha256,
+    size: u64,
+    hash: Option<ContentHash>,
+}
+
+impl StagedBlob {
+    /// Appends a piece. Blocking.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let Some(file) = self.file.as_mut() else {
+            return Err(StoreError::Engine("write after seal".to_owned()));
+        };
+        file.write_all(bytes)
+            .map_err(|e| StoreError::io("writing blob", &self.path, e))?;
+        self.hasher.update(bytes);
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Ends writing: fsyncs the file and returns the content's hash. Blocking.
+    pub fn seal(&mut self) -> Result<ContentHash, StoreError> {
+        if let Some(hash) = self.hash {
+            return Ok(hash);
+        }
+        if let Some(file) = self.file.take() {
+            file.sync_all()
+                .map_err(|e| StoreError::io("fsync of blob", &self.path, e))?;
+        }
+        let hash = ContentHash(std::mem::take(&mut self.hasher).finalize().into());
+        self.hash = Some(hash);
+        Ok(hash)
+    }
+
+    /// Where the staged bytes are, to read them (for verification) before
+    /// the commit.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for StagedBlob {
+    fn drop(&mut self) {
+        // After a commit the file was renamed away and this finds nothing.
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+/// Stored content read in pieces, checked against its hash at the end.
+pub struct BlobReader {
+    file: File,
+    path: PathBuf,
+    expected: ContentHash,
+    hasher: Sha256,
+}
+
+impl BlobReader {
+    /// Reads the next piece into `buffer`: `Ok(0)` at the end, once the
+    /// whole content matched its hash. Blocking.
+    pub fn read(&mut self, buffer: &mut [u8]) -> Result<usize, StoreError> {
+        let read = self
+            .file
+            .read(buffer)
+            .map_err(|e| StoreError::io("reading blob", &self.path, e))?;
+        if read == 0 {
+            let actual = ContentHash(std::mem::take(&mut self.hasher).finalize().into());
+            if actual != self.expected {
+                return Err(StoreError::Corrupt {
+                    key: self.path.display().to_string(),
+                    reason: "content does not match its SHA-256".to_owned(),
+                });
+            }
+        } else {
+            self.hasher.update(&buffer[..read]);
+        }
+        Ok(read)
     }
 }
 

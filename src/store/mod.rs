@@ -15,7 +15,7 @@ mod tests;
 
 use std::{path::Path, sync::Arc};
 
-pub use blob::{BlobStore, ContentHash};
+pub use blob::{BlobReader, BlobStore, ContentHash, StagedBlob};
 pub use commit::{WriteSet, Writer};
 pub use memory::MemoryKv;
 pub use sled_kv::SledKv;
@@ -135,6 +135,14 @@ pub mod keys {
     pub const AUDIT: &[u8] = b"audit\0";
     /// `trace\0{sender}\0{message id}\0{audit seq}` → empty: a message's audit entries.
     pub const TRACE: &[u8] = b"trace\0";
+    /// `blob-ref\0{sha256}` → number of messages still using the content (u64 BE).
+    pub const BLOB_REF: &[u8] = b"blob-ref\0";
+    /// `pending\0{sender}\0{message id}` → deliveries of the message not yet
+    /// acknowledged or purged (u32 BE).
+    pub const PENDING: &[u8] = b"pending\0";
+    /// `expire\0{due u64 BE}{sender}\0{message id}` → empty: the message's
+    /// content may be released from `due` on.
+    pub const EXPIRE: &[u8] = b"expire\0";
     /// `meta\0audit-head` → (last audit seq, its hash).
     pub const META_AUDIT_HEAD: &[u8] = b"meta\0audit-head";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).

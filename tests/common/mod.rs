@@ -7,7 +7,7 @@ use std::{
     io::{BufRead, BufReader},
     net::SocketAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Child, Command, Output, Stdio},
     sync::mpsc,
     time::Duration,
 };
@@ -344,4 +344,35 @@ pub fn spawn_gateway(data_dir: &Path) -> (GatewayProcess, SocketAddr) {
         .recv_timeout(Duration::from_secs(60))
         .expect("gateway printed its listening address");
     (child, addr.parse().expect("socket address"))
+}
+
+/// Runs the `lienthong` binary as a client holding `identity`'s certificate.
+pub fn run_cli(args: &[&str], identity: &str, addr: &str) -> Output {
+    let (cert, key) = identity_files(identity);
+    Command::new(BIN)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env(
+            "LIENTHONG_SERVER",
+            format!(
+                "https://localhost:{}",
+                addr.rsplit(':').next().expect("port")
+            ),
+        )
+        .env("LIENTHONG_TLS_CERT", cert)
+        .env("LIENTHONG_TLS_KEY", key)
+        .env("LIENTHONG_TLS_CA", certs().join("ca/root.crt"))
+        .output()
+        .expect("run lienthong")
+}
+
+/// The stdout of a command that must have succeeded.
+pub fn stdout_of(output: &Output, what: &str) -> String {
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{what} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
 }
