@@ -407,7 +407,11 @@ impl RawEnvelope {
         self.validate_as(limits, Some(sizes))
     }
 
-    fn validate_as(self, limits: &Limits, sizes: Option<&[u64]>) -> Result<Envelope, EnvelopeError> {
+    fn validate_as(
+        self,
+        limits: &Limits,
+        sizes: Option<&[u64]>,
+    ) -> Result<Envelope, EnvelopeError> {
         let message_id = MessageId::parse(&self.message_id, "envelope.message_id")?;
         if self.from.is_empty() {
             return Err(EnvelopeError::invalid("envelope.from", "is required"));

@@ -10,7 +10,6 @@ use std::{
 
 use common::{BIN, certs, run_cli as run, spawn_gateway, stdout_of};
 
-
 #[test]
 fn the_readme_walkthrough_works_with_the_binary() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -69,7 +69,14 @@ fn a_64_mib_document_streams_both_ways_in_bounded_memory() {
     std::fs::write(&small, "Công văn nhỏ để khởi động").expect("write");
     let small = small.to_str().expect("utf-8 path");
     let args = [
-        "send", "--to", DISTRICT, "--code", "1/CV", "--subject", "Khởi động", small,
+        "send",
+        "--to",
+        DISTRICT,
+        "--code",
+        "1/CV",
+        "--subject",
+        "Khởi động",
+        small,
     ];
     // Unsigned: the default policy refuses it, which exercises the path anyway.
     let _ = run_cli(&args, "department", &addr);
@@ -80,7 +87,9 @@ fn a_64_mib_document_streams_both_ways_in_bounded_memory() {
     let signature = work.path().join("quy-hoach.bin.p7s");
     let signer = certs().join("signers/department-organization");
     let status = Command::new("openssl")
-        .args(["cms", "-sign", "-binary", "-cades", "-outform", "DER", "-in"])
+        .args([
+            "cms", "-sign", "-binary", "-cades", "-outform", "DER", "-in",
+        ])
         .arg(&big)
         .arg("-signer")
         .arg(signer.with_extension("crt"))
@@ -118,7 +127,10 @@ fn a_64_mib_document_streams_both_ways_in_bounded_memory() {
         "send of 64 MiB",
     );
     assert!(sent.contains("accepted: message quy-hoach-2026"), "{sent}");
-    assert!(sent.contains(&format!("67108864 bytes  sha256 {expected}")), "{sent}");
+    assert!(
+        sent.contains(&format!("67108864 bytes  sha256 {expected}")),
+        "{sent}"
+    );
 
     let out = work.path().join("inbox");
     let received = stdout_of(
@@ -135,11 +147,21 @@ fn a_64_mib_document_streams_both_ways_in_bounded_memory() {
         ),
         "receive of 64 MiB",
     );
-    assert!(received.contains("quy-hoach.bin: 67108864 bytes, sha256 checked"), "{received}");
+    assert!(
+        received.contains("quy-hoach.bin: 67108864 bytes, sha256 checked"),
+        "{received}"
+    );
     assert!(received.contains("TOTAL_PASSED"), "{received}");
     assert!(received.contains("acknowledged"), "{received}");
-    let saved = out.join(DEPARTMENT).join("quy-hoach-2026").join("quy-hoach.bin");
-    assert_eq!(sha256_file(&saved), expected, "the received file is the sent one");
+    let saved = out
+        .join(DEPARTMENT)
+        .join("quy-hoach-2026")
+        .join("quy-hoach.bin");
+    assert_eq!(
+        sha256_file(&saved),
+        expected,
+        "the received file is the sent one"
+    );
 
     let peak = peak_rss(pid);
     let growth = peak.saturating_sub(baseline);
@@ -158,7 +180,10 @@ fn a_64_mib_document_streams_both_ways_in_bounded_memory() {
 
     // Stored once, staging files gone.
     let (_, blobs) = snapshot(&data);
-    assert!(blobs.contains(&expected), "the content is stored under its hash");
+    assert!(
+        blobs.contains(&expected),
+        "the content is stored under its hash"
+    );
     let staging: Vec<_> = std::fs::read_dir(data.join("blobs/tmp"))
         .expect("tmp dir")
         .collect();
@@ -179,7 +204,10 @@ fn stream_envelope(message_id: &str, sizes: &[(&str, u64)]) -> proto::Envelope {
     envelope
 }
 
-fn parts(envelope: Option<proto::Envelope>, chunks: &[(&str, &[u8])]) -> Vec<proto::SendStreamRequest> {
+fn parts(
+    envelope: Option<proto::Envelope>,
+    chunks: &[(&str, &[u8])],
+) -> Vec<proto::SendStreamRequest> {
     envelope
         .map(|e| proto::SendStreamRequest {
             part: Some(Part::Envelope(e)),
@@ -227,13 +255,19 @@ async fn malformed_streams_are_refused_and_leave_nothing() {
         ),
         (
             "too short",
-            parts(Some(stream_envelope("s-2", &[("a.pdf", 10)])), &[("a.pdf", b"12345")]),
+            parts(
+                Some(stream_envelope("s-2", &[("a.pdf", 10)])),
+                &[("a.pdf", b"12345")],
+            ),
             tonic::Code::InvalidArgument,
             "ended after 5 of the 10 bytes",
         ),
         (
             "too long",
-            parts(Some(stream_envelope("s-3", &[("a.pdf", 4)])), &[("a.pdf", b"12345")]),
+            parts(
+                Some(stream_envelope("s-3", &[("a.pdf", 4)])),
+                &[("a.pdf", b"12345")],
+            ),
             tonic::Code::InvalidArgument,
             "longer than its declared size",
         ),
@@ -305,9 +339,7 @@ async fn malformed_streams_are_refused_and_leave_nothing() {
         ),
     ];
     for (what, requests, code, needle) in cases {
-        let result = client
-            .send_stream(tokio_stream::iter(requests))
-            .await;
+        let result = client.send_stream(tokio_stream::iter(requests)).await;
         let status = result.expect_err(what);
         assert_eq!(status.code(), code, "{what}: {}", status.message());
         assert!(
@@ -344,7 +376,11 @@ async fn malformed_streams_are_refused_and_leave_nothing() {
 
     // Only the accepted document's content and signature are stored.
     let (_, blobs) = snapshot(dir.path());
-    assert_eq!(blobs.len(), 2, "content and signature of s-ok only: {blobs:?}");
+    assert_eq!(
+        blobs.len(),
+        2,
+        "content and signature of s-ok only: {blobs:?}"
+    );
     let staging: Vec<_> = std::fs::read_dir(dir.path().join("blobs/tmp"))
         .expect("tmp dir")
         .collect();

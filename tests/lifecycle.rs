@@ -35,7 +35,10 @@ fn status(
 /// directory (BlobStore::open would clear a running gateway's staging).
 fn blob_files(data_dir: &std::path::Path) -> Vec<String> {
     let mut out = Vec::new();
-    for shard in std::fs::read_dir(data_dir.join("blobs")).expect("blobs").flatten() {
+    for shard in std::fs::read_dir(data_dir.join("blobs"))
+        .expect("blobs")
+        .flatten()
+    {
         if shard.file_name() == "tmp" {
             continue;
         }
@@ -237,8 +240,14 @@ async fn statuses_flow_back_and_a_recall_is_answered() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(released, "the plan's content is released after its last ack");
-    assert!(!blob_files(dir.path()).contains(&content), "the file is gone");
+    assert!(
+        released,
+        "the plan's content is released after its last ack"
+    );
+    assert!(
+        !blob_files(dir.path()).contains(&content),
+        "the file is gone"
+    );
     drop((department, district, commune_b));
     server.stop().await;
 

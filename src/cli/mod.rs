@@ -433,7 +433,11 @@ async fn send_streamed(
     use proto::send_stream_request::Part;
     use tokio::io::AsyncReadExt;
     let total: u64 = envelope.attachments.iter().map(|a| a.size).sum();
-    let names: Vec<String> = envelope.attachments.iter().map(|a| a.name.clone()).collect();
+    let names: Vec<String> = envelope
+        .attachments
+        .iter()
+        .map(|a| a.name.clone())
+        .collect();
     let (parts, receiver) = tokio::sync::mpsc::channel(4);
     let files = files.to_vec();
     let reader = tokio::spawn(async move {

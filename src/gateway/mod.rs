@@ -598,7 +598,9 @@ impl Gateway {
 }
 
 /// Runs blocking work (files, hashing, verification) off the reactor.
-async fn blocking<T, E>(work: impl FnOnce() -> Result<T, E> + Send + 'static) -> Result<T, GatewayError>
+async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, GatewayError>
 where
     T: Send + 'static,
     E: Into<GatewayError> + Send + 'static,

@@ -81,7 +81,9 @@ impl Gateway {
                     return Ok(());
                 }
                 if let Some((delivery_id, attachments)) = follows
-                    && !self.send_content(&delivery_id, &attachments, sender).await?
+                    && !self
+                        .send_content(&delivery_id, &attachments, sender)
+                        .await?
                 {
                     return Ok(());
                 }

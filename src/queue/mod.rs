@@ -914,12 +914,7 @@ impl Queue {
                     for (key, value) in page {
                         let entry: QueueEntry = store::decode(&key, &value)?;
                         if entry.status.is_none() {
-                            content::delivery_done(
-                                writes,
-                                &entry.sender,
-                                &entry.message_id,
-                                due,
-                            )?;
+                            content::delivery_done(writes, &entry.sender, &entry.message_id, due)?;
                         }
                         writes.delete(key);
                     }

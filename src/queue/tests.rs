@@ -544,8 +544,19 @@ async fn content_is_released_after_its_last_delivery_and_the_retention() {
         }
         f.clock.advance(61_000);
         let report = f.queue.sweep().await.expect("sweep");
-        assert_eq!(report, SweepReport { messages: 1, files: 0 }, "{}: g2 only", f.engine);
-        assert!(blobs.contains(&shared) && blobs.contains(&own), "g1 still uses them");
+        assert_eq!(
+            report,
+            SweepReport {
+                messages: 1,
+                files: 0
+            },
+            "{}: g2 only",
+            f.engine
+        );
+        assert!(
+            blobs.contains(&shared) && blobs.contains(&own),
+            "g1 still uses them"
+        );
 
         // OTHER acks g1: its content is due in 60 s, not before.
         let other = f
@@ -558,26 +569,56 @@ async fn content_is_released_after_its_last_delivery_and_the_retention() {
             .await
             .expect("ack");
         f.clock.advance(59_000);
-        assert_eq!(f.queue.sweep().await.expect("sweep"), SweepReport::default());
-        assert!(blobs.contains(&shared), "{}: kept during retention", f.engine);
+        assert_eq!(
+            f.queue.sweep().await.expect("sweep"),
+            SweepReport::default()
+        );
+        assert!(
+            blobs.contains(&shared),
+            "{}: kept during retention",
+            f.engine
+        );
         f.clock.advance(1_000);
         let report = f.queue.sweep().await.expect("sweep");
-        assert_eq!(report, SweepReport { messages: 1, files: 2 }, "{}", f.engine);
-        assert!(!blobs.contains(&shared) && !blobs.contains(&own), "{}", f.engine);
+        assert_eq!(
+            report,
+            SweepReport {
+                messages: 1,
+                files: 2
+            },
+            "{}",
+            f.engine
+        );
+        assert!(
+            !blobs.contains(&shared) && !blobs.contains(&own),
+            "{}",
+            f.engine
+        );
         let trace = crate::audit::trace(
             f.queue.store.kv(),
             &code(SENDER),
             &MessageId::parse("g1", "test").expect("id"),
         )
         .expect("trace");
-        assert_eq!(trace.last().map(|e| e.event.kind), Some(EventKind::Released));
+        assert_eq!(
+            trace.last().map(|e| e.event.kind),
+            Some(EventKind::Released)
+        );
 
         // A new message pointing at released content is refused, not stored.
         let mut late = message("g3", Priority::Normal, b"g3");
         late.attachments = vec![attachment("plan.pdf", shared)];
         let refused = f.queue.enqueue(late).await;
-        assert!(matches!(refused, Err(QueueError::ContentReleased(h)) if h == shared), "{refused:?}");
-        assert!(f.queue.message(&code(SENDER), &MessageId::parse("g3", "test").expect("id")).expect("read").is_none());
+        assert!(
+            matches!(refused, Err(QueueError::ContentReleased(h)) if h == shared),
+            "{refused:?}"
+        );
+        assert!(
+            f.queue
+                .message(&code(SENDER), &MessageId::parse("g3", "test").expect("id"))
+                .expect("read")
+                .is_none()
+        );
 
         // A purge ends deliveries too; a dead letter would not.
         let mut letter = message("g4", Priority::Normal, b"g4");
@@ -585,7 +626,12 @@ async fn content_is_released_after_its_last_delivery_and_the_retention() {
         f.queue.enqueue(letter).await.expect("enqueue g4");
         f.queue.purge(&code(RECIPIENT), true).await.expect("purge");
         f.clock.advance(60_000);
-        assert_eq!(f.queue.sweep().await.expect("sweep").files, 1, "{}", f.engine);
+        assert_eq!(
+            f.queue.sweep().await.expect("sweep").files,
+            1,
+            "{}",
+            f.engine
+        );
         assert!(!blobs.contains(&purged));
     }
 }
