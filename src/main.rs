@@ -17,6 +17,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Load-test a gateway (documents/s, latency percentiles), or measure
+    /// the in-process verification ceiling with --verify-only.
+    Bench(cli::BenchArgs),
     /// Run the gateway.
     Serve {
         /// Configuration file.
@@ -147,6 +150,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             connection,
         } => cli::agency(command, &connection).await,
         Command::Send(args) => cli::send(args).await,
+        Command::Bench(args) => cli::bench(args).await,
         Command::Signer {
             command,
             connection,

@@ -19,6 +19,7 @@ pub fn timestamp(millis: UnixMillis) -> prost_types::Timestamp {
     }
 }
 
+/// The proto envelope as the core's unchecked [`RawEnvelope`].
 pub fn raw_envelope(envelope: proto::Envelope) -> RawEnvelope {
     let document = envelope.document.unwrap_or_default();
     let code = document.code.unwrap_or_default();

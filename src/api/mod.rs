@@ -10,5 +10,7 @@ mod status;
 
 pub use admin::AdminService;
 pub use auth::Authenticator;
+/// The proto envelope → domain conversion, public for the benchmarks.
+pub use convert::raw_envelope;
 pub use exchange::ExchangeService;
 pub use signing::SigningService;

@@ -2,11 +2,13 @@
 //! any agency system would; and the offline signature check.
 
 mod audit;
+mod bench;
 mod group;
 mod pki;
 mod receipt;
 
 pub use self::audit::{AuditCommand, StatusArgs, TraceArgs, audit, status, trace};
+pub use self::bench::{BenchArgs, bench};
 pub use self::group::{GroupCommand, group};
 pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
 pub use self::receipt::{ReceiptCommand, receipt};

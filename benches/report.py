@@ -1,0 +1,209 @@
+#!/usr/bin/env python3
+"""Turns one benches/run.sh run into benches/results/LABEL.json (collect),
+and every stored run into BENCHMARKS.md (render). Called by run.sh."""
+
+import datetime
+import glob
+import json
+import os
+import platform
+import sys
+
+# Which ceiling each criterion group is held against.
+CEILINGS = {
+    "verify": ("verify_1core", "`openssl speed rsa2048` verify/s, one core"),
+    "receipts": ("sign_1core", "`openssl speed rsa2048` sign/s, one core"),
+    "signing": ("sign_1core", "`openssl speed rsa2048` sign/s, one core"),
+    "enqueue_durable": ("fsync", "disk fdatasync/s"),
+    "lease_ack": ("fsync", "disk fdatasync/s"),
+    "disk": ("fsync", "disk fdatasync/s"),
+}
+
+
+def load(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def criterion_medians(root="target/criterion"):
+    out = {}
+    for estimates in glob.glob(f"{root}/*/*/new/estimates.json"):
+        parts = estimates.split(os.sep)
+        group, name = parts[-4], parts[-3]
+        median_ns = load(estimates).get("median", {}).get("point_estimate")
+        bench = load(os.path.join(os.path.dirname(estimates), "benchmark.json"))
+        elements = (bench.get("throughput") or {}).get("Elements", 1)
+        if median_ns:
+            out[f"{group}/{name}"] = {"median_ns": median_ns, "elements": elements}
+    return out
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def collect(work, label, commit, quick):
+    speed = open(os.path.join(work, "speed.txt")).read().split()
+    result = {
+        "label": label,
+        "commit": commit,
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "cores": os.cpu_count(),
+        "cpu": cpu_model(),
+        "sign_1core": float(speed[0]) if speed else None,
+        "verify_1core": float(speed[1]) if len(speed) > 1 else None,
+        "fsync": float(open(os.path.join(work, "fsync.txt")).read().strip()),
+        "verify_ceiling": load(os.path.join(work, "verify.json")),
+        "criterion": {} if quick == "1" else criterion_medians(),
+        "accept": load(os.path.join(work, "accept.json")),
+        "peak": load(os.path.join(work, "peak.json")),
+        "half": load(os.path.join(work, "half.json")),
+        "soak": load(os.path.join(work, "soak.json")),
+    }
+    json.dump(result, sys.stdout, indent=1)
+
+
+def rate(x):
+    return f"{x:,.0f}"
+
+
+def ms(latency, key="p99_ms"):
+    return f"{latency.get(key, 0):.1f} ms" if latency else "–"
+
+
+def fmt_time(ns):
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    if ns >= 1e3:
+        return f"{ns / 1e3:.1f} µs"
+    return f"{ns:.0f} ns"
+
+
+def render(directory):
+    runs = [load(p) for p in glob.glob(os.path.join(directory, "*.json"))]
+    runs = sorted((r for r in runs if r), key=lambda r: r["date"])
+    if not runs:
+        sys.exit("no results")
+    latest = runs[-1]
+    full = [r for r in runs if r.get("criterion")]
+    out = []
+    w = out.append
+    w("# Benchmarks")
+    w("")
+    w("Produced by `benches/run.sh` (this file is its output; do not edit by hand —")
+    w("the notes at the end come from `benches/NOTES.md`). Every figure is shown")
+    w("against a ceiling measured in the same run on the same machine.")
+    w("")
+    w(f"Machine of the latest run: {latest['cores']} cores, {latest['cpu']}; shared and noisy,")
+    w("so figures move by ±10% between runs. The load generator runs on the same")
+    w("cores as the gateway.")
+    w("")
+    w("## Headline: end-to-end documents/s against the verification ceiling")
+    w("")
+    w("A document is 10 KB with one detached RSA-2048 CAdES signature; it counts")
+    w("once the gateway verified it (chain, CRLs, policy), made it durable, signed")
+    w("its receipt, and the recipient received and acknowledged it durably. The")
+    w("ceiling is the gateway's own full verification of that signature, in")
+    w("process, on every core (`lienthong bench --verify-only`).")
+    w("")
+    w("| run | commit | date | verify ceiling, all cores | end-to-end docs/s | **ratio** | accept-only docs/s | p99 at half peak (e2e / accept) | memory over soak |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for r in runs:
+        ceiling = r["verify_ceiling"].get("per_second", 0)
+        peak = r["peak"].get("documents_per_second", 0)
+        accept = r["accept"].get("documents_per_second", 0)
+        half = r.get("half", {})
+        soak = r.get("soak", {}).get("memory") or {}
+        memory = (
+            f"{soak['first_mib']:.0f} → {soak['last_mib']:.0f} MiB over {r['soak']['seconds']:.0f} s "
+            f"(2nd half {soak['second_half_growth_mib']:+.1f} MiB)"
+            if soak
+            else "not run"
+        )
+        ratio = peak / ceiling if ceiling else 0
+        w(
+            f"| {r['label']} | `{r['commit']}` | {r['date']} | {rate(ceiling)} /s | {rate(peak)} /s | "
+            f"**{ratio:.2f}** | {rate(accept)} /s | "
+            f"{ms(half.get('end_to_end_latency'))} / {ms(half.get('accept_latency'))} at {rate(half.get('offered_rate', 0))} /s | {memory} |"
+        )
+    w("")
+    r = latest
+    w(f"Latest run in detail (`{r['label']}`):")
+    w("")
+    w("| load | docs/s | MiB/s | p50 | p95 | p99 | max | errors | queue after |")
+    w("|---|---|---|---|---|---|---|---|---|")
+    for name, key, lat in [
+        ("peak, accept only (Send → receipt)", "accept", "accept_latency"),
+        ("peak, end to end (Send → ack)", "peak", "end_to_end_latency"),
+        ("half peak, end to end", "half", "end_to_end_latency"),
+        ("half peak, accept latency", "half", "accept_latency"),
+        ("soak, end to end", "soak", "end_to_end_latency"),
+    ]:
+        run = r.get(key) or {}
+        if not run:
+            continue
+        l = run.get(lat) or {}
+        errors = ", ".join(f"{k} {v}" for k, v in (run.get("errors") or {}).items()) or "none"
+        q = run.get("queue_after") or {}
+        queue = f"{q.get('waiting', '?')} waiting, {q.get('dead', '?')} dead" if q else "–"
+        w(
+            f"| {name} | {rate(run.get('documents_per_second', 0))} | {run.get('mib_per_second', 0):.1f} | "
+            f"{ms(l, 'p50_ms')} | {ms(l, 'p95_ms')} | {ms(l, 'p99_ms')} | {ms(l, 'max_ms')} | {errors} | {queue} |"
+        )
+    w("")
+    w("## Ceilings (latest run)")
+    w("")
+    w("| ceiling | rate |")
+    w("|---|---|")
+    w(f"| `openssl speed rsa2048` sign, one core (system `openssl` command) | {rate(r['sign_1core'] or 0)} /s |")
+    w(f"| `openssl speed rsa2048` verify, one core | {rate(r['verify_1core'] or 0)} /s |")
+    vc = r["verify_ceiling"]
+    w(
+        f"| gateway's full CMS verification (10 KB), {vc.get('threads', '?')} threads | "
+        f"{rate(vc.get('per_second', 0))} /s ({rate(vc.get('per_second_per_thread', 0))} per thread; "
+        f"{vc.get('per_second_per_thread', 0) / (r['verify_1core'] or 1):.3f} of raw RSA verify) |"
+    )
+    w(f"| disk: 4 KiB write + fdatasync, one after another | {rate(r['fsync'])} /s |")
+    w("")
+    if full:
+        f = full[-1]
+        w(f"## Micro-benchmarks (criterion medians, run `{f['label']}`, `{f['commit']}`)")
+        w("")
+        w("| benchmark | median per iteration | rate | ceiling | ratio |")
+        w("|---|---|---|---|---|")
+        for name in sorted(f["criterion"]):
+            c = f["criterion"][name]
+            per_s = c["elements"] * 1e9 / c["median_ns"]
+            group = name.split("/")[0]
+            ceiling = CEILINGS.get(group)
+            if ceiling and f.get(ceiling[0]):
+                value = f[ceiling[0]]
+                ceiling_text, ratio = f"{rate(value)} /s ({ceiling[1]})", f"{per_s / value:.2f}"
+            else:
+                ceiling_text, ratio = "–", "–"
+            w(f"| `{name}` | {fmt_time(c['median_ns'])} | {rate(per_s)} /s | {ceiling_text} | {ratio} |")
+        w("")
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
+    if os.path.exists(notes):
+        w(open(notes).read().rstrip())
+        w("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "collect":
+        collect(*sys.argv[2:6])
+    elif sys.argv[1] == "render":
+        render(sys.argv[2])
+    else:
+        sys.exit("usage: report.py collect WORK LABEL COMMIT QUICK | render DIR")
