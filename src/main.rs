@@ -107,6 +107,12 @@ fn init_logging(default_filter: &str) {
     }
 }
 
+/// mimalloc: glibc malloc showed as ~12% of the gateway's CPU under load
+/// (contention and consolidation across the runtime, writer and receipt
+/// threads); see BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Serve { .. });
