@@ -905,18 +905,26 @@ impl Queue {
             let agency = recipient.clone();
             let now = self.clock.now_millis();
             let due = now.saturating_add(millis(self.config.content_retention));
-            let deleted = self
+            let (scanned, deleted) = self
                 .store
                 .writer()
                 .write(move |writes| {
+                    // The scan reads the engine; an earlier job of the same
+                    // group may have removed an entry since, so each is read
+                    // again through the write set.
                     let page = writes.kv().scan_prefix(&prefix, None, PURGE_CHUNK)?;
-                    let count = page.len() as u64;
-                    for (key, value) in page {
+                    let scanned = page.len();
+                    let mut count = 0u64;
+                    for (key, _) in page {
+                        let Some(value) = writes.get(&key)? else {
+                            continue;
+                        };
                         let entry: QueueEntry = store::decode(&key, &value)?;
                         if entry.status.is_none() {
                             content::delivery_done(writes, &entry.sender, &entry.message_id, due)?;
                         }
                         writes.delete(key);
+                        count += 1;
                     }
                     if count > 0 {
                         let mut event = Event::admin(
@@ -926,11 +934,11 @@ impl Queue {
                         event.kind = EventKind::Purged;
                         audit::append(writes, now, event)?;
                     }
-                    Ok::<_, QueueError>(count)
+                    Ok::<_, QueueError>((scanned, count))
                 })
                 .await?;
             purged += deleted;
-            if deleted < PURGE_CHUNK as u64 {
+            if scanned < PURGE_CHUNK {
                 break;
             }
         }

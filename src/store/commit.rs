@@ -16,7 +16,7 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Batch, Kv, StoreError, keys};
+use super::{Batch, Kv, MAX_VALUE_BYTES, StoreError, keys, printable_key};
 
 /// Called once the job's group is durable (or failed to become so).
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -28,9 +28,12 @@ enum Command {
     Close(oneshot::Sender<Result<(), StoreError>>),
 }
 
-/// The writes one job stages, with read-your-writes over the engine.
+/// The writes one job stages, with read-your-writes over the writes of the
+/// earlier jobs of its group and the engine.
 pub struct WriteSet<'a> {
     kv: &'a dyn Kv,
+    /// What the earlier jobs of this group wrote (applied at the group's end).
+    group: &'a BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     staged: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     next_seq: &'a mut u64,
     seq_used: bool,
@@ -39,7 +42,7 @@ pub struct WriteSet<'a> {
 impl WriteSet<'_> {
     /// The value under `key`, as this job would leave it.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        match self.staged.get(key) {
+        match self.staged.get(key).or_else(|| self.group.get(key)) {
             Some(staged) => Ok(staged.clone()),
             None => self.kv.get(key),
         }
@@ -55,7 +58,9 @@ impl WriteSet<'_> {
         self.staged.insert(key, None);
     }
 
-    /// The engine, for scans (they do not see this job's staged writes).
+    /// The engine, for scans. They see neither this job's staged writes nor
+    /// those of the earlier jobs of its group: read each key found again
+    /// with [`WriteSet::get`] before acting on it.
     pub fn kv(&self) -> &dyn Kv {
         self.kv
     }
@@ -67,14 +72,21 @@ impl WriteSet<'_> {
         *self.next_seq
     }
 
-    fn into_batch(mut self) -> Batch {
-        if self.seq_used {
-            self.staged.insert(
-                keys::META_SEQ.to_vec(),
-                Some(self.next_seq.to_be_bytes().to_vec()),
-            );
+    /// Refuses a value the engine could not hold durably (see
+    /// [`MAX_VALUE_BYTES`]), so that one bad job cannot fail its group.
+    fn check_sizes(&self) -> Result<(), StoreError> {
+        for (key, value) in &self.staged {
+            if let Some(value) = value
+                && value.len() > MAX_VALUE_BYTES
+            {
+                return Err(StoreError::ValueTooLarge {
+                    key: printable_key(key),
+                    size: value.len(),
+                    max: MAX_VALUE_BYTES,
+                });
+            }
         }
-        self.staged.into_iter().collect()
+        Ok(())
     }
 }
 
@@ -221,11 +233,15 @@ fn run(
                 Err(_) => break,
             }
         }
+        // Every job of the group reads what the earlier ones wrote; all
+        // their writes go to the engine as one atomic batch, then one sync.
+        let mut group: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+        let mut seq_used = false;
         let mut completions = Vec::with_capacity(jobs.len());
-        let mut wrote = false;
         for job in jobs {
             let mut writes = WriteSet {
                 kv: &*kv,
+                group: &group,
                 staged: BTreeMap::new(),
                 next_seq: &mut next_seq,
                 seq_used: false,
@@ -235,16 +251,43 @@ fn run(
                 completions.push((completion, Err(StoreError::Failed)));
                 continue;
             }
-            let applied = if apply && !writes.staged.is_empty() {
-                let result = kv.apply(writes.into_batch());
-                wrote |= result.is_ok();
-                result
-            } else {
-                Ok(())
-            };
-            completions.push((completion, applied));
+            let checked = if apply { writes.check_sizes() } else { Ok(()) };
+            let (staged, used) = (std::mem::take(&mut writes.staged), writes.seq_used);
+            drop(writes);
+            if apply && checked.is_ok() {
+                seq_used |= used;
+                group.extend(staged);
+            }
+            completions.push((completion, checked));
         }
-        let synced = if wrote || close_reply.is_some() {
+        if seq_used {
+            group.insert(
+                keys::META_SEQ.to_vec(),
+                Some(next_seq.to_be_bytes().to_vec()),
+            );
+        }
+        let wrote = !group.is_empty();
+        let applied = if wrote {
+            kv.apply(group.into_iter().collect::<Batch>())
+                .map_err(|error| error.to_string())
+        } else {
+            Ok(())
+        };
+        if let Err(error) = &applied {
+            tracing::error!(%error, "applying a write group failed; its jobs fail");
+        }
+        let completions: Vec<_> = completions
+            .into_iter()
+            .map(|(completion, checked)| {
+                let result = match (checked, &applied) {
+                    (Err(error), _) => Err(error),
+                    (Ok(()), Ok(())) => Ok(()),
+                    (Ok(()), Err(error)) => Err(StoreError::Engine(error.clone())),
+                };
+                (completion, result)
+            })
+            .collect();
+        let synced = if (wrote && applied.is_ok()) || close_reply.is_some() {
             kv.sync()
         } else {
             Ok(())

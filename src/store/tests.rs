@@ -142,6 +142,53 @@ async fn concurrent_writes_all_become_durable_in_shared_flushes() {
 }
 
 #[tokio::test]
+async fn jobs_of_one_group_see_each_other_and_a_bad_one_fails_alone() {
+    for (name, kv, dir) in engines() {
+        let blobs = BlobStore::open(&dir.path().join("blobs")).expect("blobs");
+        let store = Store::with_kv(kv, blobs, 256).expect("store");
+        let mut tasks = Vec::new();
+        for index in 0..200u32 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                store
+                    .writer()
+                    .write(move |w| {
+                        // Read-modify-write of one counter: each job must see
+                        // the ones before it, in the same group or not.
+                        let count = w
+                            .get(b"counter")?
+                            .map_or(0u32, |b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                        w.put(b"counter".to_vec(), (count + 1).to_be_bytes().to_vec());
+                        if index == 100 {
+                            w.put(b"huge".to_vec(), vec![0; MAX_VALUE_BYTES + 1]);
+                        }
+                        Ok::<_, StoreError>(())
+                    })
+                    .await
+            }));
+        }
+        let mut failures = 0;
+        for task in tasks {
+            if let Err(error) = task.await.expect("join") {
+                assert!(
+                    matches!(error, StoreError::ValueTooLarge { .. }),
+                    "{name}: {error}"
+                );
+                failures += 1;
+            }
+        }
+        assert_eq!(failures, 1, "{name}: only the oversized job fails");
+        assert_eq!(
+            store.kv().get(b"counter").expect("get"),
+            Some(199u32.to_be_bytes().to_vec()),
+            "{name}: 199 increments stood, the failed one left no trace"
+        );
+        assert_eq!(store.kv().get(b"huge").expect("get"), None, "{name}");
+        store.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
 async fn sled_keeps_data_and_sequence_across_reopen() {
     let dir = tempfile::tempdir().expect("tempdir");
     let last = {
