@@ -17,11 +17,13 @@ pub type Hash = [u8; 32];
 /// What happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EventKind {
-    /// The gateway accepted a message.
+    /// The gateway accepted, verified and queued a message: one entry
+    /// naming the content digest, the verification outcome and the
+    /// recipients (listed up to 100, by SHA-256 always).
     Accepted,
-    /// The signatures were verified (detail: outcome).
+    /// The signatures were verified. Only in traces, expanded from Accepted.
     Verified,
-    /// Queued for a recipient.
+    /// Queued for a recipient. Only in traces, expanded from Accepted.
     Queued,
     /// A delivery attempt began.
     Delivered,

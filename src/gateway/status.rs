@@ -157,6 +157,57 @@ impl Gateway {
                 message_id,
             });
         }
-        Ok(crate::audit::trace(self.store.kv(), &sender, &message_id)?)
+        let entries = crate::audit::trace(self.store.kv(), &sender, &message_id)?;
+        Ok(expand_accepted(entries, &record))
     }
+}
+
+/// One audit entry records acceptance, verification and queueing; the trace
+/// shows them as the events they are: ACCEPTED, VERIFIED, and QUEUED for
+/// each recipient, from the message record.
+fn expand_accepted(
+    entries: Vec<crate::audit::Entry>,
+    record: &crate::queue::MessageRecord,
+) -> Vec<crate::audit::Entry> {
+    use crate::audit::EventKind;
+    let mut out = Vec::with_capacity(entries.len() + record.recipients.len() + 1);
+    for entry in entries {
+        if entry.event.kind != EventKind::Accepted {
+            out.push(entry);
+            continue;
+        }
+        let view = |kind, agency: Option<&OrgCode>, detail: String| {
+            let mut copy = entry.clone();
+            copy.event.kind = kind;
+            copy.event.agency = agency.cloned();
+            copy.event.detail = detail;
+            copy
+        };
+        out.push(view(
+            EventKind::Accepted,
+            None,
+            format!(
+                "{} attachment(s), {} recipient(s)",
+                record.attachments.len(),
+                record.recipients.len()
+            ),
+        ));
+        let passed = record.reports.iter().filter(|r| r.passed()).count();
+        out.push(view(
+            EventKind::Verified,
+            None,
+            format!(
+                "{passed} of {} signature(s) TOTAL_PASSED",
+                record.reports.len()
+            ),
+        ));
+        for recipient in &record.recipients {
+            out.push(view(
+                EventKind::Queued,
+                Some(&recipient.code),
+                format!("via {}", recipient.via),
+            ));
+        }
+    }
+    out
 }

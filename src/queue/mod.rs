@@ -1086,52 +1086,39 @@ fn enqueue_job(
         };
         writes.put(slot.queue_key(recipient), store::encode(&entry)?);
     }
-    let (sender, id) = (message.sender.clone(), message.message_id.clone());
-    audit::append(
+    // One entry for acceptance, verification and queueing: it commits the
+    // chain to the content digest and the recipient list (in full up to
+    // 100 recipients, by SHA-256 always). Trace expands it into ACCEPTED,
+    // VERIFIED and one QUEUED per recipient from the message record.
+    let passed = message.reports.iter().filter(|r| r.passed()).count();
+    let listed: Vec<String> = message
+        .recipients
+        .iter()
+        .map(|r| format!("{} via {}", r.code, r.via))
+        .collect();
+    let list_hash = ContentHash::of(listed.join("\n").as_bytes());
+    let mut detail = format!(
+        "{} attachment(s), content digest {}; {passed} of {} signature(s) TOTAL_PASSED; queued for {} recipient(s), list sha256 {list_hash}",
+        message.attachments.len(),
+        message.content_digest,
+        message.reports.len(),
+        listed.len(),
+    );
+    if listed.len() <= 100 {
+        detail.push_str(": ");
+        detail.push_str(&listed.join(", "));
+    }
+    message.audit_head = audit::append(
         writes,
         now,
         Event::message(
             EventKind::Accepted,
-            &sender,
-            &id,
+            &message.sender,
+            &message.message_id,
             None,
-            format!(
-                "{} attachment(s), {} recipient(s)",
-                message.attachments.len(),
-                message.recipients.len()
-            ),
+            detail,
         ),
     )?;
-    let passed = message.reports.iter().filter(|r| r.passed()).count();
-    audit::append(
-        writes,
-        now,
-        Event::message(
-            EventKind::Verified,
-            &sender,
-            &id,
-            None,
-            format!(
-                "{passed} of {} signature(s) TOTAL_PASSED",
-                message.reports.len()
-            ),
-        ),
-    )?;
-    let mut head = [0u8; 32];
-    for recipient in &message.recipients {
-        head = audit::append(
-            writes,
-            now,
-            Event::message(
-                EventKind::Queued,
-                &sender,
-                &id,
-                Some(&recipient.code),
-                format!("via {}", recipient.via),
-            ),
-        )?;
-    }
-    message.audit_head = head;
     writes.put(key, store::encode(&message)?);
     Ok(Receipt {
         message,
