@@ -238,12 +238,14 @@ impl Default for RawQueue {
 #[serde(deny_unknown_fields, default)]
 struct RawStore {
     commit_batch_max: usize,
+    cache_capacity_bytes: u64,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
         Self {
             commit_batch_max: 256,
+            cache_capacity_bytes: crate::store::SLED_DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -362,6 +364,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Most write jobs in one group commit.
     pub commit_batch_max: usize,
+    /// Bytes of sled's page cache.
+    pub cache_capacity_bytes: u64,
     /// Agencies to register at start when absent.
     pub agencies: Vec<SeedAgency>,
     /// Signature verification.
@@ -481,6 +485,12 @@ impl RawConfig {
         };
         let limits = self.limits.build()?;
         let queue = self.queue.build()?;
+        if !(8 << 20..=64 << 30).contains(&self.store.cache_capacity_bytes) {
+            return Err(invalid(
+                "store.cache_capacity_bytes",
+                "must be between 8 MiB and 64 GiB",
+            ));
+        }
         if !(1..=4096).contains(&self.store.commit_batch_max) {
             return Err(invalid(
                 "store.commit_batch_max",
@@ -569,6 +579,7 @@ impl RawConfig {
             limits,
             queue,
             commit_batch_max: self.store.commit_batch_max,
+            cache_capacity_bytes: self.store.cache_capacity_bytes,
             agencies,
         })
     }

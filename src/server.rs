@@ -124,10 +124,11 @@ pub async fn serve(
         source,
     })?;
     let data_dir = config.data_dir.clone();
-    let batch = config.commit_batch_max;
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, batch))
-        .await
-        .map_err(|e| StoreError::Engine(format!("open task failed: {e}")))??;
+    let (batch, cache) = (config.commit_batch_max, config.cache_capacity_bytes);
+    let store =
+        tokio::task::spawn_blocking(move || Store::open_with_cache(&data_dir, batch, cache))
+            .await
+            .map_err(|e| StoreError::Engine(format!("open task failed: {e}")))??;
     let result = serve_store(config, listener, local, store.clone(), shutdown).await;
     let closed = store.close().await;
     result?;

@@ -18,7 +18,7 @@ use std::{path::Path, sync::Arc};
 pub use blob::{BlobReader, BlobStore, ContentHash, StagedBlob};
 pub use commit::{WriteSet, Writer};
 pub use memory::MemoryKv;
-pub use sled_kv::SledKv;
+pub use sled_kv::{DEFAULT_CACHE_BYTES as SLED_DEFAULT_CACHE_BYTES, SledKv};
 
 /// Largest value the store accepts. sled moves values over about 128 KiB into
 /// blob files it never fsyncs, so anything near that size must go to
@@ -221,9 +221,21 @@ pub struct Store {
 impl Store {
     /// Opens (or creates) the sled store under `data_dir`.
     pub fn open(data_dir: &Path, max_batch: usize) -> Result<Self, StoreError> {
+        Self::open_with_cache(data_dir, max_batch, SLED_DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`Store::open`], with sled's page cache bounded to `cache_bytes`.
+    pub fn open_with_cache(
+        data_dir: &Path,
+        max_batch: usize,
+        cache_bytes: u64,
+    ) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| StoreError::io("creating data directory", data_dir, e))?;
-        let kv: Arc<dyn Kv> = Arc::new(SledKv::open(&data_dir.join("sled"))?);
+        let kv: Arc<dyn Kv> = Arc::new(SledKv::open_with_cache(
+            &data_dir.join("sled"),
+            cache_bytes,
+        )?);
         let blobs = BlobStore::open(&data_dir.join("blobs"))?;
         Self::with_kv(kv, blobs, max_batch)
     }

@@ -11,11 +11,21 @@ pub struct SledKv {
     log: File,
 }
 
+/// sled's page cache when the config does not say: 128 MiB.
+pub const DEFAULT_CACHE_BYTES: u64 = 128 * 1024 * 1024;
+
 impl SledKv {
     /// Opens or creates the database in `path`. sled releases its file lock
     /// from a background thread after the last handle is dropped, so a lock
     /// still held is waited for (up to 5 s) before giving up.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with_cache(path, DEFAULT_CACHE_BYTES)
+    }
+
+    /// Like [`SledKv::open`], with sled's page cache bounded to about
+    /// `cache_bytes` (sled's own default is 1 GiB, which a busy gateway's
+    /// queue and audit trail grow into).
+    pub fn open_with_cache(path: &Path, cache_bytes: u64) -> Result<Self, StoreError> {
         const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
         let started = std::time::Instant::now();
         let db = loop {
@@ -23,6 +33,7 @@ impl SledKv {
                 .path(path)
                 // sled's own background flusher stays on; our durability does not depend on it.
                 .flush_every_ms(Some(500))
+                .cache_capacity(cache_bytes)
                 .open();
             match opened {
                 Ok(db) => break db,
