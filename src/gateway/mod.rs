@@ -315,14 +315,46 @@ impl Gateway {
         recipients: Vec<routing::Recipient>,
         policy: crate::registry::Policy,
     ) -> Result<SignedReceipt, GatewayError> {
-        let this = self.clone();
-        // Hashing, verifying and fsyncing content is blocking work.
-        let stored =
-            blocking(move || this.store_content(envelope, staged, recipients, &policy)).await?;
+        // A small document is hashed and verified right here: that is CPU
+        // work of a few hundred µs, and handing it to the blocking pool and
+        // back cost more (context switches) than it saved. Large or
+        // streamed content is read from files, on the blocking pool.
+        let inline_bytes: u64 = envelope
+            .attachments
+            .iter()
+            .map(|a| a.content.len() as u64)
+            .sum();
+        let (stored, envelope, staged) = if staged.is_empty() && inline_bytes <= INLINE_CHECK_BYTES
+        {
+            let mut staged = staged;
+            let stored = self.check_content(&envelope, &mut staged, recipients, &policy)?;
+            (stored, envelope, staged)
+        } else {
+            let this = self.clone();
+            blocking(move || {
+                let mut staged = staged;
+                this.check_content(&envelope, &mut staged, recipients, &policy)
+                    .map(|stored| (stored, envelope, staged))
+            })
+            .await?
+        };
         let record = match stored {
             Stored::New(record) => record,
             Stored::Duplicate(receipt) => return self.sign_receipt(receipt).await,
         };
+        // Files are written (fsync) on the blocking pool; content already
+        // stored costs a stat here.
+        let blobs = self.store.blobs();
+        let missing = !staged.is_empty()
+            || record
+                .attachments
+                .iter()
+                .any(|a| !blobs.contains(&a.sha256))
+            || record.signatures.iter().any(|s| !blobs.contains(&s.cms));
+        if missing {
+            let this = self.clone();
+            blocking(move || this.write_content(&envelope, staged)).await?;
+        }
         let receipt = self.queue.enqueue(record).await?;
         tracing::info!(
             sender = %receipt.message.sender,
@@ -357,10 +389,10 @@ impl Gateway {
     /// Hashes the content and answers a duplicate without writing; otherwise
     /// verifies every signature, applies the policy, writes the files
     /// durably and returns the record to enqueue.
-    fn store_content(
+    fn check_content(
         &self,
-        envelope: Envelope,
-        mut staged: Vec<StagedBlob>,
+        envelope: &Envelope,
+        staged: &mut [StagedBlob],
         recipients: Vec<routing::Recipient>,
         policy: &crate::registry::Policy,
     ) -> Result<Stored, GatewayError> {
@@ -386,7 +418,7 @@ impl Gateway {
             })
             .collect();
         let record = MessageRecord {
-            content_digest: content_digest(&envelope, &attachments, &signatures)?,
+            content_digest: content_digest(envelope, &attachments, &signatures)?,
             message_id: envelope.message_id.clone(),
             sender: envelope.from.clone(),
             to: envelope.to.clone(),
@@ -425,7 +457,7 @@ impl Gateway {
                 .map(|blob| pki::Content::File(blob.path()))
                 .collect()
         };
-        let reports = self.verify_envelope(&envelope, &contents);
+        let reports = self.verify_envelope(envelope, &contents);
         drop(contents);
         policy
             .check_signatures(&envelope.from, &reports)
@@ -435,6 +467,15 @@ impl Gateway {
             })?;
         let mut record = record;
         record.reports = reports;
+        Ok(Stored::New(record))
+    }
+
+    /// Writes a checked document's files durably. Blocking.
+    fn write_content(
+        &self,
+        envelope: &Envelope,
+        staged: Vec<StagedBlob>,
+    ) -> Result<(), GatewayError> {
         let blobs = self.store.blobs();
         if staged.is_empty() {
             for attachment in &envelope.attachments {
@@ -448,7 +489,7 @@ impl Gateway {
         for signature in &envelope.signatures {
             blobs.put(&signature.cms_der)?;
         }
-        Ok(Stored::New(record))
+        Ok(())
     }
 
     fn load(&self, leased: Leased) -> Result<Delivery, GatewayError> {
@@ -596,6 +637,9 @@ impl Gateway {
         Ok(out)
     }
 }
+
+/// Documents up to this size are hashed and verified on the async worker.
+const INLINE_CHECK_BYTES: u64 = 256 * 1024;
 
 /// Runs blocking work (files, hashing, verification) off the reactor.
 async fn blocking<T, E>(

@@ -8,6 +8,9 @@ use tokio::sync::mpsc;
 use super::{DeliveryChunk, Gateway, GatewayError, Outgoing, blocking};
 use crate::{envelope::OrgCode, queue::LeaseBatch, registry::Agency, store::StoreError};
 
+/// Deliveries whose files total at most this are loaded on the async worker.
+const INLINE_LOAD_BYTES: u64 = 256 * 1024;
+
 type Sink = mpsc::Sender<Result<Outgoing, GatewayError>>;
 
 impl Gateway {
@@ -63,10 +66,21 @@ impl Gateway {
             };
             let exhausted = batch.leased.len() < room;
             for leased in batch.leased {
-                let this = self.clone();
-                let delivery = tokio::task::spawn_blocking(move || this.load(leased))
-                    .await
-                    .map_err(|e| StoreError::Engine(format!("load task failed: {e}")))??;
+                // Small files come from the page cache faster than a trip
+                // through the blocking pool; large ones go there.
+                let small = leased
+                    .message
+                    .attachments
+                    .iter()
+                    .map(|a| a.size)
+                    .sum::<u64>()
+                    <= INLINE_LOAD_BYTES;
+                let delivery = if small {
+                    self.load(leased)?
+                } else {
+                    let this = self.clone();
+                    blocking(move || this.load(leased)).await?
+                };
                 let follows = delivery.content_follows.then(|| {
                     (
                         delivery.leased.delivery_id.to_string(),
