@@ -130,6 +130,8 @@ def render(directory):
             if soak
             else "not run"
         )
+        if soak.get("series_mib"):
+            memory += "; at each tenth: " + ", ".join(f"{m:.0f}" for m in soak["series_mib"])
         ratio = peak / ceiling if ceiling else 0
         w(
             f"| {r['label']} | `{r['commit']}` | {r['date']} | {rate(ceiling)} /s | {rate(peak)} /s | "

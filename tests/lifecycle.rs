@@ -31,6 +31,22 @@ fn status(
     }
 }
 
+/// The sender's trace of one of its messages.
+async fn trace_of(
+    client: &mut lienthong::proto::exchange_client::ExchangeClient<tonic::transport::Channel>,
+    message_id: &str,
+) -> Vec<proto::TraceEvent> {
+    client
+        .trace(proto::TraceRequest {
+            message_id: message_id.into(),
+            sender: String::new(),
+        })
+        .await
+        .expect("trace")
+        .into_inner()
+        .events
+}
+
 /// The content files in the gateway's blob store, listed from the
 /// directory (BlobStore::open would clear a running gateway's staging).
 fn blob_files(data_dir: &std::path::Path) -> Vec<String> {
@@ -191,15 +207,7 @@ async fn statuses_flow_back_and_a_recall_is_answered() {
             .expect("recall accepted");
     }
 
-    let trace = department
-        .trace(proto::TraceRequest {
-            message_id: "kh-200".into(),
-            sender: String::new(),
-        })
-        .await
-        .expect("trace")
-        .into_inner()
-        .events;
+    let trace = trace_of(&mut department, "kh-200").await;
     let statuses: Vec<(String, i32)> = trace
         .iter()
         .filter(|e| e.kind == proto::TraceEventKind::Status as i32)
@@ -222,15 +230,7 @@ async fn statuses_flow_back_and_a_recall_is_answered() {
     // content (retention 0 here) and says so in the trace.
     let mut released = false;
     for _ in 0..100 {
-        let trace = department
-            .trace(proto::TraceRequest {
-                message_id: "kh-200".into(),
-                sender: String::new(),
-            })
-            .await
-            .expect("trace")
-            .into_inner()
-            .events;
+        let trace = trace_of(&mut department, "kh-200").await;
         if trace
             .iter()
             .any(|e| e.kind == proto::TraceEventKind::ContentReleased as i32)

@@ -132,6 +132,8 @@ struct Memory {
     last_mib: f64,
     /// Mean RSS of the second half of the run minus the first half's.
     second_half_growth_mib: f64,
+    /// RSS at each tenth of the run (eleven points, first to last), MiB.
+    series_mib: Vec<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -594,6 +596,16 @@ impl MemorySampler {
             max_mib: mib(samples.iter().copied().max().unwrap_or(0) as f64),
             last_mib: mib(samples.last().copied().unwrap_or(0) as f64),
             second_half_growth_mib: mib(mean(second) - mean(first)),
+            series_mib: if samples.is_empty() {
+                Vec::new()
+            } else {
+                (0..=10)
+                    .map(|tenth| {
+                        let at = (samples.len() - 1) * tenth / 10;
+                        (mib(samples[at] as f64) * 10.0).round() / 10.0
+                    })
+                    .collect()
+            },
         }
     }
 }

@@ -80,6 +80,22 @@ impl BlobStore {
         self.root.join(&hex[..2]).join(&hex)
     }
 
+    /// Where content of `hash` goes and its shard directory (created and
+    /// made durable if new); `None` when the content is already stored.
+    fn target(&self, hash: &ContentHash) -> Result<Option<(PathBuf, PathBuf)>, StoreError> {
+        let path = self.path_of(hash);
+        if path.is_file() {
+            return Ok(None);
+        }
+        let shard = path.parent().unwrap_or(&self.root).to_path_buf();
+        if !shard.is_dir() {
+            fs::create_dir_all(&shard)
+                .map_err(|e| StoreError::io("creating blob shard", &shard, e))?;
+            sync_dir(&self.root)?;
+        }
+        Ok(Some((path, shard)))
+    }
+
     /// True if the content is stored.
     pub fn contains(&self, hash: &ContentHash) -> bool {
         self.path_of(hash).is_file()
@@ -89,16 +105,9 @@ impl BlobStore {
     /// the async reactor. Storing content that is already there costs a stat.
     pub fn put(&self, bytes: &[u8]) -> Result<ContentHash, StoreError> {
         let hash = ContentHash::of(bytes);
-        let path = self.path_of(&hash);
-        if path.is_file() {
+        let Some((path, shard)) = self.target(&hash)? else {
             return Ok(hash);
-        }
-        let shard = path.parent().unwrap_or(&self.root).to_path_buf();
-        if !shard.is_dir() {
-            fs::create_dir_all(&shard)
-                .map_err(|e| StoreError::io("creating blob shard", &shard, e))?;
-            sync_dir(&self.root)?;
-        }
+        };
         let temp = self.root.join("tmp").join(format!(
             "{}-{}-{}",
             hash.to_hex(),
@@ -143,16 +152,9 @@ impl BlobStore {
     /// the directory); content already stored costs nothing more. Blocking.
     pub fn commit(&self, mut staged: StagedBlob) -> Result<ContentHash, StoreError> {
         let hash = staged.seal()?;
-        let path = self.path_of(&hash);
-        if path.is_file() {
+        let Some((path, shard)) = self.target(&hash)? else {
             return Ok(hash);
-        }
-        let shard = path.parent().unwrap_or(&self.root).to_path_buf();
-        if !shard.is_dir() {
-            fs::create_dir_all(&shard)
-                .map_err(|e| StoreError::io("creating blob shard", &shard, e))?;
-            sync_dir(&self.root)?;
-        }
+        };
         fs::rename(&staged.path, &path).map_err(|e| StoreError::io("renaming blob", &path, e))?;
         sync_dir(&shard)?;
         Ok(hash)

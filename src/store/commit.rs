@@ -16,7 +16,7 @@ use std::{
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{Batch, Kv, MAX_VALUE_BYTES, StoreError, keys, printable_key};
+use super::{Batch, Kv, StoreError, keys};
 
 /// Called once the job's group is durable (or failed to become so).
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -75,18 +75,9 @@ impl WriteSet<'_> {
     /// Refuses a value the engine could not hold durably (see
     /// [`MAX_VALUE_BYTES`]), so that one bad job cannot fail its group.
     fn check_sizes(&self) -> Result<(), StoreError> {
-        for (key, value) in &self.staged {
-            if let Some(value) = value
-                && value.len() > MAX_VALUE_BYTES
-            {
-                return Err(StoreError::ValueTooLarge {
-                    key: printable_key(key),
-                    size: value.len(),
-                    max: MAX_VALUE_BYTES,
-                });
-            }
-        }
-        Ok(())
+        self.staged
+            .iter()
+            .try_for_each(|(key, value)| super::check_value_size(key, value.as_deref()))
     }
 }
 

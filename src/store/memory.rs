@@ -2,7 +2,7 @@
 
 use std::{collections::BTreeMap, sync::RwLock};
 
-use super::{Batch, Kv, MAX_VALUE_BYTES, Pair, StoreError, printable_key};
+use super::{Batch, Kv, Pair, StoreError};
 
 /// A `BTreeMap` behind a lock.
 #[derive(Default)]
@@ -48,15 +48,7 @@ impl Kv for MemoryKv {
 
     fn apply(&self, batch: Batch) -> Result<(), StoreError> {
         for (key, value) in &batch {
-            if let Some(value) = value
-                && value.len() > MAX_VALUE_BYTES
-            {
-                return Err(StoreError::ValueTooLarge {
-                    key: printable_key(key),
-                    size: value.len(),
-                    max: MAX_VALUE_BYTES,
-                });
-            }
+            super::check_value_size(key, value.as_deref())?;
         }
         let mut map = self.map.write().map_err(|_| poisoned())?;
         for (key, value) in batch {

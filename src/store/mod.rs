@@ -161,6 +161,19 @@ pub mod keys {
     }
 }
 
+/// Refuses a value over [`MAX_VALUE_BYTES`]: sled would put it in a blob
+/// file outside its log, which our fdatasync does not cover.
+pub(crate) fn check_value_size(key: &[u8], value: Option<&[u8]>) -> Result<(), StoreError> {
+    match value {
+        Some(value) if value.len() > MAX_VALUE_BYTES => Err(StoreError::ValueTooLarge {
+            key: printable_key(key),
+            size: value.len(),
+            max: MAX_VALUE_BYTES,
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Calls `visit` for every pair under `prefix`, in key order, reading the
 /// engine a page at a time so memory stays bounded however many there are.
 pub fn for_each_in_prefix<E: From<StoreError>>(

@@ -2,7 +2,7 @@
 
 use std::{fs::File, path::Path};
 
-use super::{Batch, Kv, MAX_VALUE_BYTES, Pair, StoreError, printable_key};
+use super::{Batch, Kv, Pair, StoreError};
 
 /// sled's default tree, plus the handle of its log file for fdatasync.
 pub struct SledKv {
@@ -115,13 +115,7 @@ impl Kv for SledKv {
         for (key, value) in batch {
             match value {
                 Some(value) => {
-                    if value.len() > MAX_VALUE_BYTES {
-                        return Err(StoreError::ValueTooLarge {
-                            key: printable_key(&key),
-                            size: value.len(),
-                            max: MAX_VALUE_BYTES,
-                        });
-                    }
+                    super::check_value_size(&key, Some(&value))?;
                     sled_batch.insert(key, value);
                 }
                 None => sled_batch.remove(key),
