@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::{io::Write, path::Path, process::Command};
+use std::{io::Write, path::Path};
 
 use common::{
-    COMMUNE_A, DEPARTMENT, DISTRICT, TestServer, certs, run_cli, snapshot, spawn_gateway, stdout_of,
+    COMMUNE_A, DEPARTMENT, DISTRICT, TestServer, run_cli, snapshot, spawn_gateway, stdout_of,
 };
 use lienthong::proto::{self, send_stream_request::Part};
 use sha2::{Digest, Sha256};
@@ -85,23 +85,7 @@ fn a_64_mib_document_streams_both_ways_in_bounded_memory() {
     let big = work.path().join("quy-hoach.bin");
     write_random(&big, 64 * MIB);
     let signature = work.path().join("quy-hoach.bin.p7s");
-    let signer = certs().join("signers/department-organization");
-    let status = Command::new("openssl")
-        .args([
-            "cms", "-sign", "-binary", "-cades", "-outform", "DER", "-in",
-        ])
-        .arg(&big)
-        .arg("-signer")
-        .arg(signer.with_extension("crt"))
-        .arg("-inkey")
-        .arg(signer.with_extension("key"))
-        .arg("-certfile")
-        .arg(certs().join("ca/agency-ca.crt"))
-        .arg("-out")
-        .arg(&signature)
-        .status()
-        .expect("openssl runs");
-    assert!(status.success(), "openssl cms -sign");
+    common::openssl_sign_file("signers/department-organization", &big, &signature);
     let expected = sha256_file(&big);
 
     let spec = format!("quy-hoach.bin={}", signature.display());

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use lienthong::proto;
 use prost::Message;
@@ -18,23 +16,7 @@ fn openssl_sign(identity: &str, content: &[u8]) -> Vec<u8> {
     let input = dir.path().join("content");
     let output = dir.path().join("sig.der");
     std::fs::write(&input, content).expect("write");
-    let base = certs().join(identity);
-    let status = Command::new("openssl")
-        .args([
-            "cms", "-sign", "-binary", "-cades", "-outform", "DER", "-in",
-        ])
-        .arg(&input)
-        .arg("-signer")
-        .arg(base.with_extension("crt"))
-        .arg("-inkey")
-        .arg(base.with_extension("key"))
-        .arg("-certfile")
-        .arg(certs().join("ca/agency-ca.crt"))
-        .arg("-out")
-        .arg(&output)
-        .status()
-        .expect("openssl runs");
-    assert!(status.success(), "openssl cms -sign {identity}");
+    openssl_sign_file(identity, &input, &output);
     std::fs::read(output).expect("signature")
 }
 

@@ -198,6 +198,28 @@ pub fn sign(identity: &str, content: &[u8]) -> Vec<u8> {
     .expect("der")
 }
 
+/// A detached CAdES signature of the file `input` by a certs-test identity,
+/// made by the `openssl cms` command (an independent party) into `output`.
+pub fn openssl_sign_file(identity: &str, input: &Path, output: &Path) {
+    let base = certs().join(identity);
+    let status = Command::new("openssl")
+        .args([
+            "cms", "-sign", "-binary", "-cades", "-outform", "DER", "-in",
+        ])
+        .arg(input)
+        .arg("-signer")
+        .arg(base.with_extension("crt"))
+        .arg("-inkey")
+        .arg(base.with_extension("key"))
+        .arg("-certfile")
+        .arg(certs().join("ca/agency-ca.crt"))
+        .arg("-out")
+        .arg(output)
+        .status()
+        .expect("openssl runs");
+    assert!(status.success(), "openssl cms -sign {identity}");
+}
+
 /// A small valid envelope from `from` to `to`, signed by the sender's
 /// organization signer (the default policy wants one).
 pub fn envelope(message_id: &str, from: &str, to: &[&str], content: &[u8]) -> proto::Envelope {
