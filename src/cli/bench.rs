@@ -525,12 +525,7 @@ async fn receive_and_ack(channel: Channel, shared: Arc<Shared>, prefix: String) 
 }
 
 async fn queue_depth(args: &BenchArgs, code: &str) -> anyhow::Result<Depth> {
-    let admin = Connection {
-        server: args.server.clone(),
-        tls_cert: Some(args.certs.join("admin/admin.crt")),
-        tls_key: Some(args.certs.join("admin/admin.key")),
-        tls_ca: Some(args.certs.join("ca/root.crt")),
-    };
+    let admin = args.identity("admin", "admin");
     let mut client = AdminClient::new(admin.channel().await?);
     let stats = client
         .queue_stats(proto::QueueStatsRequest {

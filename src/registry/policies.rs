@@ -72,6 +72,18 @@ impl Policy {
         Ok(())
     }
 
+    /// No reasons: allowed; otherwise a refusal under this policy.
+    fn verdict(&self, reasons: Vec<String>) -> Result<(), Refusal> {
+        if reasons.is_empty() {
+            Ok(())
+        } else {
+            Err(Refusal {
+                document_type: self.document_type.clone(),
+                reasons,
+            })
+        }
+    }
+
     /// Refuses recipients the type may not go to.
     pub fn check_recipients(&self, recipients: &[OrgCode]) -> Result<(), Refusal> {
         if self.allowed_recipients.is_empty() {
@@ -87,14 +99,7 @@ impl Policy {
                 )
             })
             .collect();
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(Refusal {
-                document_type: self.document_type.clone(),
-                reasons,
-            })
-        }
+        self.verdict(reasons)
     }
 
     /// Checks that the valid signatures of `sender`'s registered signers
@@ -130,14 +135,7 @@ impl Policy {
                 "{failed} signature(s) did not pass verification; see the reports"
             ));
         }
-        if reasons.is_empty() {
-            Ok(())
-        } else {
-            Err(Refusal {
-                document_type: self.document_type.clone(),
-                reasons,
-            })
-        }
+        self.verdict(reasons)
     }
 }
 
