@@ -200,6 +200,20 @@ pub enum ChainError {
         "the audit head names entry {0} but the chain ends at {1}: entries were removed or added"
     )]
     Head(u64, u64),
+    /// The chain ends before the head the durability record names.
+    #[error(
+        "the durability record names audit entry {recorded} but the chain ends at {found}: \
+         entries made durable were lost"
+    )]
+    BehindRecord {
+        /// The entry the record names.
+        recorded: u64,
+        /// Where the chain ends.
+        found: u64,
+    },
+    /// The entry the durability record names has another hash.
+    #[error("audit entry {0} differs from the one the durability record names")]
+    DiffersFromRecord(u64),
     /// Reading failed.
     #[error("reading the audit log: {0}")]
     Store(String),
@@ -245,4 +259,33 @@ pub fn verify(kv: &dyn Kv) -> Result<(u64, Hash), ChainError> {
         return Err(ChainError::Head(head_seq, last));
     }
     Ok((last, prev))
+}
+
+/// Checks a verified chain ending at `head` against the audit head that the
+/// store's durability record names (its raw `meta\0audit-head` value): the
+/// chain must reach that entry, with that hash. The record is outside the
+/// database, so a database cut short cannot shorten it too.
+pub fn check_recorded_head(
+    kv: &dyn Kv,
+    head: (u64, Hash),
+    recorded: &[u8],
+) -> Result<(), ChainError> {
+    if recorded.is_empty() {
+        return Ok(());
+    }
+    let (seq, hash): (u64, Hash) = store::decode(keys::META_AUDIT_HEAD, recorded)?;
+    if head.0 < seq {
+        return Err(ChainError::BehindRecord {
+            recorded: seq,
+            found: head.0,
+        });
+    }
+    let entry: Entry = match kv.get(&entry_key(seq))? {
+        Some(bytes) => store::decode(&entry_key(seq), &bytes)?,
+        None => return Err(ChainError::Missing(seq)),
+    };
+    if entry.hash != hash {
+        return Err(ChainError::DiffersFromRecord(seq));
+    }
+    Ok(())
 }

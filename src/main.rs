@@ -75,6 +75,12 @@ enum Command {
         #[command(subcommand)]
         command: cli::AuditCommand,
     },
+    /// Check a stopped gateway's store (database, durability record, audit
+    /// chain, content files).
+    Store {
+        #[command(subcommand)]
+        command: cli::StoreCommand,
+    },
     /// Check a signed receipt offline.
     Receipt {
         #[command(subcommand)]
@@ -171,6 +177,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Trace(args) => cli::trace(args).await,
         Command::Status(args) => cli::status(args).await,
         Command::Audit { command } => cli::audit(command),
+        Command::Store { command } => cli::store(command),
         Command::Group {
             command,
             connection,

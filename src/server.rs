@@ -79,13 +79,30 @@ fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
     })
 }
 
-/// Binds the configured address and serves until SIGINT or SIGTERM.
+/// Opens and checks the store, then binds the configured address and serves
+/// until SIGINT or SIGTERM. A damaged store is refused before the port opens.
 pub async fn run(config: Config) -> Result<(), ServerError> {
+    let store = open_store(&config).await?;
     let addr = config.listen;
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|source| ServerError::Bind { addr, source })?;
-    serve(config, listener, shutdown_signal()).await
+    let listener = match TcpListener::bind(addr).await {
+        Ok(listener) => listener,
+        Err(source) => {
+            let _ = store.close().await;
+            return Err(ServerError::Bind { addr, source });
+        }
+    };
+    serve_opened(config, listener, store, shutdown_signal()).await
+}
+
+/// Opens the store off the async workers (sled's recovery reads its log).
+async fn open_store(config: &Config) -> Result<Store, ServerError> {
+    let data_dir = config.data_dir.clone();
+    let (batch, cache) = (config.commit_batch_max, config.cache_capacity_bytes);
+    let store =
+        tokio::task::spawn_blocking(move || Store::open_with_cache(&data_dir, batch, cache))
+            .await
+            .map_err(|e| ServerError::Task(format!("opening the store: {e}")))??;
+    Ok(store)
 }
 
 async fn shutdown_signal() {
@@ -119,16 +136,26 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let local = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.listen,
-        source,
-    })?;
-    let data_dir = config.data_dir.clone();
-    let (batch, cache) = (config.commit_batch_max, config.cache_capacity_bytes);
-    let store =
-        tokio::task::spawn_blocking(move || Store::open_with_cache(&data_dir, batch, cache))
-            .await
-            .map_err(|e| StoreError::Engine(format!("open task failed: {e}")))??;
+    let store = open_store(&config).await?;
+    serve_opened(config, listener, store, shutdown).await
+}
+
+async fn serve_opened(
+    config: Config,
+    listener: TcpListener,
+    store: Store,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    let local = match listener.local_addr() {
+        Ok(local) => local,
+        Err(source) => {
+            let _ = store.close().await;
+            return Err(ServerError::Bind {
+                addr: config.listen,
+                source,
+            });
+        }
+    };
     let result = serve_store(config, listener, local, store.clone(), shutdown).await;
     let closed = store.close().await;
     result?;

@@ -120,8 +120,11 @@ fn pki(error: PkiError) -> Status {
         | PkiError::BadPem(_)
         | PkiError::BadCertificate(_)
         | PkiError::BadCrl(_)
+        | PkiError::UntrustedCrl(_)
         | PkiError::BadKey(_) => Status::invalid_argument(error.to_string()),
-        PkiError::Locked(_) => Status::failed_precondition(error.to_string()),
+        PkiError::Locked(_) | PkiError::OlderCrl(_) => {
+            Status::failed_precondition(error.to_string())
+        }
         PkiError::Signing(_) => {
             tracing::error!(error = %error, "signing failed");
             Status::internal("signing failed in the gateway; see its log")
@@ -180,7 +183,15 @@ fn refused(refusal: &Refusal, reports: &[Report]) -> Status {
 /// answered without paths.
 fn store(error: StoreError) -> Status {
     match &error {
-        StoreError::Failed | StoreError::Closed => Status::unavailable(error.to_string()),
+        StoreError::Failed(_) | StoreError::Closed => Status::unavailable(error.to_string()),
+        StoreError::DiskFull { .. } => {
+            tracing::error!(error = %error, "storage failure");
+            Status::unavailable("the gateway's disk is full; try again later")
+        }
+        StoreError::Damaged(_) => {
+            tracing::error!(error = %error, "storage failure");
+            Status::unavailable("the gateway's store is damaged; try again later")
+        }
         StoreError::Engine(_)
         | StoreError::Io { .. }
         | StoreError::Corrupt { .. }

@@ -7,7 +7,6 @@ use clap::{Args, Subcommand};
 use lienthong::{
     audit,
     proto::{self, exchange_client::ExchangeClient},
-    store::SledKv,
 };
 
 use super::{Connection, status_error};
@@ -69,29 +68,30 @@ pub enum AuditCommand {
 /// Runs an audit command.
 pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Verify { data_dir } = command;
-    let sled = data_dir.join("sled");
-    if !sled.is_dir() {
-        bail!(
-            "{} holds no gateway data (no sled directory)",
-            data_dir.display()
-        );
-    }
-    let kv = SledKv::open(&sled).with_context(|| {
-        format!(
-            "opening {} (stop the gateway first: it holds the database lock)",
-            sled.display()
-        )
-    })?;
-    match audit::verify(&kv) {
-        Ok((entries, head)) => {
-            println!(
-                "audit chain intact: {entries} entries, head {}",
-                hex::encode(head)
-            );
-            Ok(())
-        }
+    let offline = super::store::OfflineStore::open(&data_dir, true)?;
+    let (entries, head) = match audit::verify(&offline.kv) {
+        Ok(verified) => verified,
         Err(error) => bail!("audit chain broken: {error}"),
+    };
+    // The chain's head lives in the same database as the chain: a database
+    // cut short looks intact, only shorter. The durability record does not.
+    match super::store::recorded_audit_head(&data_dir)? {
+        Some(recorded) => {
+            if let Err(error) = audit::check_recorded_head(&offline.kv, (entries, head), &recorded)
+            {
+                bail!("audit chain broken: {error}");
+            }
+        }
+        None => bail!(
+            "{} has no durability record: the chain cannot be checked for lost entries",
+            data_dir.display()
+        ),
     }
+    println!(
+        "audit chain intact: {entries} entries, head {}",
+        hex::encode(head)
+    );
+    Ok(())
 }
 
 /// `lienthong status`: report where a received document stands.

@@ -6,12 +6,14 @@ mod bench;
 mod group;
 mod pki;
 mod receipt;
+mod store;
 
 pub use self::audit::{AuditCommand, StatusArgs, TraceArgs, audit, status, trace};
 pub use self::bench::{BenchArgs, bench};
 pub use self::group::{GroupCommand, group};
 pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
 pub use self::receipt::{ReceiptCommand, receipt};
+pub use self::store::{StoreCommand, store};
 
 use std::path::{Path, PathBuf};
 

@@ -10,6 +10,7 @@
 //! before each delivery, so dead-lettering is exact across restarts. After a
 //! restart every unacknowledged entry is deliverable again (at-least-once).
 
+mod check;
 mod content;
 mod slot;
 #[cfg(test)]
@@ -27,6 +28,7 @@ use std::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+pub use self::check::{CheckReport, check};
 pub use self::content::SweepReport;
 pub use self::slot::{DeadLetterId, DeliveryId};
 use self::slot::{Slot, dead_prefix, queue_prefix};

@@ -12,7 +12,7 @@ use std::{
 
 use sha2::{Digest, Sha256};
 
-use super::StoreError;
+use super::{StoreError, sync_dir};
 
 /// A SHA-256 content hash.
 #[derive(
@@ -63,16 +63,27 @@ impl BlobStore {
     /// Opens (or creates) the blob directory.
     pub fn open(root: &Path) -> Result<Self, StoreError> {
         let tmp = root.join("tmp");
-        fs::create_dir_all(&tmp).map_err(|e| StoreError::io("creating blob directory", &tmp, e))?;
+        super::create_dir_durably(&tmp)?;
         // Leftovers of writes interrupted by a crash; nothing points at them.
+        let mut removed = false;
         if let Ok(entries) = fs::read_dir(&tmp) {
             for entry in entries.flatten() {
-                let _ = fs::remove_file(entry.path());
+                removed |= fs::remove_file(entry.path()).is_ok();
             }
+        }
+        if removed {
+            sync_dir(&tmp)?;
         }
         Ok(Self {
             root: root.to_path_buf(),
         })
+    }
+
+    /// The blob directory as it is, for offline reading: creates nothing.
+    pub fn at(root: &Path) -> Self {
+        Self {
+            root: root.to_path_buf(),
+        }
     }
 
     fn path_of(&self, hash: &ContentHash) -> PathBuf {
@@ -89,9 +100,7 @@ impl BlobStore {
         }
         let shard = path.parent().unwrap_or(&self.root).to_path_buf();
         if !shard.is_dir() {
-            fs::create_dir_all(&shard)
-                .map_err(|e| StoreError::io("creating blob shard", &shard, e))?;
-            sync_dir(&self.root)?;
+            super::create_dir_durably(&shard)?;
         }
         Ok(Some((path, shard)))
     }
@@ -307,10 +316,4 @@ impl BlobReader {
         }
         Ok(read)
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io("fsync of directory", dir, e))
 }

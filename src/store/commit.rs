@@ -14,9 +14,12 @@ use std::{
     thread::JoinHandle,
 };
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{Batch, Kv, StoreError, keys};
+use super::{
+    Batch, Kv, StoreError, keys,
+    watermark::{Watermark, WatermarkFile},
+};
 
 /// Called once the job's group is durable (or failed to become so).
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -85,6 +88,34 @@ struct Shared {
     /// Every sequence number up to this one is durable.
     durable_seq: AtomicU64,
     failed: AtomicBool,
+    /// Why the store stopped writing, once it has.
+    failure: watch::Sender<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, error: &StoreError) {
+        let cause = match error {
+            StoreError::DiskFull { .. } => "the disk is full".to_owned(),
+            other => other.to_string(),
+        };
+        self.failed.store(true, Ordering::SeqCst);
+        self.failure.send_replace(Some(cause));
+    }
+
+    fn failed_error(&self) -> StoreError {
+        let cause = self
+            .failure
+            .borrow()
+            .clone()
+            .unwrap_or_else(|| "an earlier write failed".to_owned());
+        StoreError::Failed(cause)
+    }
+}
+
+/// What the writer keeps of the durability record.
+pub(super) struct Durability {
+    pub(super) file: WatermarkFile,
+    pub(super) mark: Watermark,
 }
 
 /// Handle to the writer thread. Cheap to clone.
@@ -96,7 +127,11 @@ pub struct Writer {
 }
 
 impl Writer {
-    pub(super) fn start(kv: Arc<dyn Kv>, max_batch: usize) -> Result<Self, StoreError> {
+    pub(super) fn start(
+        kv: Arc<dyn Kv>,
+        max_batch: usize,
+        durability: Option<Durability>,
+    ) -> Result<Self, StoreError> {
         let last_seq = match kv.get(keys::META_SEQ)? {
             Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
                 StoreError::Corrupt {
@@ -109,13 +144,14 @@ impl Writer {
         let shared = Arc::new(Shared {
             durable_seq: AtomicU64::new(last_seq),
             failed: AtomicBool::new(false),
+            failure: watch::channel(None).0,
         });
         let (commands, receiver) = mpsc::channel(max_batch.max(1) * 4);
         let thread_shared = shared.clone();
         let max_batch = max_batch.max(1);
         let thread = std::thread::Builder::new()
             .name("lienthong-writer".to_owned())
-            .spawn(move || run(kv, receiver, thread_shared, last_seq, max_batch))
+            .spawn(move || run(kv, receiver, thread_shared, durability, last_seq, max_batch))
             .map_err(|e| StoreError::Engine(format!("starting writer thread: {e}")))?;
         Ok(Self {
             commands,
@@ -147,7 +183,7 @@ impl Writer {
         E: From<StoreError> + Send + 'static,
     {
         if self.shared.failed.load(Ordering::SeqCst) {
-            return Err(StoreError::Failed.into());
+            return Err(self.shared.failed_error().into());
         }
         let (reply, answer) = oneshot::channel::<Result<R, E>>();
         let job: Job = Box::new(move |writes| {
@@ -184,6 +220,13 @@ impl Writer {
         self.shared.failed.load(Ordering::SeqCst)
     }
 
+    /// Changes to `Some(cause)` when the store stops writing (a failed
+    /// flush: disk full, I/O error). The server watches it to report
+    /// NOT_SERVING and restart.
+    pub fn failure(&self) -> watch::Receiver<Option<String>> {
+        self.shared.failure.subscribe()
+    }
+
     /// Finishes queued jobs, syncs, and stops the thread.
     pub async fn close(&self) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -204,6 +247,7 @@ fn run(
     kv: Arc<dyn Kv>,
     mut commands: mpsc::Receiver<Command>,
     shared: Arc<Shared>,
+    mut durability: Option<Durability>,
     mut next_seq: u64,
     max_batch: usize,
 ) {
@@ -239,7 +283,7 @@ fn run(
             };
             let (apply, completion) = job(&mut writes);
             if shared.failed.load(Ordering::SeqCst) {
-                completions.push((completion, Err(StoreError::Failed)));
+                completions.push((completion, Err(shared.failed_error())));
                 continue;
             }
             let checked = if apply { writes.check_sizes() } else { Ok(()) };
@@ -258,15 +302,34 @@ fn run(
             );
         }
         let wrote = !group.is_empty();
+        // The group's number goes into the engine with its writes; the
+        // durability record names it once the group is durable.
+        let next_mark = durability.as_ref().filter(|_| wrote).map(|d| Watermark {
+            generation: d.mark.generation + 1,
+            seq: next_seq,
+            audit_head: match group.get(keys::META_AUDIT_HEAD) {
+                Some(Some(head)) => head.clone(),
+                _ => d.mark.audit_head.clone(),
+            },
+        });
+        if let Some(mark) = &next_mark {
+            group.insert(
+                keys::META_GENERATION.to_vec(),
+                Some(mark.generation.to_be_bytes().to_vec()),
+            );
+        }
         let applied = if wrote {
             kv.apply(group.into_iter().collect::<Batch>())
-                .map_err(|error| error.to_string())
         } else {
             Ok(())
         };
         if let Err(error) = &applied {
-            tracing::error!(%error, "applying a write group failed; its jobs fail");
+            // The engine refused a batch of checked values: it cannot write
+            // any more (sled keeps an I/O error for good).
+            tracing::error!(%error, "applying a write group failed; refusing further writes");
+            shared.fail(error);
         }
+        let applied = applied.map_err(|error| error.to_string());
         let completions: Vec<_> = completions
             .into_iter()
             .map(|(completion, checked)| {
@@ -280,6 +343,7 @@ fn run(
             .collect();
         let synced = if (wrote && applied.is_ok()) || close_reply.is_some() {
             kv.sync()
+                .and_then(|()| record(&mut durability, next_mark, &applied))
         } else {
             Ok(())
         };
@@ -287,20 +351,34 @@ fn run(
             Ok(()) => shared.durable_seq.store(next_seq, Ordering::SeqCst),
             Err(error) => {
                 tracing::error!(%error, "durable flush failed; refusing further writes");
-                shared.failed.store(true, Ordering::SeqCst);
+                shared.fail(error);
             }
         }
         for (completion, applied) in completions {
             let result = match (&synced, applied) {
                 (_, Err(error)) => Err(error),
                 (Ok(()), Ok(())) => Ok(()),
-                (Err(_), Ok(())) => Err(StoreError::Failed),
+                (Err(_), Ok(())) => Err(shared.failed_error()),
             };
             completion(result);
         }
         if let Some(reply) = close_reply.take() {
-            let _ = reply.send(synced.map_err(|_| StoreError::Failed));
+            let _ = reply.send(synced.map_err(|_| shared.failed_error()));
             return;
         }
     }
+}
+
+/// After the engine's sync: makes the durability record name the group.
+fn record(
+    durability: &mut Option<Durability>,
+    next_mark: Option<Watermark>,
+    applied: &Result<(), String>,
+) -> Result<(), StoreError> {
+    let (Some(durability), Some(mark), Ok(())) = (durability.as_mut(), next_mark, applied) else {
+        return Ok(());
+    };
+    durability.file.write(&mark)?;
+    durability.mark = mark;
+    Ok(())
 }

@@ -12,6 +12,7 @@ mod memory;
 mod sled_kv;
 #[cfg(test)]
 mod tests;
+pub mod watermark;
 
 use std::{path::Path, sync::Arc};
 
@@ -60,9 +61,22 @@ pub enum StoreError {
         /// The limit.
         max: usize,
     },
-    /// An earlier durable flush failed; nothing more is written until restart.
-    #[error("store is failed after an earlier flush error; restart the gateway")]
-    Failed,
+    /// An earlier durable flush failed; nothing more is written until the
+    /// gateway restarts (it exits so that its service manager restarts it).
+    #[error("the store cannot write ({0}); the gateway is restarting")]
+    Failed(String),
+    /// The disk (or the filesystem's quota) is full.
+    #[error("the disk is full: {action} {path} failed (no space left on device)")]
+    DiskFull {
+        /// What was being done.
+        action: &'static str,
+        /// On which path.
+        path: String,
+    },
+    /// The store lost durable state or cannot be opened safely; it is not
+    /// served.
+    #[error("store damaged: {0}")]
+    Damaged(String),
     /// The writer has stopped (shutdown).
     #[error("store is shutting down")]
     Closed,
@@ -70,12 +84,76 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        if is_disk_full(&source) {
+            return Self::DiskFull {
+                action,
+                path: path.display().to_string(),
+            };
+        }
         Self::Io {
             action,
             path: path.display().to_string(),
             source,
         }
     }
+}
+
+/// True for ENOSPC and EDQUOT: the disk or the quota is full.
+pub(crate) fn is_disk_full(error: &std::io::Error) -> bool {
+    const ENOSPC: i32 = 28;
+    const EDQUOT: i32 = 122;
+    matches!(error.raw_os_error(), Some(ENOSPC | EDQUOT))
+        || error.kind() == std::io::ErrorKind::StorageFull
+}
+
+/// fsyncs a directory, so that the entries created in it survive a power cut.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    #[cfg(test)]
+    tests::record_sync(dir);
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io("fsync of directory", dir, e))
+}
+
+/// fsyncs a file, by path.
+pub(crate) fn sync_file(path: &Path) -> Result<(), StoreError> {
+    #[cfg(test)]
+    tests::record_sync(path);
+    std::fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| StoreError::io("fsync of file", path, e))
+}
+
+/// Creates `dir` and any missing parents, then fsyncs each created directory
+/// and the parent of the first one created: POSIX makes a new directory
+/// entry durable only after an fsync of the directory holding it (ext4 and
+/// XFS journals hide this; other filesystems do not).
+pub(crate) fn create_dir_durably(dir: &Path) -> Result<(), StoreError> {
+    let mut missing = Vec::new();
+    let mut cursor = Some(dir);
+    while let Some(path) = cursor {
+        if path.as_os_str().is_empty() || path.is_dir() {
+            break;
+        }
+        missing.push(path.to_path_buf());
+        cursor = path.parent();
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| StoreError::io("creating directory", dir, e))?;
+    // Deepest first: a directory's own entries, then the entry naming it.
+    for created in &missing {
+        sync_dir(created)?;
+    }
+    if let Some(top) = missing.last() {
+        let parent = match top.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        sync_dir(parent)?;
+    }
+    Ok(())
 }
 
 /// Keys and values as the engine sees them.
@@ -147,6 +225,9 @@ pub mod keys {
     pub const META_AUDIT_HEAD: &[u8] = b"meta\0audit-head";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).
     pub const META_SEQ: &[u8] = b"meta\0seq";
+    /// `meta\0generation` → write groups made durable so far (u64 BE); the
+    /// durability record outside the engine names the same number.
+    pub const META_GENERATION: &[u8] = b"meta\0generation";
 
     /// Joins a prefix and parts with NUL separators.
     pub fn join(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
@@ -238,28 +319,34 @@ impl Store {
     }
 
     /// Like [`Store::open`], with sled's page cache bounded to `cache_bytes`.
+    ///
+    /// Every directory and file the store creates is made durable before it
+    /// is used, and the engine is checked against its durability record
+    /// (see [`watermark`]): a store that lost durable state, or whose engine
+    /// panics while opening, is refused with [`StoreError::Damaged`].
     pub fn open_with_cache(
         data_dir: &Path,
         max_batch: usize,
         cache_bytes: u64,
     ) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|e| StoreError::io("creating data directory", data_dir, e))?;
-        let kv: Arc<dyn Kv> = Arc::new(SledKv::open_with_cache(
-            &data_dir.join("sled"),
-            cache_bytes,
-        )?);
+        create_dir_durably(data_dir)?;
+        let kv = Arc::new(open_sled(&data_dir.join("sled"), cache_bytes)?);
+        make_sled_durable(data_dir)?;
         let blobs = BlobStore::open(&data_dir.join("blobs"))?;
-        Self::with_kv(kv, blobs, max_batch)
+        let durability = check_durability(data_dir, &*kv)?;
+        let kv: Arc<dyn Kv> = kv;
+        let writer = Writer::start(kv.clone(), max_batch, Some(durability))?;
+        Ok(Self { kv, writer, blobs })
     }
 
-    /// A store over any engine; the in-memory one in tests.
+    /// A store over any engine, without a durability record; the in-memory
+    /// engine in tests.
     pub fn with_kv(
         kv: Arc<dyn Kv>,
         blobs: BlobStore,
         max_batch: usize,
     ) -> Result<Self, StoreError> {
-        let writer = Writer::start(kv.clone(), max_batch)?;
+        let writer = Writer::start(kv.clone(), max_batch, None)?;
         Ok(Self { kv, writer, blobs })
     }
 
@@ -282,4 +369,117 @@ impl Store {
     pub async fn close(&self) -> Result<(), StoreError> {
         self.writer.close().await
     }
+}
+
+/// Runs `open` and turns a panic inside the engine into
+/// [`StoreError::Damaged`]: sled 0.34 panics on some damaged files instead
+/// of returning an error.
+pub fn contain_panic<T>(
+    what: &str,
+    open: impl FnOnce() -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
+        Ok(result) => result,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_owned());
+            Err(StoreError::Damaged(format!(
+                "{what}: the storage engine panicked ({message}); its files are damaged"
+            )))
+        }
+    }
+}
+
+/// Opens sled in `sled_dir`, a panic contained.
+pub fn open_sled(sled_dir: &Path, cache_bytes: u64) -> Result<SledKv, StoreError> {
+    contain_panic(&format!("opening {}", sled_dir.display()), || {
+        SledKv::open_with_cache(sled_dir, cache_bytes)
+    })
+}
+
+/// sled creates its directory and `conf` and never fsyncs them.
+fn make_sled_durable(data_dir: &Path) -> Result<(), StoreError> {
+    let sled_dir = data_dir.join("sled");
+    let conf = sled_dir.join("conf");
+    if conf.is_file() {
+        sync_file(&conf)?;
+    }
+    sync_dir(&sled_dir)?;
+    sync_dir(data_dir)
+}
+
+/// The engine's state as its durability record names it.
+pub fn engine_state(kv: &dyn Kv) -> Result<watermark::Watermark, StoreError> {
+    contain_panic("reading the store's state", || {
+        let number = |key: &[u8]| -> Result<u64, StoreError> {
+            match kv.get(key)? {
+                Some(bytes) => Ok(u64::from_be_bytes(bytes.as_slice().try_into().map_err(
+                    |_| StoreError::Corrupt {
+                        key: printable_key(key),
+                        reason: format!("{} bytes, expected 8", bytes.len()),
+                    },
+                )?)),
+                None => Ok(0),
+            }
+        };
+        Ok(watermark::Watermark {
+            generation: number(keys::META_GENERATION)?,
+            seq: number(keys::META_SEQ)?,
+            audit_head: kv.get(keys::META_AUDIT_HEAD)?.unwrap_or_default(),
+        })
+    })
+}
+
+/// Checks the engine against its durability record (creating the record
+/// for a new store) and returns what the writer keeps of it.
+fn check_durability(data_dir: &Path, kv: &dyn Kv) -> Result<commit::Durability, StoreError> {
+    let found = engine_state(kv)?;
+    match watermark::WatermarkFile::open(data_dir)? {
+        Some((mut file, recorded)) => {
+            if watermark::compare(&found, &recorded)? == watermark::Comparison::OneAhead {
+                // Stopped between the engine's sync and the record's.
+                file.write(&found)?;
+            }
+            Ok(commit::Durability { file, mark: found })
+        }
+        None if found == watermark::Watermark::default() => {
+            let file = watermark::WatermarkFile::create(data_dir, &found)?;
+            Ok(commit::Durability { file, mark: found })
+        }
+        None => Err(StoreError::Damaged(format!(
+            "{} has data (write group {}, sequence number {}) but no durability record \
+             ({}): it was deleted, or the store was written by an older version. \
+             Check the store with `lienthong store check --data-dir {}`; if you accept it \
+             as it is, `lienthong store check --data-dir {} --reseal` writes a new record",
+            data_dir.display(),
+            found.generation,
+            found.seq,
+            watermark::FILE_NAME,
+            data_dir.display(),
+            data_dir.display(),
+        ))),
+    }
+}
+
+/// Writes a new durability record for the store in `data_dir` as it is now
+/// (after the operator checked it). The gateway must be stopped.
+pub fn reseal(data_dir: &Path, kv: &dyn Kv) -> Result<watermark::Watermark, StoreError> {
+    let found = engine_state(kv)?;
+    match watermark::WatermarkFile::open(data_dir) {
+        Ok(Some((mut file, _))) => file.write(&found)?,
+        Ok(None) => {
+            watermark::WatermarkFile::create(data_dir, &found)?;
+        }
+        Err(StoreError::Damaged(_)) => {
+            let path = data_dir.join(watermark::FILE_NAME);
+            std::fs::remove_file(&path)
+                .map_err(|e| StoreError::io("removing unreadable durability record", &path, e))?;
+            watermark::WatermarkFile::create(data_dir, &found)?;
+        }
+        Err(other) => return Err(other),
+    }
+    Ok(found)
 }

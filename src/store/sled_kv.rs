@@ -50,8 +50,13 @@ impl SledKv {
                         path.display()
                     )));
                 }
+                Err(sled::Error::Io(error)) => {
+                    return Err(StoreError::io("opening sled", path, error));
+                }
+                // Corruption, a bug report, or a `conf` it cannot read
+                // ("Unsupported"): the files are not what sled wrote.
                 Err(error) => {
-                    return Err(StoreError::Engine(format!(
+                    return Err(StoreError::Damaged(format!(
                         "opening sled at {}: {error}",
                         path.display()
                     )));
@@ -77,7 +82,10 @@ fn is_lock_error(error: &std::io::Error) -> bool {
 }
 
 fn engine(error: sled::Error) -> StoreError {
-    StoreError::Engine(error.to_string())
+    match error {
+        sled::Error::Io(source) => StoreError::io("sled", Path::new("db"), source),
+        other => StoreError::Engine(other.to_string()),
+    }
 }
 
 impl Kv for SledKv {
@@ -128,10 +136,8 @@ impl Kv for SledKv {
         // flush() writes the buffers out with sync_file_range only (sled
         // issue 1452); fdatasync makes them survive power loss.
         self.db.flush().map_err(engine)?;
-        self.log.sync_data().map_err(|e| StoreError::Io {
-            action: "fdatasync of sled log",
-            path: "db".to_owned(),
-            source: e,
-        })
+        self.log
+            .sync_data()
+            .map_err(|e| StoreError::io("fdatasync of sled log", Path::new("db"), e))
     }
 }

@@ -264,3 +264,138 @@ fn a_lock_released_shortly_after_is_waited_for() {
     holder.join().expect("holder");
     assert!(second.is_ok(), "{:?}", second.err());
 }
+
+thread_local! {
+    /// Paths fsynced by this thread, for the durability tests.
+    static SYNCED: std::cell::RefCell<Vec<std::path::PathBuf>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+pub(super) fn record_sync(path: &Path) {
+    SYNCED.with(|synced| synced.borrow_mut().push(path.to_path_buf()));
+}
+
+fn take_synced() -> Vec<std::path::PathBuf> {
+    SYNCED.with(|synced| std::mem::take(&mut *synced.borrow_mut()))
+}
+
+#[tokio::test]
+async fn every_directory_the_store_creates_is_fsynced() {
+    let root = tempfile::tempdir().expect("tempdir");
+    // The data directory and its parent do not exist yet.
+    let data = root.path().join("srv").join("data");
+    take_synced();
+    let store = Store::open(&data, 8).expect("open");
+    let synced = take_synced();
+    for needed in [
+        root.path().to_path_buf(),
+        root.path().join("srv"),
+        data.clone(),
+        data.join("sled"),
+        data.join("sled").join("conf"),
+        data.join("blobs"),
+        data.join("blobs").join("tmp"),
+    ] {
+        assert!(
+            synced.contains(&needed),
+            "{} was not fsynced; fsynced: {synced:?}",
+            needed.display()
+        );
+    }
+    // A new shard directory is fsynced with its parent before content lands.
+    store.blobs().put(b"content").expect("put");
+    let hash = ContentHash::of(b"content").to_hex();
+    let synced = take_synced();
+    assert!(
+        synced.contains(&data.join("blobs").join(&hash[..2])),
+        "{synced:?}"
+    );
+    assert!(synced.contains(&data.join("blobs")), "{synced:?}");
+    store.close().await.expect("close");
+    // Clearing leftovers in blobs/tmp at start is made durable too.
+    std::fs::write(data.join("blobs").join("tmp").join("leftover"), b"x").expect("write");
+    take_synced();
+    drop(store);
+    let store = Store::open(&data, 8).expect("reopen");
+    assert!(take_synced().contains(&data.join("blobs").join("tmp")));
+    assert!(!data.join("blobs").join("tmp").join("leftover").exists());
+    store.close().await.expect("close");
+}
+
+async fn write_one(store: &Store, key: &[u8]) {
+    let key = key.to_vec();
+    store
+        .writer()
+        .write(move |writes| {
+            writes.next_seq();
+            writes.put(key, b"v".to_vec());
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("write");
+}
+
+#[tokio::test]
+async fn a_store_that_went_back_is_refused_with_what_is_missing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), 8).expect("open");
+    write_one(&store, b"k1").await;
+    store.close().await.expect("close");
+    drop(store);
+    // A copy of the store as it was after one write...
+    let saved = tempfile::tempdir().expect("tempdir");
+    copy_dir(&dir.path().join("sled"), &saved.path().join("sled"));
+    let store = Store::open(dir.path(), 8).expect("reopen");
+    for key in [b"k2", b"k3", b"k4"] {
+        write_one(&store, key).await;
+    }
+    store.close().await.expect("close");
+    drop(store);
+    // ...put back in place of the newer one: three groups are missing.
+    std::fs::remove_dir_all(dir.path().join("sled")).expect("remove");
+    copy_dir(&saved.path().join("sled"), &dir.path().join("sled"));
+    let error = Store::open(dir.path(), 8).err().expect("refused");
+    let message = error.to_string();
+    assert!(matches!(error, StoreError::Damaged(_)), "{message}");
+    assert!(message.contains("the last 3 are missing"), "{message}");
+    // The engine's files gone altogether: refused too, not a fresh start.
+    std::fs::remove_dir_all(dir.path().join("sled")).expect("remove");
+    let error = Store::open(dir.path(), 8).err().expect("refused");
+    assert!(
+        error.to_string().contains("the last 4 are missing"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_store_without_its_record_is_refused_until_resealed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path(), 8).expect("open");
+    write_one(&store, b"k1").await;
+    store.close().await.expect("close");
+    drop(store);
+    std::fs::remove_file(dir.path().join(watermark::FILE_NAME)).expect("remove");
+    let error = Store::open(dir.path(), 8).err().expect("refused");
+    assert!(
+        error.to_string().contains("no durability record"),
+        "{error}"
+    );
+    let kv = open_sled(&dir.path().join("sled"), SLED_DEFAULT_CACHE_BYTES).expect("sled");
+    let sealed = reseal(dir.path(), &kv).expect("reseal");
+    assert_eq!(sealed.generation, 1);
+    drop(kv);
+    let store = Store::open(dir.path(), 8).expect("opens after reseal");
+    assert_eq!(store.kv().get(b"k1").expect("get"), Some(b"v".to_vec()));
+    store.close().await.expect("close");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
