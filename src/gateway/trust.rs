@@ -97,6 +97,7 @@ impl Gateway {
     /// Publishes a CRL (PEM or DER), replacing the stored one of its issuer.
     pub async fn publish_crl(&self, bytes: &[u8]) -> Result<TrustItem, GatewayError> {
         let crl = pki::crl_from_bytes(bytes)?;
+        self.verifier.trust().check_publishable(&crl)?;
         let pki::CrlFacts {
             der,
             issuer_der,

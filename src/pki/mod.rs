@@ -57,6 +57,12 @@ pub enum PkiError {
     /// Making a signature failed.
     #[error("signing: {0}")]
     Signing(String),
+    /// A CRL not issued by a known CA, or not signed by its key.
+    #[error("untrusted CRL: {0}")]
+    UntrustedCrl(String),
+    /// A CRL older than the one in force for its issuer.
+    #[error("{0}")]
+    OlderCrl(String),
 }
 
 /// Seconds since the Unix epoch of an ASN.1 time.

@@ -3,6 +3,8 @@
 
 use openssl::x509::{X509, X509Crl, X509NameRef, store::X509Store, store::X509StoreBuilder};
 
+use x509_parser::prelude::FromDer;
+
 use super::{Fingerprint, PkiError, ffi, unix_seconds};
 
 /// A CRL and the facts the verifier needs.
@@ -17,6 +19,64 @@ pub struct CrlEntry {
     pub next_update: Option<i64>,
     /// SHA-256 of the CRL's DER.
     pub fingerprint: Fingerprint,
+    /// Its CRL number (big-endian, no leading zeros), when it has one.
+    pub number: Option<Vec<u8>>,
+    /// When it was issued (Unix seconds).
+    pub this_update: i64,
+}
+
+/// Orders CRLs of one issuer: the higher CRL number is newer (RFC 5280
+/// 5.2.3), then the later thisUpdate. A CRL without a number sorts below
+/// any numbered one.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CrlAge {
+    number: Option<(usize, Vec<u8>)>,
+    this_update: i64,
+}
+
+impl std::fmt::Display for CrlAge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.number {
+            Some((_, number)) => write!(f, "number {}", hex::encode(number))?,
+            None => f.write_str("no number")?,
+        }
+        write!(
+            f,
+            ", issued {}",
+            crate::clock::format_rfc3339(self.this_update * 1000)
+        )
+    }
+}
+
+impl CrlEntry {
+    /// How new the CRL is, against others of its issuer.
+    pub fn age(&self) -> CrlAge {
+        CrlAge {
+            number: self.number.as_ref().map(|n| (n.len(), n.clone())),
+            this_update: self.this_update,
+        }
+    }
+
+    fn new(crl: X509Crl) -> Result<Self, PkiError> {
+        let der = crl.to_der().map_err(|e| PkiError::BadCrl(e.to_string()))?;
+        let parsed = x509_parser::revocation_list::CertificateRevocationList::from_der(&der)
+            .map_err(|e| PkiError::BadCrl(e.to_string()))?
+            .1;
+        let number = parsed.crl_number().map(|n| {
+            let bytes = n.to_bytes_be();
+            let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+            bytes[start..].to_vec()
+        });
+        Ok(Self {
+            issuer_der: name_der(crl.issuer_name()),
+            issuer: name_text(crl.issuer_name()),
+            next_update: crl.next_update().and_then(unix_seconds),
+            fingerprint: Fingerprint::of_der(&der),
+            number,
+            this_update: parsed.last_update().timestamp(),
+            crl,
+        })
+    }
 }
 
 /// What the verifier trusts, built once.
@@ -108,14 +168,7 @@ impl TrustStore {
         let mut entries = Vec::with_capacity(crls.len());
         for crl in crls {
             ffi::store_add_crl(&mut builder, &crl).map_err(|e| PkiError::BadCrl(e.to_string()))?;
-            let der = crl.to_der().map_err(|e| PkiError::BadCrl(e.to_string()))?;
-            entries.push(CrlEntry {
-                issuer_der: name_der(crl.issuer_name()),
-                issuer: name_text(crl.issuer_name()),
-                next_update: crl.next_update().and_then(unix_seconds),
-                fingerprint: Fingerprint::of_der(&der),
-                crl,
-            });
+            entries.push(CrlEntry::new(crl)?);
         }
         Ok(Self {
             store: builder.build(),
@@ -135,12 +188,50 @@ impl TrustStore {
         &self.crls
     }
 
-    /// The freshest CRL issued by `issuer` (DER name).
+    /// The newest CRL issued by `issuer` (DER name): highest CRL number,
+    /// then latest thisUpdate. Not the one that expires last: a CA may
+    /// shorten the validity of the CRL that revokes a key.
     pub(super) fn crl_of(&self, issuer: &[u8]) -> Option<&CrlEntry> {
         self.crls
             .iter()
             .filter(|entry| entry.issuer_der == issuer)
-            .max_by_key(|entry| entry.next_update)
+            .max_by_key(|entry| entry.age())
+    }
+
+    /// Whether `crl` may be published: its issuer is a known CA whose key
+    /// signed it, and it is not older than the CRL of that issuer in force.
+    pub fn check_publishable(&self, crl: &X509Crl) -> Result<(), PkiError> {
+        let der = crl.to_der().map_err(|e| PkiError::BadCrl(e.to_string()))?;
+        let entry =
+            CrlEntry::new(X509Crl::from_der(&der).map_err(|e| PkiError::BadCrl(e.to_string()))?)?;
+        let signed_by_known_ca = self
+            .anchors
+            .iter()
+            .chain(&self.intermediates)
+            .filter(|ca| name_der(ca.subject_name()) == entry.issuer_der)
+            .any(|ca| {
+                ca.public_key()
+                    .ok()
+                    .and_then(|key| crl.verify(&key).ok())
+                    .unwrap_or(false)
+            });
+        if !signed_by_known_ca {
+            return Err(PkiError::UntrustedCrl(format!(
+                "the CRL of {} is not signed by a trust anchor or intermediate of that name",
+                entry.issuer
+            )));
+        }
+        if let Some(current) = self.crl_of(&entry.issuer_der)
+            && current.age() > entry.age()
+        {
+            return Err(PkiError::OlderCrl(format!(
+                "the CRL of {} ({}) is older than the one in force ({}); a CRL never replaces a newer one",
+                entry.issuer,
+                entry.age(),
+                current.age()
+            )));
+        }
+        Ok(())
     }
 
     /// Whether a certificate is one of the anchors.
