@@ -48,8 +48,7 @@ impl Admin for AdminService {
         let request = request.into_inner();
         let agency = self
             .gateway
-            .registry()
-            .register(NewAgency {
+            .register_agency(NewAgency {
                 code: request.code,
                 name: request.name,
                 parent: request.parent,
@@ -92,6 +91,39 @@ impl Admin for AdminService {
             .set_disabled(&request.into_inner().code, true)
             .await?;
         Ok(Response::new(proto::DisableAgencyResponse {
+            agency: Some(convert::agency(&agency)),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn add_agency_certificate(
+        &self,
+        request: Request<proto::AddAgencyCertificateRequest>,
+    ) -> Result<Response<proto::AddAgencyCertificateResponse>, Status> {
+        self.auth.admin(&request)?;
+        let request = request.into_inner();
+        let agency = self
+            .gateway
+            .add_agency_certificate(&request.code, request.certificate_pem.as_bytes())
+            .await?;
+        Ok(Response::new(proto::AddAgencyCertificateResponse {
+            agency: Some(convert::agency(&agency)),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn remove_agency_certificate(
+        &self,
+        request: Request<proto::RemoveAgencyCertificateRequest>,
+    ) -> Result<Response<proto::RemoveAgencyCertificateResponse>, Status> {
+        self.auth.admin(&request)?;
+        let request = request.into_inner();
+        let agency = self
+            .gateway
+            .registry()
+            .remove_certificate(&request.code, &request.fingerprint)
+            .await?;
+        Ok(Response::new(proto::RemoveAgencyCertificateResponse {
             agency: Some(convert::agency(&agency)),
         }))
     }
@@ -194,7 +226,6 @@ impl Admin for AdminService {
         let role = convert::role_from(request.role, "role")?;
         let signer = self
             .gateway
-            .registry()
             .add_signer(&request.agency, role, request.certificate_pem.as_bytes())
             .await?;
         Ok(Response::new(proto::AddSignerResponse {

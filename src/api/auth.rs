@@ -26,7 +26,7 @@ impl Authenticator {
     /// The calling agency. No certificate or an unregistered one is
     /// UNAUTHENTICATED; a disabled agency is PERMISSION_DENIED.
     pub fn agency<T>(&self, request: &Request<T>) -> Result<Agency, Status> {
-        let fingerprint = peer_fingerprint(request)?;
+        let fingerprint = self.peer_fingerprint(request)?;
         let agency = self
             .gateway
             .registry()
@@ -47,7 +47,7 @@ impl Authenticator {
 
     /// Passes for a registered, enabled agency or an administrator.
     pub fn agency_or_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let fingerprint = peer_fingerprint(request)?;
+        let fingerprint = self.peer_fingerprint(request)?;
         if self.admins.contains(&fingerprint) {
             return Ok(());
         }
@@ -56,7 +56,7 @@ impl Authenticator {
 
     /// Passes only for an administrator's certificate.
     pub fn admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        let fingerprint = peer_fingerprint(request)?;
+        let fingerprint = self.peer_fingerprint(request)?;
         if self.admins.contains(&fingerprint) {
             return Ok(());
         }
@@ -72,12 +72,24 @@ impl Authenticator {
     }
 }
 
-fn peer_fingerprint<T>(request: &Request<T>) -> Result<Fingerprint, Status> {
-    let certificates = request
-        .peer_certs()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required (mTLS)"))?;
-    let leaf = certificates
-        .first()
-        .ok_or_else(|| Status::unauthenticated("a client certificate is required (mTLS)"))?;
-    Ok(Fingerprint::of_der(leaf.as_ref()))
+impl Authenticator {
+    /// The fingerprint of the caller's certificate, refused when a CRL in
+    /// force lists it (the TLS layer checks the chain, not revocation).
+    fn peer_fingerprint<T>(&self, request: &Request<T>) -> Result<Fingerprint, Status> {
+        let certificates = request
+            .peer_certs()
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required (mTLS)"))?;
+        let leaf = certificates
+            .first()
+            .ok_or_else(|| Status::unauthenticated("a client certificate is required (mTLS)"))?;
+        let fingerprint = Fingerprint::of_der(leaf.as_ref());
+        let presented: Vec<&[u8]> = certificates.iter().map(|c| c.as_ref()).collect();
+        if let Some(reason) = self.gateway.client_revoked(&presented) {
+            tracing::warn!(certificate = %fingerprint, %reason, "revoked client certificate refused");
+            return Err(Status::unauthenticated(format!(
+                "client certificate {fingerprint} is revoked: {reason}"
+            )));
+        }
+        Ok(fingerprint)
+    }
 }

@@ -97,7 +97,10 @@ fn registry(error: RegistryError) -> Status {
         RegistryError::InvalidName(_)
         | RegistryError::UnknownParent(_)
         | RegistryError::NoCertificate
-        | RegistryError::BadCertificate { .. } => Status::invalid_argument(error.to_string()),
+        | RegistryError::BadCertificate { .. }
+        | RegistryError::Unusable { .. } => Status::invalid_argument(error.to_string()),
+        RegistryError::LastCertificate { .. } => Status::failed_precondition(error.to_string()),
+        RegistryError::NotBound { .. } => Status::not_found(error.to_string()),
         RegistryError::AlreadyRegistered(_) | RegistryError::CertificateInUse { .. } => {
             Status::already_exists(error.to_string())
         }

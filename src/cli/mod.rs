@@ -129,6 +129,24 @@ pub enum AgencyCommand {
         /// Org code.
         code: String,
     },
+    /// Bind a renewed client certificate to an agency; the old one keeps
+    /// working until removed.
+    CertAdd {
+        /// Org code.
+        code: String,
+        /// The new client certificate, PEM.
+        #[arg(long = "cert")]
+        certificate: PathBuf,
+    },
+    /// Unbind a client certificate (by SHA-256 fingerprint, as `agency list`
+    /// shows it); an agency's last certificate cannot be removed.
+    CertRemove {
+        /// Org code.
+        code: String,
+        /// SHA-256 fingerprint, hex.
+        #[arg(long)]
+        fingerprint: String,
+    },
 }
 
 fn print_agency(agency: &proto::Agency) {
@@ -208,6 +226,30 @@ pub async fn agency(command: AgencyCommand, connection: &Connection) -> anyhow::
         AgencyCommand::Enable { code } => {
             let response = client
                 .enable_agency(proto::EnableAgencyRequest { code })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            response.agency.iter().for_each(print_agency);
+        }
+        AgencyCommand::CertAdd { code, certificate } => {
+            let certificate_pem = String::from_utf8(read(&certificate, "agency certificate")?)
+                .context("certificate is not PEM text")?;
+            let response = client
+                .add_agency_certificate(proto::AddAgencyCertificateRequest {
+                    code,
+                    certificate_pem,
+                })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            response.agency.iter().for_each(print_agency);
+        }
+        AgencyCommand::CertRemove { code, fingerprint } => {
+            let response = client
+                .remove_agency_certificate(proto::RemoveAgencyCertificateRequest {
+                    code,
+                    fingerprint,
+                })
                 .await
                 .map_err(status_error)?
                 .into_inner();

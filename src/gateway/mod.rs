@@ -19,12 +19,12 @@ use crate::{
     clock::Clock,
     config::Config,
     envelope::{Attachment, Envelope, EnvelopeError, OrgCode, RawEnvelope, Signature},
-    pki::{self, PkiError, Report, Verifier},
+    pki::{self, Fingerprint, PkiError, Report, Verifier},
     queue::{
         DeadLetter, Leased, MessageRecord, Queue, QueueError, Receipt, StoredAttachment,
         StoredSignature,
     },
-    registry::{Agency, Refusal, Registry, RegistryError},
+    registry::{Agency, NewAgency, Refusal, Registry, RegistryError},
     routing::{self, RoutingError},
     store::{ContentHash, StagedBlob, Store, StoreError},
 };
@@ -158,6 +158,9 @@ pub struct Gateway {
     verifier: Verifier,
     keys: pki::SoftKeyStore,
     receipts: Option<crate::receipt::ReceiptSigner>,
+    /// The CAs whose client certificates TLS accepts: a certificate bound
+    /// to an agency must chain to them.
+    client_trust: pki::TrustStore,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
 }
@@ -176,6 +179,8 @@ impl Gateway {
         let verifier = Verifier::new(trust, config.pki.rules, clock.clone());
         let keys = signing::open_keystore(&config, &registry)?;
         let receipts = signing::receipt_signer(&config)?;
+        let client_cas = pki::certificates_from_pem(&[trust::read_file(&config.tls.client_ca)?])?;
+        let client_trust = pki::TrustStore::build(client_cas, Vec::new(), Vec::new())?;
         Ok(Self {
             config,
             store,
@@ -184,14 +189,64 @@ impl Gateway {
             verifier,
             keys,
             receipts,
+            client_trust,
             clock,
             shutdown,
         })
     }
 
+    /// Refuses a certificate (PEM) that could never be used: expired, not
+    /// yet valid, or not issued by a CA of `trust`.
+    fn check_usable(&self, trust: &pki::TrustStore, pem: &[u8]) -> Result<(), GatewayError> {
+        for der in pki::pem_certificates(pem)? {
+            pki::certificate_usable(trust, &der, self.clock.now_millis()).map_err(|reason| {
+                RegistryError::Unusable {
+                    fingerprint: Fingerprint::of_der(&der),
+                    reason,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Registers an agency whose client certificates TLS would accept.
+    pub async fn register_agency(&self, request: NewAgency) -> Result<Agency, GatewayError> {
+        for pem in &request.certificates_pem {
+            self.check_usable(&self.client_trust, pem)?;
+        }
+        Ok(self.registry.register(request).await?)
+    }
+
+    /// Binds one more client certificate to an agency (renewal).
+    pub async fn add_agency_certificate(
+        &self,
+        code: &str,
+        pem: &[u8],
+    ) -> Result<Agency, GatewayError> {
+        self.check_usable(&self.client_trust, pem)?;
+        Ok(self.registry.add_certificate(code, pem).await?)
+    }
+
+    /// Binds a signer certificate whose signatures could verify.
+    pub async fn add_signer(
+        &self,
+        agency: &str,
+        role: pki::Role,
+        pem: &[u8],
+    ) -> Result<crate::registry::Signer, GatewayError> {
+        self.check_usable(&self.verifier.trust(), pem)?;
+        Ok(self.registry.add_signer(agency, role, pem).await?)
+    }
+
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Why a TLS client's certificate chain (DER, leaf first) is revoked
+    /// under the CRLs in force, or `None`.
+    pub fn client_revoked(&self, presented: &[&[u8]]) -> Option<String> {
+        self.verifier.client_revoked(presented)
     }
 
     /// The agency registry.

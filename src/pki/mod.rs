@@ -25,7 +25,7 @@ pub use trust::{
     CrlEntry, CrlFacts, TrustStore, certificate_from_der, certificates_from_pem, crl_facts,
     crl_from_bytes,
 };
-pub use verify::{Content, CryptoRules, SignerLookup, missing_attachment};
+pub use verify::{Content, CryptoRules, SignerLookup, certificate_usable, missing_attachment};
 
 use crate::clock::{Clock, UnixMillis};
 
@@ -77,7 +77,14 @@ pub struct Verifier {
     trust: RwLock<Arc<TrustStore>>,
     rules: CryptoRules,
     clock: Arc<dyn Clock>,
+    /// TLS client certificates already checked against the trust store in
+    /// force: fingerprint → why revoked (`None`: not revoked). Emptied when
+    /// the trust store changes.
+    clients: std::sync::Mutex<std::collections::HashMap<Fingerprint, Option<String>>>,
 }
+
+/// How many client certificates the revocation cache remembers.
+const CLIENT_CACHE_MAX: usize = 16_384;
 
 impl Verifier {
     /// A verifier over `trust`.
@@ -86,6 +93,7 @@ impl Verifier {
             trust: RwLock::new(Arc::new(trust)),
             rules,
             clock,
+            clients: std::sync::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -96,7 +104,38 @@ impl Verifier {
 
     /// Replaces the trust store; verifications under way keep the old one.
     pub fn replace_trust(&self, trust: TrustStore) {
-        *self.trust.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(trust);
+        let mut slot = self.trust.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Arc::new(trust);
+        // Under the trust lock, so no check against the old store lands after.
+        self.clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+    }
+
+    /// Why a TLS client's certificate (DER, leaf first, as presented) is
+    /// revoked under the CRLs in force, or `None`. Cached per certificate
+    /// until the trust store changes, so a published CRL takes effect on
+    /// the next call.
+    pub fn client_revoked(&self, presented: &[&[u8]]) -> Option<String> {
+        let leaf = Fingerprint::of_der(presented.first()?);
+        let cached = self
+            .clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&leaf)
+            .cloned();
+        if let Some(known) = cached {
+            return known;
+        }
+        let trust = self.trust.read().unwrap_or_else(|p| p.into_inner());
+        let verdict = verify::client_revocation(&trust, presented, self.clock.now_millis());
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if clients.len() >= CLIENT_CACHE_MAX {
+            clients.clear();
+        }
+        clients.insert(leaf, verdict.clone());
+        verdict
     }
 
     /// Verifies a detached CMS signature over `content`: one report per

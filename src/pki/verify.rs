@@ -595,3 +595,57 @@ fn revocation(trust: &TrustStore, chain: &[X509], now: UnixMillis) -> Outcome {
         "{checked} certificate(s) checked against fresh CRLs: none revoked"
     ))
 }
+
+/// Why a TLS client's certificate chain is revoked, if it is: the leaf (and
+/// any CA above it) against the newest CRL of its issuer. A chain the trust
+/// store cannot build, or a CRL that is missing or stale, is left to the TLS
+/// layer's own chain check: only a listed serial refuses the client.
+pub(super) fn client_revocation(
+    trust: &TrustStore,
+    presented: &[&[u8]],
+    now: UnixMillis,
+) -> Option<String> {
+    let certificates: Vec<X509> = presented
+        .iter()
+        .filter_map(|der| X509::from_der(der).ok())
+        .collect();
+    let (leaf, presented_rest) = certificates.split_first()?;
+    let untrusted: Vec<X509> = presented_rest
+        .iter()
+        .chain(&trust.intermediates)
+        .cloned()
+        .collect();
+    let built = chain(trust, leaf, &untrusted, now / 1000).ok()?;
+    match revocation(trust, &built, now) {
+        Err((SubIndication::RevokedNoPoe, reason)) => Some(reason),
+        _ => None,
+    }
+}
+
+/// Whether a certificate being registered could ever be used: valid now
+/// (the dates named when not) and issued, through `trust`'s anchors and
+/// intermediates, by a trusted CA (the issuer named when not).
+pub fn certificate_usable(trust: &TrustStore, der: &[u8], now: UnixMillis) -> Result<(), String> {
+    let certificate = X509::from_der(der).map_err(|e| format!("not a certificate: {e}"))?;
+    let now_seconds = now / 1000;
+    let not_before = unix_seconds(certificate.not_before());
+    let not_after = unix_seconds(certificate.not_after());
+    if let Some(start) = not_before
+        && start > now_seconds
+    {
+        return Err(format!("not valid before {}", format_rfc3339(start * 1000)));
+    }
+    if let Some(end) = not_after
+        && end < now_seconds
+    {
+        return Err(format!("expired on {}", format_rfc3339(end * 1000)));
+    }
+    chain(trust, &certificate, &trust.intermediates, now_seconds)
+        .map(|_| ())
+        .map_err(|_| {
+            format!(
+                "not issued by a trusted CA (issuer: {})",
+                name_text(certificate.issuer_name())
+            )
+        })
+}

@@ -63,6 +63,33 @@ pub enum RegistryError {
         /// The agency holding it.
         agency: OrgCode,
     },
+    /// Removing the agency's only certificate would lock it out.
+    #[error(
+        "certificate {fingerprint} is the only one of agency {agency}; add its successor first"
+    )]
+    LastCertificate {
+        /// Its fingerprint.
+        fingerprint: Fingerprint,
+        /// The agency.
+        agency: OrgCode,
+    },
+    /// The certificate is not bound to the agency.
+    #[error("certificate {fingerprint} is not bound to agency {agency}")]
+    NotBound {
+        /// Its fingerprint.
+        fingerprint: Fingerprint,
+        /// The agency.
+        agency: OrgCode,
+    },
+    /// A certificate that could never authenticate or sign: expired, not
+    /// yet valid, or not issued by a trusted CA.
+    #[error("certificate {fingerprint}: {reason}")]
+    Unusable {
+        /// Its fingerprint.
+        fingerprint: Fingerprint,
+        /// Why, naming the date or the issuer.
+        reason: String,
+    },
     /// The certificate is bound to a signer already.
     #[error("certificate {fingerprint} is already bound to {agency} as {}", role.name())]
     SignerExists {
@@ -287,6 +314,85 @@ impl Registry {
             .await?;
         self.update(agency.clone());
         tracing::info!(agency = %agency.code, disabled, "agency state changed");
+        Ok(agency)
+    }
+
+    /// Binds one more client certificate (PEM) to an agency durably.
+    pub async fn add_certificate(&self, code: &str, pem: &[u8]) -> Result<Agency, RegistryError> {
+        let code = OrgCode::parse(code, "code")?;
+        let fingerprint = pki::pem_fingerprint(pem)
+            .map_err(|source| RegistryError::BadCertificate { index: 0, source })?;
+        let agency = self
+            .write_admin(
+                format!("agency {code} certificate {fingerprint} added"),
+                move |writes| {
+                    let key = agency_key(&code);
+                    let bytes = writes
+                        .get(&key)?
+                        .ok_or(RegistryError::UnknownAgency(code))?;
+                    let mut agency: Agency = store::decode(&key, &bytes)?;
+                    let cert_key = certificate_key(&fingerprint);
+                    if let Some(holder) = writes.get(&cert_key)? {
+                        return Err(RegistryError::CertificateInUse {
+                            fingerprint,
+                            agency: OrgCode::parse(&String::from_utf8_lossy(&holder), "holder")?,
+                        });
+                    }
+                    writes.put(cert_key, agency.code.as_str().as_bytes().to_vec());
+                    agency.fingerprints.push(fingerprint);
+                    writes.put(key, store::encode(&agency)?);
+                    Ok::<_, RegistryError>(agency)
+                },
+            )
+            .await?;
+        self.update(agency.clone());
+        tracing::info!(agency = %agency.code, certificate = %fingerprint, "agency certificate added");
+        Ok(agency)
+    }
+
+    /// Unbinds a client certificate from an agency durably; the agency's
+    /// last certificate stays.
+    pub async fn remove_certificate(
+        &self,
+        code: &str,
+        fingerprint: &str,
+    ) -> Result<Agency, RegistryError> {
+        let code = OrgCode::parse(code, "code")?;
+        let fingerprint = Fingerprint::from_hex(fingerprint)
+            .ok_or_else(|| RegistryError::MalformedFingerprint(fingerprint.to_owned()))?;
+        let agency = self
+            .write_admin(
+                format!("agency {code} certificate {fingerprint} removed"),
+                move |writes| {
+                    let key = agency_key(&code);
+                    let bytes = writes
+                        .get(&key)?
+                        .ok_or_else(|| RegistryError::UnknownAgency(code.clone()))?;
+                    let mut agency: Agency = store::decode(&key, &bytes)?;
+                    if !agency.fingerprints.contains(&fingerprint) {
+                        return Err(RegistryError::NotBound {
+                            fingerprint,
+                            agency: code,
+                        });
+                    }
+                    if agency.fingerprints.len() == 1 {
+                        return Err(RegistryError::LastCertificate {
+                            fingerprint,
+                            agency: code,
+                        });
+                    }
+                    agency.fingerprints.retain(|f| *f != fingerprint);
+                    writes.delete(certificate_key(&fingerprint));
+                    writes.put(key, store::encode(&agency)?);
+                    Ok::<_, RegistryError>(agency)
+                },
+            )
+            .await?;
+        self.with_cache(|cache| {
+            cache.by_fingerprint.remove(&fingerprint);
+            cache.put(agency.clone());
+        });
+        tracing::info!(agency = %agency.code, certificate = %fingerprint, "agency certificate removed");
         Ok(agency)
     }
 
