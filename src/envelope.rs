@@ -5,6 +5,10 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+/// Longest attachment name, in characters: what edXML document systems
+/// accept, and short enough for a receiver's file system.
+pub const MAX_ATTACHMENT_NAME_CHARS: usize = 200;
+
 /// Why an envelope was refused. `field` names the offending field the way a
 /// caller wrote it, e.g. `envelope.to[2]`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -592,15 +596,24 @@ fn check_attachments(
         if attachment.name.is_empty() {
             return Err(EnvelopeError::invalid(field, "is required"));
         }
-        if attachment.name.len() > 255
-            || attachment.name.contains(['/', '\\', '\0'])
+        let chars = attachment.name.chars().count();
+        if chars > MAX_ATTACHMENT_NAME_CHARS {
+            return Err(EnvelopeError::invalid(
+                field,
+                format!(
+                    "is {chars} characters long; at most {MAX_ATTACHMENT_NAME_CHARS} are allowed"
+                ),
+            ));
+        }
+        if attachment.name.contains(['/', '\\'])
+            || attachment.name.chars().any(char::is_control)
             || attachment.name == "."
             || attachment.name == ".."
         {
             return Err(EnvelopeError::invalid(
                 field,
                 format!(
-                    "{:?} must be a file name of at most 255 bytes, without / \\ or NUL",
+                    "{:?} must be a file name without / \\ or control characters",
                     attachment.name
                 ),
             ));

@@ -4,6 +4,7 @@
 mod audit;
 mod bench;
 mod group;
+mod inbox;
 mod pki;
 mod receipt;
 mod store;
@@ -569,24 +570,6 @@ pub struct ReceiveArgs {
     connection: Connection,
 }
 
-/// A name from the network, made safe as one path component.
-fn safe_component(name: &str) -> String {
-    let cleaned: String = name
-        .chars()
-        .map(|c| {
-            if c == '/' || c == '\\' || c == '\0' || c.is_control() {
-                '_'
-            } else {
-                c
-            }
-        })
-        .collect();
-    match cleaned.as_str() {
-        "" | "." | ".." => "_".to_owned(),
-        _ => cleaned,
-    }
-}
-
 /// Receives documents.
 pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     let mut client = ExchangeClient::new(args.connection.channel().await?)
@@ -752,7 +735,7 @@ fn print_delivery_report(report: &proto::VerificationReport) {
 /// is written straight to its file (with --out) and hashed as it comes.
 struct Incoming {
     delivery_id: String,
-    dir: Option<PathBuf>,
+    document: Option<inbox::SavedDocument>,
     files: Vec<IncomingFile>,
     current: usize,
 }
@@ -763,7 +746,7 @@ struct IncomingFile {
     sha256: String,
     received: u64,
     hasher: sha2::Sha256,
-    file: Option<std::fs::File>,
+    file: Option<(PathBuf, std::fs::File)>,
 }
 
 impl Incoming {
@@ -772,24 +755,21 @@ impl Incoming {
         envelope: &proto::Envelope,
         out: Option<&Path>,
     ) -> anyhow::Result<Self> {
-        let dir = match out {
+        let mut document = match out {
             Some(out) => {
-                let mut metadata = envelope.clone();
-                metadata.attachments.clear();
-                Some(save_envelope(out, &metadata)?)
+                let mut document =
+                    inbox::SavedDocument::create(out, &envelope.from, &envelope.message_id)?;
+                for (index, signature) in envelope.signatures.iter().enumerate() {
+                    document.save_signature(index, &signature.attachment, &signature.cms_der)?;
+                }
+                Some(document)
             }
             None => None,
         };
         let mut files = Vec::new();
         for attachment in &envelope.attachments {
-            let file = match &dir {
-                Some(dir) => {
-                    let path = dir.join(safe_component(&attachment.name));
-                    Some(
-                        std::fs::File::create(&path)
-                            .with_context(|| format!("creating {}", path.display()))?,
-                    )
-                }
+            let file = match document.as_mut() {
+                Some(document) => Some(document.attachment_file(&attachment.name)?),
                 None => None,
             };
             files.push(IncomingFile {
@@ -803,7 +783,7 @@ impl Incoming {
         }
         let mut incoming = Self {
             delivery_id: delivery_id.to_owned(),
-            dir,
+            document,
             files,
             current: 0,
         };
@@ -847,7 +827,7 @@ impl Incoming {
             );
         }
         sha2::Digest::update(&mut file.hasher, &chunk.data);
-        if let Some(out) = file.file.as_mut() {
+        if let Some((_, out)) = file.file.as_mut() {
             out.write_all(&chunk.data)
                 .with_context(|| format!("writing {}", file.name))?;
         }
@@ -864,6 +844,7 @@ async fn finish_incoming(
     ack: bool,
     client: &mut ExchangeClient<Channel>,
 ) -> anyhow::Result<()> {
+    let mut document = incoming.document;
     for file in incoming.files {
         let actual = hex::encode(sha2::Digest::finalize(file.hasher));
         if actual != file.sha256 {
@@ -874,13 +855,14 @@ async fn finish_incoming(
                 file.sha256
             );
         }
-        if let Some(out) = file.file {
-            out.sync_all()
-                .with_context(|| format!("fsync of {}", file.name))?;
+        if let (Some(document), Some((path, out))) = (document.as_mut(), file.file) {
+            // Checked again as read back from disk, not only as streamed.
+            document.attachment_done(&file.name, &path, out, &file.sha256)?;
         }
         println!("  {}: {} bytes, sha256 checked", file.name, file.size);
     }
-    if let Some(dir) = &incoming.dir {
+    if let Some(document) = document {
+        let dir = document.finish()?;
         println!("  saved to {}", dir.display());
     }
     if ack {
@@ -890,25 +872,16 @@ async fn finish_incoming(
     Ok(())
 }
 
+/// Saves a document delivered whole; see [`inbox`].
 fn save_envelope(out: &Path, envelope: &proto::Envelope) -> anyhow::Result<PathBuf> {
-    let dir = out
-        .join(safe_component(&envelope.from))
-        .join(safe_component(&envelope.message_id));
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut document = inbox::SavedDocument::create(out, &envelope.from, &envelope.message_id)?;
     for attachment in &envelope.attachments {
-        let path = dir.join(safe_component(&attachment.name));
-        std::fs::write(&path, &attachment.content)
-            .with_context(|| format!("writing {}", path.display()))?;
+        document.save_attachment(&attachment.name, &attachment.content)?;
     }
     for (index, signature) in envelope.signatures.iter().enumerate() {
-        let path = dir.join(format!(
-            "{}.{index}.p7s",
-            safe_component(&signature.attachment)
-        ));
-        std::fs::write(&path, &signature.cms_der)
-            .with_context(|| format!("writing {}", path.display()))?;
+        document.save_signature(index, &signature.attachment, &signature.cms_der)?;
     }
-    Ok(dir)
+    document.finish()
 }
 
 /// `lienthong queue ...`
