@@ -64,9 +64,136 @@ struct RawConfig {
     pki: RawPki,
     keystore: RawKeystore,
     receipts: RawReceipts,
+    flow: RawFlow,
     agencies: Vec<RawAgency>,
     signers: Vec<RawSigner>,
     policies: Vec<RawPolicy>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawFlow {
+    tls_handshake_timeout_seconds: u64,
+    http2_keepalive_interval_seconds: u64,
+    http2_keepalive_timeout_seconds: u64,
+    stream_idle_timeout_seconds: u64,
+    max_staged_bytes: u64,
+    delivery_inline_max_bytes: u64,
+    receive_buffer_bytes: u64,
+}
+
+impl Default for RawFlow {
+    fn default() -> Self {
+        let flow = Flow::default();
+        Self {
+            tls_handshake_timeout_seconds: flow.tls_handshake_timeout.as_secs(),
+            http2_keepalive_interval_seconds: flow.http2_keepalive_interval.as_secs(),
+            http2_keepalive_timeout_seconds: flow.http2_keepalive_timeout.as_secs(),
+            stream_idle_timeout_seconds: flow.stream_idle_timeout.as_secs(),
+            max_staged_bytes: flow.max_staged_bytes,
+            delivery_inline_max_bytes: flow.delivery_inline_max_bytes,
+            receive_buffer_bytes: flow.receive_buffer_bytes,
+        }
+    }
+}
+
+impl RawFlow {
+    fn build(&self, limits: &Limits) -> Result<Flow, ConfigError> {
+        for (field, value, max) in [
+            (
+                "flow.tls_handshake_timeout_seconds",
+                self.tls_handshake_timeout_seconds,
+                600,
+            ),
+            (
+                "flow.http2_keepalive_interval_seconds",
+                self.http2_keepalive_interval_seconds,
+                3600,
+            ),
+            (
+                "flow.http2_keepalive_timeout_seconds",
+                self.http2_keepalive_timeout_seconds,
+                600,
+            ),
+            (
+                "flow.stream_idle_timeout_seconds",
+                self.stream_idle_timeout_seconds,
+                3600,
+            ),
+        ] {
+            if !(1..=max).contains(&value) {
+                return Err(invalid(field, format!("must be between 1 and {max}")));
+            }
+        }
+        if self.max_staged_bytes < limits.max_message_bytes || self.max_staged_bytes > 1 << 42 {
+            return Err(invalid(
+                "flow.max_staged_bytes",
+                "must be at least limits.max_message_bytes and at most 4 TiB",
+            ));
+        }
+        if !(64 * 1024..=limits.max_message_bytes).contains(&self.delivery_inline_max_bytes) {
+            return Err(invalid(
+                "flow.delivery_inline_max_bytes",
+                "must be between 64 KiB and limits.max_message_bytes",
+            ));
+        }
+        let floor = self
+            .delivery_inline_max_bytes
+            .max(limits.delivery_chunk_bytes);
+        if !(floor..=1 << 40).contains(&self.receive_buffer_bytes) {
+            return Err(invalid(
+                "flow.receive_buffer_bytes",
+                "must be at least delivery_inline_max_bytes and limits.delivery_chunk_bytes",
+            ));
+        }
+        Ok(Flow {
+            tls_handshake_timeout: Duration::from_secs(self.tls_handshake_timeout_seconds),
+            http2_keepalive_interval: Duration::from_secs(self.http2_keepalive_interval_seconds),
+            http2_keepalive_timeout: Duration::from_secs(self.http2_keepalive_timeout_seconds),
+            stream_idle_timeout: Duration::from_secs(self.stream_idle_timeout_seconds),
+            max_staged_bytes: self.max_staged_bytes,
+            delivery_inline_max_bytes: self.delivery_inline_max_bytes,
+            receive_buffer_bytes: self.receive_buffer_bytes,
+        })
+    }
+}
+
+/// Timeouts and bounds on the bytes in flight: what keeps idle, slow or
+/// hostile clients from holding connections, disk or memory.
+#[derive(Debug, Clone, Copy)]
+pub struct Flow {
+    /// A TCP connection that has not finished its TLS handshake by then is closed.
+    pub tls_handshake_timeout: Duration,
+    /// HTTP/2 PING interval on idle connections...
+    pub http2_keepalive_interval: Duration,
+    /// ...and how long a PING may go unanswered before the connection is closed.
+    pub http2_keepalive_timeout: Duration,
+    /// A SendStream that sends nothing for this long is ended (its staging
+    /// files deleted).
+    pub stream_idle_timeout: Duration,
+    /// Bytes that all open SendStreams may stage on disk together; a
+    /// stream whose declared size does not fit is refused at its envelope.
+    pub max_staged_bytes: u64,
+    /// Documents larger than this reach receivers in chunks after their
+    /// delivery (`content_follows`); smaller ones arrive whole.
+    pub delivery_inline_max_bytes: u64,
+    /// Bytes of loaded deliveries and chunks that all Receive streams may
+    /// hold waiting for slow readers together.
+    pub receive_buffer_bytes: u64,
+}
+
+impl Default for Flow {
+    fn default() -> Self {
+        Self {
+            tls_handshake_timeout: Duration::from_secs(10),
+            http2_keepalive_interval: Duration::from_secs(30),
+            http2_keepalive_timeout: Duration::from_secs(20),
+            stream_idle_timeout: Duration::from_secs(60),
+            max_staged_bytes: 8 << 30,
+            delivery_inline_max_bytes: 1 << 20,
+            receive_buffer_bytes: 64 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -362,6 +489,8 @@ pub struct Config {
     pub limits: Limits,
     /// Queue behaviour.
     pub queue: QueueConfig,
+    /// Timeouts and bytes in flight.
+    pub flow: Flow,
     /// Most write jobs in one group commit.
     pub commit_batch_max: usize,
     /// Bytes of sled's page cache.
@@ -484,6 +613,7 @@ impl RawConfig {
             client_ca: required(self.tls.client_ca, "tls.client_ca")?,
         };
         let limits = self.limits.build()?;
+        let flow = self.flow.build(&limits)?;
         let queue = self.queue.build()?;
         if !(8 << 20..=64 << 30).contains(&self.store.cache_capacity_bytes) {
             return Err(invalid(
@@ -578,6 +708,7 @@ impl RawConfig {
             admin_certificates: self.admin.certificates.iter().map(|p| resolve(p)).collect(),
             limits,
             queue,
+            flow,
             commit_batch_max: self.store.commit_batch_max,
             cache_capacity_bytes: self.store.cache_capacity_bytes,
             agencies,

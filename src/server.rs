@@ -67,6 +67,12 @@ pub enum ServerError {
     /// The server task ended abnormally.
     #[error("server task: {0}")]
     Task(String),
+    /// The store stopped writing (disk full, I/O error); the gateway exits
+    /// so that its service manager restarts it.
+    #[error(
+        "the store cannot write ({0}); exiting so that the service manager restarts the gateway"
+    )]
+    StoreFailed(String),
     /// The reflection service could not be built.
     #[error("reflection: {0}")]
     Reflection(String),
@@ -174,6 +180,7 @@ async fn serve_store(
     let tls = tls_config(&config)?;
     let admins = admin_fingerprints(&config)?;
     let grace = config.shutdown_grace;
+    let config_flow = config.flow;
     let frame_limit = transport_limit(&config);
     let seeds = config.agencies.clone();
     let signer_seeds = config.signers.clone();
@@ -217,8 +224,12 @@ async fn serve_store(
         stream
     });
     let mut server_stop = stopped.clone();
+    let flow = config_flow;
     let router = Server::builder()
-        .tls_config(tls)?
+        .http2_keepalive_interval(Some(flow.http2_keepalive_interval))
+        .http2_keepalive_timeout(Some(flow.http2_keepalive_timeout))
+        .tcp_keepalive(Some(flow.http2_keepalive_interval))
+        .tls_config(tls.timeout(flow.tls_handshake_timeout))?
         .add_service(health_service)
         .add_service(reflection)
         .add_service(exchange)
@@ -229,19 +240,36 @@ async fn serve_store(
     }));
     tracing::info!(address = %local, "lienthong gateway listening (mTLS)");
 
+    let mut failure = gateway.store_failure();
+    let mut failed = None;
     let early = tokio::select! {
         () = shutdown => None,
         finished = &mut server => Some(finished),
+        cause = wait_for_failure(&mut failure) => {
+            failed = Some(cause);
+            None
+        }
     };
     if let Some(finished) = early {
         return finished
             .map_err(|e| ServerError::Task(e.to_string()))?
             .map_err(ServerError::from);
     }
-    tracing::info!(
-        grace_seconds = grace.as_secs(),
-        "shutting down: no new calls, finishing in-flight ones"
-    );
+    if let Some(cause) = &failed {
+        // The store cannot write: nothing may claim to serve. Exit non-zero
+        // so that the service manager restarts the gateway on a fresh store
+        // handle (sled keeps an I/O error for good) once the cause is gone.
+        tracing::error!(%cause, "the store cannot write; reporting NOT_SERVING and restarting");
+        health
+            .set_not_serving::<SigningServer<SigningService>>()
+            .await;
+        health.set_not_serving::<AdminServer<AdminService>>().await;
+    } else {
+        tracing::info!(
+            grace_seconds = grace.as_secs(),
+            "shutting down: no new calls, finishing in-flight ones"
+        );
+    }
     health
         .set_not_serving::<ExchangeServer<ExchangeService>>()
         .await;
@@ -255,7 +283,22 @@ async fn serve_store(
         }
     }
     let _ = sweeper.await;
-    Ok(())
+    match failed {
+        Some(cause) => Err(ServerError::StoreFailed(cause)),
+        None => Ok(()),
+    }
+}
+
+/// Resolves with the cause once the store stops writing.
+async fn wait_for_failure(failure: &mut watch::Receiver<Option<String>>) -> String {
+    loop {
+        if let Some(cause) = failure.borrow_and_update().clone() {
+            return cause;
+        }
+        if failure.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// The largest gRPC message either way: the content limit plus room for the

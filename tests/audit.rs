@@ -117,7 +117,12 @@ async fn every_step_is_traced_and_the_chain_catches_tampering() {
         })
         .await
         .expect_err("not involved");
-    assert_eq!(denied.code(), Code::PermissionDenied);
+    // Answered as for an unknown id, so that ids cannot be probed.
+    assert_eq!(denied.code(), Code::NotFound);
+    assert_eq!(
+        denied.message(),
+        format!("no message kh-77 of {DEPARTMENT} is known")
+    );
     let unknown = department
         .trace(proto::TraceRequest {
             message_id: "nope".into(),

@@ -24,7 +24,7 @@ async fn a_python_grpcio_client_sends_receives_and_acks() {
             std::env::var_os("CI").is_none(),
             "CI must run the interop test: set LIENTHONG_PYTHON to a python with grpcio and grpcio-tools"
         );
-        eprintln!("SKIPPED: no python with grpcio; run `bash .ci/run` or set LIENTHONG_PYTHON");
+        eprintln!("SKIPPED: no python with grpcio; run `scripts/test` or set LIENTHONG_PYTHON");
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");

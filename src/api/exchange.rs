@@ -104,7 +104,9 @@ impl Exchange for ExchangeService {
         let deliveries = self
             .gateway
             .receive(caller, options.max_in_flight, options.drain);
-        let stream = ReceiverStream::new(deliveries).map(|item| match item {
+        // The buffer room of each item is given back here, as the
+        // transport takes it.
+        let stream = ReceiverStream::new(deliveries).map(|buffered| match buffered.item {
             Ok(Outgoing::Delivery(delivery)) => Ok(convert::delivery(*delivery)),
             Ok(Outgoing::Chunk(chunk)) => Ok(convert::delivery_chunk(chunk)),
             Err(error) => Err(Status::from(error)),

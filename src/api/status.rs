@@ -34,6 +34,8 @@ impl From<GatewayError> for Status {
             GatewayError::NoSuchMessage { .. } => Status::not_found(error.to_string()),
             GatewayError::NoSuchKey { .. } => Status::not_found(error.to_string()),
             GatewayError::ShuttingDown => Status::unavailable(error.to_string()),
+            GatewayError::StagingFull { .. } => Status::resource_exhausted(error.to_string()),
+            GatewayError::StreamIdle(_) => Status::deadline_exceeded(error.to_string()),
             GatewayError::StreamBroken(_) => Status::cancelled(error.to_string()),
         }
     }

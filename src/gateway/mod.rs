@@ -90,6 +90,19 @@ pub enum GatewayError {
         /// Role.
         role: pki::Role,
     },
+    /// SendStreams already stage as much as `flow.max_staged_bytes` allows.
+    #[error(
+        "the gateway cannot stage {declared} more bytes now (open streams already use most of the {limit}-byte bound); try again later"
+    )]
+    StagingFull {
+        /// Bytes the stream declared.
+        declared: u64,
+        /// The bound.
+        limit: u64,
+    },
+    /// A stream sent nothing for too long.
+    #[error("the stream sent nothing for {0} s and was closed; its partial content was discarded")]
+    StreamIdle(u64),
     /// No such message of that sender.
     #[error("no message {message_id} of {sender} is known")]
     NoSuchMessage {
@@ -149,6 +162,23 @@ pub enum Outgoing {
     Chunk(DeliveryChunk),
 }
 
+/// An item of a Receive stream with its share of the receive buffer
+/// (`flow.receive_buffer_bytes`), given back when the item is dropped: once
+/// the transport has taken it.
+pub struct Buffered {
+    /// The item.
+    pub item: Result<Outgoing, GatewayError>,
+    pub(crate) _room: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// Bytes as semaphore permits (KiB, at least one), so that a bound of
+/// terabytes fits the semaphore's u32 requests.
+fn kib_permits(bytes: u64, total: u32) -> u32 {
+    u32::try_from(bytes.div_ceil(1024))
+        .unwrap_or(u32::MAX)
+        .clamp(1, total)
+}
+
 /// The gateway core.
 pub struct Gateway {
     config: Config,
@@ -163,6 +193,10 @@ pub struct Gateway {
     client_trust: pki::TrustStore,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
+    /// Room left for SendStream staging files (KiB permits).
+    staging_room: Arc<tokio::sync::Semaphore>,
+    /// Room left in the Receive streams' buffers (KiB permits).
+    receive_room: Arc<tokio::sync::Semaphore>,
 }
 
 impl Gateway {
@@ -179,6 +213,7 @@ impl Gateway {
         let verifier = Verifier::new(trust, config.pki.rules, clock.clone());
         let keys = signing::open_keystore(&config, &registry)?;
         let receipts = signing::receipt_signer(&config)?;
+        let config_flow = config.flow;
         let client_cas = pki::certificates_from_pem(&[trust::read_file(&config.tls.client_ca)?])?;
         let client_trust = pki::TrustStore::build(client_cas, Vec::new(), Vec::new())?;
         Ok(Self {
@@ -192,6 +227,14 @@ impl Gateway {
             client_trust,
             clock,
             shutdown,
+            staging_room: Arc::new(tokio::sync::Semaphore::new(kib_permits(
+                config_flow.max_staged_bytes,
+                u32::MAX,
+            ) as usize)),
+            receive_room: Arc::new(tokio::sync::Semaphore::new(kib_permits(
+                config_flow.receive_buffer_bytes,
+                u32::MAX,
+            ) as usize)),
         })
     }
 
@@ -249,6 +292,11 @@ impl Gateway {
         self.verifier.client_revoked(presented)
     }
 
+    /// Changes to `Some(cause)` when the store stops writing.
+    pub fn store_failure(&self) -> watch::Receiver<Option<String>> {
+        self.store.writer().failure()
+    }
+
     /// The agency registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
@@ -286,14 +334,29 @@ impl Gateway {
         S: Stream<Item = Result<(String, Vec<u8>), GatewayError>> + Unpin + Send,
     {
         let limits = self.config.limits;
+        let idle = self.config.flow.stream_idle_timeout;
         let envelope = raw.validate_streamed(&limits, &sizes)?;
         let (recipients, policy) = self.admit(caller, &envelope)?;
+        // Room on disk for the whole declared size, held until the stream ends.
+        let declared: u64 = sizes.iter().sum();
+        let total = kib_permits(self.config.flow.max_staged_bytes, u32::MAX);
+        let _room = self
+            .staging_room
+            .clone()
+            .try_acquire_many_owned(kib_permits(declared, total))
+            .map_err(|_| GatewayError::StagingFull {
+                declared,
+                limit: self.config.flow.max_staged_bytes,
+            })?;
         let mut staged = Vec::with_capacity(sizes.len());
         for (attachment, &size) in envelope.attachments.iter().zip(&sizes) {
             let blobs = self.store.blobs().clone();
             let mut blob = blocking(move || blobs.stage()).await?;
             while blob.size() < size {
-                let Some(next) = chunks.next().await else {
+                let next = tokio::time::timeout(idle, chunks.next())
+                    .await
+                    .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
+                let Some(next) = next else {
                     return Err(EnvelopeError::invalid(
                         "chunk",
                         format!(
@@ -310,7 +373,10 @@ impl Gateway {
             }
             staged.push(blob);
         }
-        if let Some(extra) = chunks.next().await {
+        let end = tokio::time::timeout(idle, chunks.next())
+            .await
+            .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
+        if let Some(extra) = end {
             extra?;
             return Err(EnvelopeError::invalid(
                 "chunk",
@@ -559,8 +625,9 @@ impl Gateway {
         }
         let blobs = self.store.blobs();
         let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
-        // Content over the unary limit follows the delivery in chunks.
-        let content_follows = total > self.config.limits.max_message_bytes;
+        // Large content follows the delivery in chunks, so that a slow
+        // reader holds at most a chunk or a small document at a time.
+        let content_follows = total > self.config.flow.delivery_inline_max_bytes;
         let attachments = leased
             .message
             .attachments

@@ -5,13 +5,13 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
-use super::{DeliveryChunk, Gateway, GatewayError, Outgoing, blocking};
+use super::{Buffered, DeliveryChunk, Gateway, GatewayError, Outgoing, blocking, kib_permits};
 use crate::{envelope::OrgCode, queue::LeaseBatch, registry::Agency, store::StoreError};
 
 /// Deliveries whose files total at most this are loaded on the async worker.
 const INLINE_LOAD_BYTES: u64 = 256 * 1024;
 
-type Sink = mpsc::Sender<Result<Outgoing, GatewayError>>;
+type Sink = mpsc::Sender<Buffered>;
 
 impl Gateway {
     /// Streams `caller`'s queue. With `drain`, the stream ends once nothing
@@ -21,7 +21,7 @@ impl Gateway {
         caller: Agency,
         max_in_flight: u32,
         drain: bool,
-    ) -> mpsc::Receiver<Result<Outgoing, GatewayError>> {
+    ) -> mpsc::Receiver<Buffered> {
         let limit = match max_in_flight {
             0 => self.config.queue.default_max_in_flight,
             asked => asked.min(self.config.queue.max_in_flight_cap),
@@ -36,7 +36,12 @@ impl Gateway {
                 .await;
             this.queue.close_stream(&code, stream);
             if let Err(error) = result {
-                let _ = sender.send(Err(error)).await;
+                // Never waits: a receiver that stopped reading gets the
+                // error only if there is room for it.
+                let _ = sender.try_send(Buffered {
+                    item: Err(error),
+                    _room: None,
+                });
             }
         });
         receiver
@@ -66,15 +71,18 @@ impl Gateway {
             };
             let exhausted = batch.leased.len() < room;
             for leased in batch.leased {
+                let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
+                // Room in the receive buffer before loading: a slow reader
+                // holds at most what the bound lets all streams hold.
+                let inline = if total > self.config.flow.delivery_inline_max_bytes {
+                    0
+                } else {
+                    total
+                };
+                let room = self.buffer_room(inline + 1024).await?;
                 // Small files come from the page cache faster than a trip
                 // through the blocking pool; large ones go there.
-                let small = leased
-                    .message
-                    .attachments
-                    .iter()
-                    .map(|a| a.size)
-                    .sum::<u64>()
-                    <= INLINE_LOAD_BYTES;
+                let small = total <= INLINE_LOAD_BYTES;
                 let delivery = if small {
                     self.load(leased)?
                 } else {
@@ -87,11 +95,11 @@ impl Gateway {
                         delivery.leased.message.attachments.clone(),
                     )
                 });
-                if sender
-                    .send(Ok(Outgoing::Delivery(Box::new(delivery))))
-                    .await
-                    .is_err()
-                {
+                let item = Buffered {
+                    item: Ok(Outgoing::Delivery(Box::new(delivery))),
+                    _room: Some(room),
+                };
+                if !self.send_or_give_up(sender, item).await? {
                     return Ok(());
                 }
                 if let Some((delivery_id, attachments)) = follows
@@ -137,6 +145,7 @@ impl Gateway {
             let hash = attachment.sha256;
             let mut reader = blocking(move || blobs.open_reader(&hash)).await?;
             loop {
+                let room = self.buffer_room(chunk as u64).await?;
                 let (read, data, back) = blocking(move || {
                     let mut data = vec![0u8; chunk];
                     let read = reader.read(&mut data)?;
@@ -153,12 +162,43 @@ impl Gateway {
                     attachment: attachment.name.clone(),
                     data,
                 });
-                if sender.send(Ok(piece)).await.is_err() {
+                let piece = Buffered {
+                    item: Ok(piece),
+                    _room: Some(room),
+                };
+                if !self.send_or_give_up(sender, piece).await? {
                     return Ok(false);
                 }
             }
         }
         Ok(true)
+    }
+}
+
+impl Gateway {
+    /// Hands `item` to the stream: false when the receiver went away. A
+    /// receiver that takes nothing for `flow.stream_idle_timeout` is ended
+    /// (its leases come back), so that readers that stopped reading cannot
+    /// keep the shared receive buffer from the ones that read.
+    async fn send_or_give_up(&self, sender: &Sink, item: Buffered) -> Result<bool, GatewayError> {
+        let idle = self.config.flow.stream_idle_timeout;
+        match tokio::time::timeout(idle, sender.send(item)).await {
+            Ok(sent) => Ok(sent.is_ok()),
+            Err(_) => Err(GatewayError::StreamIdle(idle.as_secs())),
+        }
+    }
+
+    /// Waits for `bytes` of room in the receive buffer shared by all streams.
+    async fn buffer_room(
+        &self,
+        bytes: u64,
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
+        let total = kib_permits(self.config.flow.receive_buffer_bytes, u32::MAX);
+        self.receive_room
+            .clone()
+            .acquire_many_owned(kib_permits(bytes, total))
+            .await
+            .map_err(|_| GatewayError::ShuttingDown)
     }
 }
 

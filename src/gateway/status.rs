@@ -152,10 +152,10 @@ impl Gateway {
         let involved =
             record.sender == caller.code || record.recipients.iter().any(|r| r.code == caller.code);
         if !involved {
-            return Err(GatewayError::NotInvolved {
-                caller: caller.code.clone(),
-                message_id,
-            });
+            // The same answer as for a message that does not exist: a
+            // different one would tell outsiders which ids are in use.
+            tracing::debug!(caller = %caller.code, %sender, %message_id, "trace by an agency not involved");
+            return Err(GatewayError::NoSuchMessage { sender, message_id });
         }
         let entries = crate::audit::trace(self.store.kv(), &sender, &message_id)?;
         Ok(expand_accepted(entries, &record))
