@@ -301,13 +301,9 @@ impl Registry {
             .write_admin(
                 format!("agency {code} disabled: {disabled}"),
                 move |writes| {
-                    let key = agency_key(&code);
-                    let bytes = writes
-                        .get(&key)?
-                        .ok_or(RegistryError::UnknownAgency(code))?;
-                    let mut agency: Agency = store::decode(&key, &bytes)?;
+                    let mut agency = read_agency(writes, &code)?;
                     agency.disabled = disabled;
-                    writes.put(key, store::encode(&agency)?);
+                    writes.put(agency_key(&code), store::encode(&agency)?);
                     Ok::<_, RegistryError>(agency)
                 },
             )
@@ -327,10 +323,7 @@ impl Registry {
                 format!("agency {code} certificate {fingerprint} added"),
                 move |writes| {
                     let key = agency_key(&code);
-                    let bytes = writes
-                        .get(&key)?
-                        .ok_or(RegistryError::UnknownAgency(code))?;
-                    let mut agency: Agency = store::decode(&key, &bytes)?;
+                    let mut agency = read_agency(writes, &code)?;
                     let cert_key = certificate_key(&fingerprint);
                     if let Some(holder) = writes.get(&cert_key)? {
                         return Err(RegistryError::CertificateInUse {
@@ -365,10 +358,7 @@ impl Registry {
                 format!("agency {code} certificate {fingerprint} removed"),
                 move |writes| {
                     let key = agency_key(&code);
-                    let bytes = writes
-                        .get(&key)?
-                        .ok_or_else(|| RegistryError::UnknownAgency(code.clone()))?;
-                    let mut agency: Agency = store::decode(&key, &bytes)?;
+                    let mut agency = read_agency(writes, &code)?;
                     if !agency.fingerprints.contains(&fingerprint) {
                         return Err(RegistryError::NotBound {
                             fingerprint,
@@ -420,6 +410,15 @@ fn for_each(
     visit: impl FnMut(&[u8], &[u8]) -> Result<(), RegistryError>,
 ) -> Result<(), RegistryError> {
     store::for_each_in_prefix(store.kv(), prefix, visit)
+}
+
+/// The stored agency with this code, as the write would leave it.
+fn read_agency(writes: &WriteSet<'_>, code: &OrgCode) -> Result<Agency, RegistryError> {
+    let key = agency_key(code);
+    let bytes = writes
+        .get(&key)?
+        .ok_or_else(|| RegistryError::UnknownAgency(code.clone()))?;
+    Ok(store::decode(&key, &bytes)?)
 }
 
 fn insert_new(writes: &mut WriteSet<'_>, agency: Agency) -> Result<Agency, RegistryError> {
