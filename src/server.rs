@@ -180,7 +180,7 @@ async fn serve_store(
     let tls = tls_config(&config)?;
     let admins = admin_fingerprints(&config)?;
     let grace = config.shutdown_grace;
-    let config_flow = config.flow;
+    let flow = config.flow;
     let frame_limit = transport_limit(&config);
     let seeds = config.agencies.clone();
     let signer_seeds = config.signers.clone();
@@ -224,7 +224,6 @@ async fn serve_store(
         stream
     });
     let mut server_stop = stopped.clone();
-    let flow = config_flow;
     let router = Server::builder()
         .http2_keepalive_interval(Some(flow.http2_keepalive_interval))
         .http2_keepalive_timeout(Some(flow.http2_keepalive_timeout))

@@ -44,18 +44,6 @@ async fn pristine() -> tempfile::TempDir {
     dir
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
-}
-
 fn queued_for_district(kv: &dyn Kv) -> usize {
     let mut prefix = b"queue\0".to_vec();
     prefix.extend_from_slice(DISTRICT.as_bytes());
@@ -183,7 +171,7 @@ async fn damaged_stores_are_refused_or_intact_never_silently_short() {
     let mut refused = 0;
     for (name, damage) in &cases {
         let case = tempfile::tempdir().expect("tempdir");
-        copy_dir(original.path(), case.path());
+        store::copy_tree(original.path(), case.path()).expect("copy");
         damage(case.path());
         match open_damaged(case.path()) {
             Outcome::Refused(message) => {
@@ -199,7 +187,7 @@ async fn damaged_stores_are_refused_or_intact_never_silently_short() {
     );
     // The undamaged copy opens with everything: the check has no false alarm.
     let clean = tempfile::tempdir().expect("tempdir");
-    copy_dir(original.path(), clean.path());
+    store::copy_tree(original.path(), clean.path()).expect("copy");
     assert!(matches!(open_damaged(clean.path()), Outcome::Intact));
 }
 

@@ -158,34 +158,10 @@ fn config_file(dir: &Path, flow: &str) -> PathBuf {
 async fn fifty_slow_readers_cannot_grow_the_gateways_memory_without_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = config_file(dir.path(), "receive_buffer_bytes = 4194304");
-    let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("LIENTHONG_LOG", "info")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("serve");
-    let stderr = child.stderr.take().expect("stderr");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(stderr)
-            .lines()
-            .map_while(Result::ok)
-        {
-            if let Some(addr) = line.split("address=").nth(1) {
-                let _ = tx.send(addr.trim().to_owned());
-            }
-        }
-    });
-    let gateway = GatewayProcess(child);
-    let addr: std::net::SocketAddr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("address")
-        .parse()
-        .expect("addr");
+    let (gateway, addr) = spawn_gateway_with(
+        &dir.path().join("data"),
+        &["--config".as_ref(), config.as_os_str()],
+    );
     let pid = gateway.0.id();
     // Forty 900 KiB documents (delivered whole) wait for the district.
     let mut department = ExchangeClient::new(connect(addr, Some("department")).await.expect("c"))

@@ -15,10 +15,7 @@ use std::{
 
 use common::*;
 use lienthong::proto::{self, admin_client::AdminClient, exchange_client::ExchangeClient};
-use tonic::{
-    Code,
-    transport::{Certificate, Channel, ClientTlsConfig, Identity},
-};
+use tonic::{Code, transport::Channel};
 
 fn openssl(args: &[&str], dir: &Path) {
     let output = Command::new("openssl")
@@ -158,24 +155,6 @@ fn assert_revoked(status: &tonic::Status) {
     assert!(revoked, "no REVOKED_NO_POE report in {status:?}");
 }
 
-async fn connect_with(addr: std::net::SocketAddr, cert: &Path, key: &Path) -> Channel {
-    let ca = std::fs::read(certs().join("ca/root.crt")).expect("root.crt");
-    let tls = ClientTlsConfig::new()
-        .ca_certificate(Certificate::from_pem(ca))
-        .domain_name("localhost")
-        .identity(Identity::from_pem(
-            std::fs::read(cert).expect("cert"),
-            std::fs::read(key).expect("key"),
-        ));
-    Channel::from_shared(format!("https://{addr}"))
-        .expect("url")
-        .tls_config(tls)
-        .expect("tls")
-        .connect()
-        .await
-        .expect("connect")
-}
-
 async fn receive_code(client: &mut ExchangeClient<Channel>) -> Code {
     match client
         .receive(proto::ReceiveRequest {
@@ -304,7 +283,11 @@ async fn revocation_published_at_run_time_takes_effect_for_signers_and_tls_clien
         .expect("agency");
     assert_eq!(agency.certificate_fingerprints.len(), 2);
     assert!(!agency.disabled);
-    let mut renewed = ExchangeClient::new(connect_with(server.addr, &new_cert, &new_key).await);
+    let mut renewed = ExchangeClient::new(
+        connect_with_files(server.addr, Some((&new_cert, &new_key)))
+            .await
+            .expect("connect"),
+    );
     assert_eq!(receive_code(&mut renewed).await, Code::Ok);
     let old_fingerprint = agency.certificate_fingerprints[0].clone();
     let agency = admin

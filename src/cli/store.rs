@@ -54,7 +54,7 @@ impl OfflineStore {
         let (path, scratch) = if copy {
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
             let path = scratch.path().join("sled");
-            copy_dir(&sled_dir, &path)
+            store::copy_tree(&sled_dir, &path)
                 .with_context(|| format!("copying {} to check it", sled_dir.display()))?;
             (path, Some(scratch))
         } else {
@@ -73,20 +73,6 @@ impl OfflineStore {
             _scratch: scratch,
         })
     }
-}
-
-fn copy_dir(from: &Path, to: &Path) -> std::io::Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
 }
 
 /// The durability record's audit head, if there is a readable record.
@@ -108,29 +94,38 @@ pub fn store(command: StoreCommand) -> anyhow::Result<()> {
         "database: write group {}, sequence number {}",
         found.generation, found.seq
     );
-    match watermark::WatermarkFile::open(&data_dir) {
-        Ok(Some((_, recorded))) => match watermark::compare(&found, &recorded) {
-            Ok(_) => println!(
-                "ok    durability record: write group {} (the database is not behind it)",
-                recorded.generation
-            ),
-            Err(error) => fail(format!("durability record: {error}")),
-        },
-        Ok(None) => fail(format!(
-            "durability record: none ({} is missing)",
-            watermark::FILE_NAME
-        )),
-        Err(error) => fail(format!("durability record: {error}")),
-    }
+    let recorded = match watermark::WatermarkFile::open(&data_dir) {
+        Ok(Some((_, recorded))) => {
+            match watermark::compare(&found, &recorded) {
+                Ok(_) => println!(
+                    "ok    durability record: write group {} (the database is not behind it)",
+                    recorded.generation
+                ),
+                Err(error) => fail(format!("durability record: {error}")),
+            }
+            Some(recorded)
+        }
+        Ok(None) => {
+            fail(format!(
+                "durability record: none ({} is missing)",
+                watermark::FILE_NAME
+            ));
+            None
+        }
+        Err(error) => {
+            fail(format!("durability record: {error}"));
+            None
+        }
+    };
     match audit::verify(&offline.kv) {
         Ok((entries, head)) => {
             println!(
                 "ok    audit chain: {entries} entries, head {}",
                 hex::encode(head)
             );
-            if let Some(recorded) = recorded_audit_head(&data_dir).ok().flatten()
+            if let Some(recorded) = &recorded
                 && let Err(error) =
-                    audit::check_recorded_head(&offline.kv, (entries, head), &recorded)
+                    audit::check_recorded_head(&offline.kv, (entries, head), &recorded.audit_head)
             {
                 fail(format!("audit chain: {error}"));
             }

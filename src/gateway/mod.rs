@@ -2,6 +2,7 @@
 //! receiving and acknowledging documents, and the trust material. Owns the
 //! registry, the queues and the verifier; knows nothing of gRPC.
 
+mod budget;
 mod receive;
 mod signing;
 mod status;
@@ -171,14 +172,6 @@ pub struct Buffered {
     pub(crate) _room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
-/// Bytes as semaphore permits (KiB, at least one), so that a bound of
-/// terabytes fits the semaphore's u32 requests.
-fn kib_permits(bytes: u64, total: u32) -> u32 {
-    u32::try_from(bytes.div_ceil(1024))
-        .unwrap_or(u32::MAX)
-        .clamp(1, total)
-}
-
 /// The gateway core.
 pub struct Gateway {
     config: Config,
@@ -193,10 +186,10 @@ pub struct Gateway {
     client_trust: pki::TrustStore,
     clock: Arc<dyn Clock>,
     shutdown: watch::Receiver<bool>,
-    /// Room left for SendStream staging files (KiB permits).
-    staging_room: Arc<tokio::sync::Semaphore>,
-    /// Room left in the Receive streams' buffers (KiB permits).
-    receive_room: Arc<tokio::sync::Semaphore>,
+    /// Room left for SendStream staging files (`flow.max_staged_bytes`).
+    staging_room: budget::ByteBudget,
+    /// Room left in the Receive streams' buffers (`flow.receive_buffer_bytes`).
+    receive_room: budget::ByteBudget,
 }
 
 impl Gateway {
@@ -213,9 +206,10 @@ impl Gateway {
         let verifier = Verifier::new(trust, config.pki.rules, clock.clone());
         let keys = signing::open_keystore(&config, &registry)?;
         let receipts = signing::receipt_signer(&config)?;
-        let config_flow = config.flow;
         let client_cas = pki::certificates_from_pem(&[trust::read_file(&config.tls.client_ca)?])?;
         let client_trust = pki::TrustStore::build(client_cas, Vec::new(), Vec::new())?;
+        let staging_room = budget::ByteBudget::new(config.flow.max_staged_bytes);
+        let receive_room = budget::ByteBudget::new(config.flow.receive_buffer_bytes);
         Ok(Self {
             config,
             store,
@@ -227,14 +221,8 @@ impl Gateway {
             client_trust,
             clock,
             shutdown,
-            staging_room: Arc::new(tokio::sync::Semaphore::new(kib_permits(
-                config_flow.max_staged_bytes,
-                u32::MAX,
-            ) as usize)),
-            receive_room: Arc::new(tokio::sync::Semaphore::new(kib_permits(
-                config_flow.receive_buffer_bytes,
-                u32::MAX,
-            ) as usize)),
+            staging_room,
+            receive_room,
         })
     }
 
@@ -284,6 +272,13 @@ impl Gateway {
     /// The configuration it runs with.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Whether a document of `total` attachment bytes reaches its receiver
+    /// whole; larger ones follow their delivery in chunks, so that a slow
+    /// reader holds at most a chunk or a small document at a time.
+    fn delivered_whole(&self, total: u64) -> bool {
+        total <= self.config.flow.delivery_inline_max_bytes
     }
 
     /// Why a TLS client's certificate chain (DER, leaf first) is revoked
@@ -339,12 +334,10 @@ impl Gateway {
         let (recipients, policy) = self.admit(caller, &envelope)?;
         // Room on disk for the whole declared size, held until the stream ends.
         let declared: u64 = sizes.iter().sum();
-        let total = kib_permits(self.config.flow.max_staged_bytes, u32::MAX);
         let _room = self
             .staging_room
-            .clone()
-            .try_acquire_many_owned(kib_permits(declared, total))
-            .map_err(|_| GatewayError::StagingFull {
+            .try_take(declared)
+            .ok_or(GatewayError::StagingFull {
                 declared,
                 limit: self.config.flow.max_staged_bytes,
             })?;
@@ -625,9 +618,7 @@ impl Gateway {
         }
         let blobs = self.store.blobs();
         let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
-        // Large content follows the delivery in chunks, so that a slow
-        // reader holds at most a chunk or a small document at a time.
-        let content_follows = total > self.config.flow.delivery_inline_max_bytes;
+        let content_follows = !self.delivered_whole(total);
         let attachments = leased
             .message
             .attachments

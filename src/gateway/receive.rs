@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
-use super::{Buffered, DeliveryChunk, Gateway, GatewayError, Outgoing, blocking, kib_permits};
+use super::{Buffered, DeliveryChunk, Gateway, GatewayError, Outgoing, blocking};
 use crate::{envelope::OrgCode, queue::LeaseBatch, registry::Agency, store::StoreError};
 
 /// Deliveries whose files total at most this are loaded on the async worker.
@@ -74,12 +74,12 @@ impl Gateway {
                 let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
                 // Room in the receive buffer before loading: a slow reader
                 // holds at most what the bound lets all streams hold.
-                let inline = if total > self.config.flow.delivery_inline_max_bytes {
-                    0
-                } else {
+                let inline = if self.delivered_whole(total) {
                     total
+                } else {
+                    0
                 };
-                let room = self.buffer_room(inline + 1024).await?;
+                let room = self.receive_room.take(inline + 1024).await;
                 // Small files come from the page cache faster than a trip
                 // through the blocking pool; large ones go there.
                 let small = total <= INLINE_LOAD_BYTES;
@@ -145,7 +145,7 @@ impl Gateway {
             let hash = attachment.sha256;
             let mut reader = blocking(move || blobs.open_reader(&hash)).await?;
             loop {
-                let room = self.buffer_room(chunk as u64).await?;
+                let room = self.receive_room.take(chunk as u64).await;
                 let (read, data, back) = blocking(move || {
                     let mut data = vec![0u8; chunk];
                     let read = reader.read(&mut data)?;
@@ -186,19 +186,6 @@ impl Gateway {
             Ok(sent) => Ok(sent.is_ok()),
             Err(_) => Err(GatewayError::StreamIdle(idle.as_secs())),
         }
-    }
-
-    /// Waits for `bytes` of room in the receive buffer shared by all streams.
-    async fn buffer_room(
-        &self,
-        bytes: u64,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
-        let total = kib_permits(self.config.flow.receive_buffer_bytes, u32::MAX);
-        self.receive_room
-            .clone()
-            .acquire_many_owned(kib_permits(bytes, total))
-            .await
-            .map_err(|_| GatewayError::ShuttingDown)
     }
 }
 

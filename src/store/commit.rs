@@ -132,15 +132,7 @@ impl Writer {
         max_batch: usize,
         durability: Option<Durability>,
     ) -> Result<Self, StoreError> {
-        let last_seq = match kv.get(keys::META_SEQ)? {
-            Some(bytes) => u64::from_be_bytes(bytes.as_slice().try_into().map_err(|_| {
-                StoreError::Corrupt {
-                    key: "meta\\x00seq".to_owned(),
-                    reason: format!("{} bytes, expected 8", bytes.len()),
-                }
-            })?),
-            None => 0,
-        };
+        let last_seq = super::read_counter(&*kv, keys::META_SEQ)?;
         let shared = Arc::new(Shared {
             durable_seq: AtomicU64::new(last_seq),
             failed: AtomicBool::new(false),

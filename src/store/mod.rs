@@ -393,6 +393,23 @@ pub fn contain_panic<T>(
     }
 }
 
+/// Copies a directory tree (a stopped store's files), so that a damaged
+/// store can be opened and checked without sled's recovery touching the
+/// original.
+pub fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
 /// Opens sled in `sled_dir`, a panic contained.
 pub fn open_sled(sled_dir: &Path, cache_bytes: u64) -> Result<SledKv, StoreError> {
     contain_panic(&format!("opening {}", sled_dir.display()), || {
@@ -411,23 +428,25 @@ fn make_sled_durable(data_dir: &Path) -> Result<(), StoreError> {
     sync_dir(data_dir)
 }
 
+/// A counter kept under `key` (u64 BE); 0 when absent.
+pub(crate) fn read_counter(kv: &dyn Kv, key: &[u8]) -> Result<u64, StoreError> {
+    match kv.get(key)? {
+        Some(bytes) => Ok(u64::from_be_bytes(bytes.as_slice().try_into().map_err(
+            |_| StoreError::Corrupt {
+                key: printable_key(key),
+                reason: format!("{} bytes, expected 8", bytes.len()),
+            },
+        )?)),
+        None => Ok(0),
+    }
+}
+
 /// The engine's state as its durability record names it.
 pub fn engine_state(kv: &dyn Kv) -> Result<watermark::Watermark, StoreError> {
     contain_panic("reading the store's state", || {
-        let number = |key: &[u8]| -> Result<u64, StoreError> {
-            match kv.get(key)? {
-                Some(bytes) => Ok(u64::from_be_bytes(bytes.as_slice().try_into().map_err(
-                    |_| StoreError::Corrupt {
-                        key: printable_key(key),
-                        reason: format!("{} bytes, expected 8", bytes.len()),
-                    },
-                )?)),
-                None => Ok(0),
-            }
-        };
         Ok(watermark::Watermark {
-            generation: number(keys::META_GENERATION)?,
-            seq: number(keys::META_SEQ)?,
+            generation: read_counter(kv, keys::META_GENERATION)?,
+            seq: read_counter(kv, keys::META_SEQ)?,
             audit_head: kv.get(keys::META_AUDIT_HEAD)?.unwrap_or_default(),
         })
     })

@@ -343,7 +343,7 @@ async fn a_store_that_went_back_is_refused_with_what_is_missing() {
     drop(store);
     // A copy of the store as it was after one write...
     let saved = tempfile::tempdir().expect("tempdir");
-    copy_dir(&dir.path().join("sled"), &saved.path().join("sled"));
+    copy_tree(&dir.path().join("sled"), &saved.path().join("sled")).expect("copy");
     let store = Store::open(dir.path(), 8).expect("reopen");
     for key in [b"k2", b"k3", b"k4"] {
         write_one(&store, key).await;
@@ -352,7 +352,7 @@ async fn a_store_that_went_back_is_refused_with_what_is_missing() {
     drop(store);
     // ...put back in place of the newer one: three groups are missing.
     std::fs::remove_dir_all(dir.path().join("sled")).expect("remove");
-    copy_dir(&saved.path().join("sled"), &dir.path().join("sled"));
+    copy_tree(&saved.path().join("sled"), &dir.path().join("sled")).expect("copy");
     let error = Store::open(dir.path(), 8).err().expect("refused");
     let message = error.to_string();
     assert!(matches!(error, StoreError::Damaged(_)), "{message}");
@@ -386,16 +386,4 @@ async fn a_store_without_its_record_is_refused_until_resealed() {
     let store = Store::open(dir.path(), 8).expect("opens after reseal");
     assert_eq!(store.kv().get(b"k1").expect("get"), Some(b"v".to_vec()));
     store.close().await.expect("close");
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir").flatten() {
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).expect("copy");
-        }
-    }
 }

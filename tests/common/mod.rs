@@ -133,12 +133,25 @@ pub async fn connect(
     addr: SocketAddr,
     who: Option<&str>,
 ) -> Result<Channel, tonic::transport::Error> {
+    let files = who.map(identity_files);
+    connect_with_files(
+        addr,
+        files.as_ref().map(|(c, k)| (c.as_path(), k.as_path())),
+    )
+    .await
+}
+
+/// A TLS channel to the gateway holding the certificate and key in these
+/// files (None: no client certificate).
+pub async fn connect_with_files(
+    addr: SocketAddr,
+    identity: Option<(&Path, &Path)>,
+) -> Result<Channel, tonic::transport::Error> {
     let ca = std::fs::read(certs().join("ca/root.crt")).expect("root.crt");
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
         .domain_name("localhost");
-    if let Some(who) = who {
-        let (cert, key) = identity_files(who);
+    if let Some((cert, key)) = identity {
         tls = tls.identity(Identity::from_pem(
             std::fs::read(cert).expect("cert"),
             std::fs::read(key).expect("key"),
@@ -340,9 +353,18 @@ impl Drop for GatewayProcess {
 
 /// Starts `lienthong serve` with the shipped config on a free port.
 pub fn spawn_gateway(data_dir: &Path) -> (GatewayProcess, SocketAddr) {
+    spawn_gateway_with(data_dir, &[])
+}
+
+/// Like [`spawn_gateway`], with more `serve` arguments (e.g. `--config`).
+pub fn spawn_gateway_with(
+    data_dir: &Path,
+    extra: &[&std::ffi::OsStr],
+) -> (GatewayProcess, SocketAddr) {
     let mut child = Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(extra)
         .current_dir(repo())
         .env("LIENTHONG_LOG", "info")
         .stdout(Stdio::null())
