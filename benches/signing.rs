@@ -21,9 +21,10 @@ fn key(identity: &str) -> SigningKey {
         None,
     )
     .expect("key");
-    key.chain =
+    key.set_chain(
         pki::certificates_from_pem(&[std::fs::read(certs().join("ca/agency-ca.crt")).expect("ca")])
-            .expect("chain");
+            .expect("chain"),
+    );
     key
 }
 

@@ -2,24 +2,17 @@
 //! between the agencies of a province, verifies their signatures and queues
 //! every message durably until its recipient has it.
 //!
-//! See `ARCHITECTURE.md` for the map of modules.
+//! This crate is the `lienthong` binary (daemon and CLI). Its library is only
+//! a map of the workspace's members under their historical module names, for
+//! the integration tests and benches. See `ARCHITECTURE.md`.
 
 #![warn(missing_docs)]
-// Only src/pki/ffi.rs may use unsafe code; it allows it for itself.
 #![deny(unsafe_code)]
 
-pub mod api;
-pub mod audit;
-pub mod clock;
-pub mod config;
-pub mod envelope;
-pub mod gateway;
-pub mod pki;
-pub mod proto;
-pub mod queue;
-pub mod receipt;
-pub mod registry;
-pub mod routing;
-pub mod server;
-pub mod status;
-pub mod store;
+pub use lienthong_core::{audit, config, gateway, queue, receipt, registry};
+pub use lienthong_domain::{clock, envelope, routing, status};
+pub use lienthong_pki as pki;
+pub use lienthong_proto as proto;
+pub use lienthong_server as server;
+pub use lienthong_server::api;
+pub use lienthong_store as store;

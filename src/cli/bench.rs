@@ -244,7 +244,7 @@ fn documents(
             &read(&base.with_extension("key"), "signer key")?,
             None,
         )?;
-        key.chain = chain.clone();
+        key.set_chain(chain.clone());
         keys.push(key);
     }
     let mut out = Vec::with_capacity(distinct.max(1));

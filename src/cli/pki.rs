@@ -141,7 +141,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         let certificates = pki::certificates_from_pem(&[read(path, "trusted certificate")?])
             .with_context(|| format!("reading {}", path.display()))?;
         for certificate in certificates {
-            if certificate.subject_name().to_der().ok() == certificate.issuer_name().to_der().ok() {
+            if certificate.is_self_issued() {
                 anchors.push(certificate);
             } else {
                 intermediates.push(certificate);

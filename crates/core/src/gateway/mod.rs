@@ -1,0 +1,831 @@
+//! The core the api calls: sending (with signature verification and policy),
+//! receiving and acknowledging documents, and the trust material. Owns the
+//! registry, the queues and the verifier; knows nothing of gRPC.
+
+mod budget;
+mod receive;
+mod signing;
+mod status;
+mod trust;
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::sync::watch;
+use tokio_stream::{Stream, StreamExt};
+
+pub use self::signing::SignSession;
+pub use self::status::{RawStatus, StatusReceipt};
+pub use self::trust::TrustItem;
+use crate::receipt::SignedReceipt;
+use crate::{
+    clock::Clock,
+    config::Config,
+    envelope::{Attachment, Envelope, EnvelopeError, OrgCode, RawEnvelope, Signature},
+    pki::{self, Fingerprint, PkiError, Report, Verifier},
+    queue::{
+        DeadLetter, Leased, MessageRecord, Queue, QueueError, Receipt, StoredAttachment,
+        StoredSignature,
+    },
+    registry::{Agency, NewAgency, Refusal, Registry, RegistryError},
+    routing::{self, RoutingError},
+    store::{ContentHash, StagedBlob, Store, StoreError},
+};
+
+/// Why a gateway operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GatewayError {
+    /// The envelope is malformed or too large.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// `from` is not the caller's agency.
+    #[error("envelope.from: {from} is not the calling agency {caller}")]
+    NotSender {
+        /// The caller's agency.
+        caller: OrgCode,
+        /// What the envelope claims.
+        from: OrgCode,
+    },
+    /// A recipient could not be resolved.
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+    /// A queue operation failed.
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    /// A registry operation failed.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Certificates, CRLs or the trust store.
+    #[error(transparent)]
+    Pki(#[from] PkiError),
+    /// A trust file named by the config could not be read.
+    #[error("reading {path}: {reason}")]
+    TrustFile {
+        /// Path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The document does not satisfy its type's policy.
+    #[error("document refused under policy {}: {}", refusal.document_type, refusal.reasons.join("; "))]
+    Refused {
+        /// What is missing.
+        refusal: Refusal,
+        /// The verification reports, one per signature.
+        reports: Vec<Report>,
+    },
+    /// A caller asked to use another agency's key.
+    #[error("agency {caller} may not use the keys of {owner}")]
+    NotKeyOwner {
+        /// The caller.
+        caller: OrgCode,
+        /// The key's owner.
+        owner: OrgCode,
+    },
+    /// No key is held for this agency and role.
+    #[error("the gateway holds no key of {agency} as {}", role.name())]
+    NoSuchKey {
+        /// Agency.
+        agency: OrgCode,
+        /// Role.
+        role: pki::Role,
+    },
+    /// SendStreams already stage as much as `flow.max_staged_bytes` allows.
+    #[error(
+        "the gateway cannot stage {declared} more bytes now (open streams already use most of the {limit}-byte bound); try again later"
+    )]
+    StagingFull {
+        /// Bytes the stream declared.
+        declared: u64,
+        /// The bound.
+        limit: u64,
+    },
+    /// A stream sent nothing for too long.
+    #[error("the stream sent nothing for {0} s and was closed; its partial content was discarded")]
+    StreamIdle(u64),
+    /// No such message of that sender.
+    #[error("no message {message_id} of {sender} is known")]
+    NoSuchMessage {
+        /// Sender.
+        sender: OrgCode,
+        /// Id.
+        message_id: crate::envelope::MessageId,
+    },
+    /// The caller neither sent nor received the message.
+    #[error("agency {caller} neither sent nor received message {message_id}")]
+    NotInvolved {
+        /// The caller.
+        caller: OrgCode,
+        /// Id.
+        message_id: crate::envelope::MessageId,
+    },
+    /// The gateway is stopping.
+    #[error("gateway is shutting down")]
+    ShuttingDown,
+    /// A fault inside the gateway, not the caller's and not the store's: a
+    /// blocking task that panicked or was lost, a signer thread that stopped.
+    #[error("internal fault: {0}")]
+    Internal(String),
+    /// The client's stream broke before the document was complete.
+    #[error("the stream broke before the document was complete: {0}")]
+    StreamBroken(String),
+}
+
+/// A message handed to its recipient, with its bytes.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The lease.
+    pub leased: Leased,
+    /// Files with content, in envelope order.
+    pub attachments: Vec<Attachment>,
+    /// Signatures with their CMS bytes.
+    pub signatures: Vec<Signature>,
+    /// The attachments carry no content here: it follows in chunks
+    /// (documents over `limits.max_message_bytes`).
+    pub content_follows: bool,
+}
+
+/// A piece of a large document's content, sent right after its delivery.
+#[derive(Debug, Clone)]
+pub struct DeliveryChunk {
+    /// The delivery it belongs to.
+    pub delivery_id: String,
+    /// The attachment.
+    pub attachment: String,
+    /// The bytes, in order.
+    pub data: Vec<u8>,
+}
+
+/// What a Receive stream carries: deliveries, and the content chunks of
+/// large documents right after their delivery.
+#[derive(Debug)]
+pub enum Outgoing {
+    /// A delivery.
+    Delivery(Box<Delivery>),
+    /// Content of the delivery just sent.
+    Chunk(DeliveryChunk),
+}
+
+/// An item of a Receive stream with its share of the receive buffer
+/// (`flow.receive_buffer_bytes`), given back when the item is dropped: once
+/// the transport has taken it.
+pub struct Buffered {
+    /// The item.
+    pub item: Result<Outgoing, GatewayError>,
+    pub(crate) _room: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// The gateway core.
+pub struct Gateway {
+    config: Config,
+    store: Store,
+    registry: Registry,
+    queue: Queue,
+    verifier: Verifier,
+    keys: pki::SoftKeyStore,
+    receipts: Option<crate::receipt::ReceiptSigner>,
+    /// The CAs whose client certificates TLS accepts: a certificate bound
+    /// to an agency must chain to them.
+    client_trust: pki::TrustStore,
+    clock: Arc<dyn Clock>,
+    shutdown: watch::Receiver<bool>,
+    /// Room left for SendStream staging files (`flow.max_staged_bytes`).
+    staging_room: budget::ByteBudget,
+    /// Room left in the Receive streams' buffers (`flow.receive_buffer_bytes`).
+    receive_room: budget::ByteBudget,
+}
+
+impl Gateway {
+    /// Builds the core over an open store.
+    pub fn new(
+        config: Config,
+        store: Store,
+        clock: Arc<dyn Clock>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, GatewayError> {
+        let registry = Registry::load(store.clone(), clock.clone())?;
+        let queue = Queue::new(store.clone(), clock.clone(), config.queue);
+        let trust = trust::build(&config, &registry)?;
+        let verifier = Verifier::new(trust, config.pki.rules, clock.clone());
+        let keys = signing::open_keystore(&config, &registry)?;
+        let receipts = signing::receipt_signer(&config)?;
+        let client_cas = pki::certificates_from_pem(&[trust::read_file(&config.tls.client_ca)?])?;
+        let client_trust = pki::TrustStore::build(client_cas, Vec::new(), Vec::new())?;
+        let staging_room = budget::ByteBudget::new(config.flow.max_staged_bytes);
+        let receive_room = budget::ByteBudget::new(config.flow.receive_buffer_bytes);
+        Ok(Self {
+            config,
+            store,
+            registry,
+            queue,
+            verifier,
+            keys,
+            receipts,
+            client_trust,
+            clock,
+            shutdown,
+            staging_room,
+            receive_room,
+        })
+    }
+
+    /// Refuses a certificate (PEM) that could never be used: expired, not
+    /// yet valid, or not issued by a CA of `trust`.
+    fn check_usable(&self, trust: &pki::TrustStore, pem: &[u8]) -> Result<(), GatewayError> {
+        for der in pki::pem_certificates(pem)? {
+            pki::certificate_usable(trust, &der, self.clock.now_millis()).map_err(|reason| {
+                RegistryError::Unusable {
+                    fingerprint: Fingerprint::of_der(&der),
+                    reason,
+                }
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Registers an agency whose client certificates TLS would accept.
+    pub async fn register_agency(&self, request: NewAgency) -> Result<Agency, GatewayError> {
+        for pem in &request.certificates_pem {
+            self.check_usable(&self.client_trust, pem)?;
+        }
+        Ok(self.registry.register(request).await?)
+    }
+
+    /// Binds one more client certificate to an agency (renewal).
+    pub async fn add_agency_certificate(
+        &self,
+        code: &str,
+        pem: &[u8],
+    ) -> Result<Agency, GatewayError> {
+        self.check_usable(&self.client_trust, pem)?;
+        Ok(self.registry.add_certificate(code, pem).await?)
+    }
+
+    /// Binds a signer certificate whose signatures could verify.
+    pub async fn add_signer(
+        &self,
+        agency: &str,
+        role: pki::Role,
+        pem: &[u8],
+    ) -> Result<crate::registry::Signer, GatewayError> {
+        self.check_usable(&self.verifier.trust(), pem)?;
+        Ok(self.registry.add_signer(agency, role, pem).await?)
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Whether a document of `total` attachment bytes reaches its receiver
+    /// whole; larger ones follow their delivery in chunks, so that a slow
+    /// reader holds at most a chunk or a small document at a time.
+    fn delivered_whole(&self, total: u64) -> bool {
+        total <= self.config.flow.delivery_inline_max_bytes
+    }
+
+    /// Why a TLS client's certificate chain (DER, leaf first) is revoked
+    /// under the CRLs in force, or `None`.
+    pub fn client_revoked(&self, presented: &[&[u8]]) -> Option<String> {
+        self.verifier.client_revoked(presented)
+    }
+
+    /// Changes to `Some(cause)` when the store stops writing.
+    pub fn store_failure(&self) -> watch::Receiver<Option<String>> {
+        self.store.writer().failure()
+    }
+
+    /// The agency registry.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The queues.
+    pub fn queue(&self) -> &Queue {
+        &self.queue
+    }
+
+    /// Accepts a document from `caller`: answers once it is durably queued
+    /// for every recipient.
+    pub async fn send(
+        self: &Arc<Self>,
+        caller: &Agency,
+        raw: RawEnvelope,
+    ) -> Result<SignedReceipt, GatewayError> {
+        let envelope = raw.validate(&self.config.limits)?;
+        let (recipients, policy) = self.admit(caller, &envelope)?;
+        self.accept(envelope, Vec::new(), recipients, policy).await
+    }
+
+    /// Accepts a large document whose content arrives in `chunks` after the
+    /// envelope (SendStream). Each attachment is written to a staging file
+    /// as it arrives, so memory stays bounded by the chunk size; content is
+    /// verified from those files and kept only if the document is accepted.
+    pub async fn send_stream<S>(
+        self: &Arc<Self>,
+        caller: &Agency,
+        raw: RawEnvelope,
+        sizes: Vec<u64>,
+        mut chunks: S,
+    ) -> Result<SignedReceipt, GatewayError>
+    where
+        S: Stream<Item = Result<(String, Vec<u8>), GatewayError>> + Unpin + Send,
+    {
+        let limits = self.config.limits;
+        let idle = self.config.flow.stream_idle_timeout;
+        let envelope = raw.validate_streamed(&limits, &sizes)?;
+        let (recipients, policy) = self.admit(caller, &envelope)?;
+        // Room on disk for the whole declared size, held until the stream ends.
+        let declared: u64 = sizes.iter().sum();
+        let _room = self
+            .staging_room
+            .try_take(declared)
+            .ok_or(GatewayError::StagingFull {
+                declared,
+                limit: self.config.flow.max_staged_bytes,
+            })?;
+        let mut staged = Vec::with_capacity(sizes.len());
+        for (attachment, &size) in envelope.attachments.iter().zip(&sizes) {
+            let blobs = self.store.blobs().clone();
+            let mut blob = blocking(move || blobs.stage()).await?;
+            while blob.size() < size {
+                let next = tokio::time::timeout(idle, chunks.next())
+                    .await
+                    .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
+                let Some(next) = next else {
+                    return Err(EnvelopeError::invalid(
+                        "chunk",
+                        format!(
+                            "the stream ended after {} of the {size} bytes of attachment {:?}",
+                            blob.size(),
+                            attachment.name
+                        ),
+                    )
+                    .into());
+                };
+                let (name, data) = next?;
+                check_chunk(&limits, &attachment.name, size, blob.size(), &name, &data)?;
+                blob = blocking(move || blob.write(&data).map(|()| blob)).await?;
+            }
+            staged.push(blob);
+        }
+        let end = tokio::time::timeout(idle, chunks.next())
+            .await
+            .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
+        if let Some(extra) = end {
+            extra?;
+            return Err(EnvelopeError::invalid(
+                "chunk",
+                "content beyond the declared sizes of the attachments",
+            )
+            .into());
+        }
+        self.accept(envelope, staged, recipients, policy).await
+    }
+
+    /// The checks that need no content: the caller is the sender, an
+    /// earlier message named by `refers_to` exists, the recipients resolve
+    /// and the document type's policy allows them.
+    fn admit(
+        &self,
+        caller: &Agency,
+        envelope: &Envelope,
+    ) -> Result<(Vec<routing::Recipient>, crate::registry::Policy), GatewayError> {
+        if envelope.from != caller.code {
+            return Err(GatewayError::NotSender {
+                caller: caller.code.clone(),
+                from: envelope.from.clone(),
+            });
+        }
+        if let Some(earlier) = &envelope.document.refers_to
+            && self.queue.message(&envelope.from, earlier)?.is_none()
+        {
+            return Err(EnvelopeError::invalid(
+                "envelope.document.refers_to",
+                format!("no earlier message {earlier} of {} is known", envelope.from),
+            )
+            .into());
+        }
+        let recipients = routing::resolve(&envelope.to, &self.registry)?;
+        let policy = self.registry.policy_for(&envelope.document.doc_type);
+        policy
+            .check_recipients(
+                &recipients
+                    .iter()
+                    .map(|r| r.code.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|refusal| GatewayError::Refused {
+                refusal,
+                reports: Vec::new(),
+            })?;
+        Ok((recipients, policy))
+    }
+
+    /// Verifies, stores and enqueues an admitted document, then signs its
+    /// receipt. `staged` holds the content of a streamed document (one per
+    /// attachment); it is empty when the envelope carries its content.
+    async fn accept(
+        self: &Arc<Self>,
+        envelope: Envelope,
+        staged: Vec<StagedBlob>,
+        recipients: Vec<routing::Recipient>,
+        policy: crate::registry::Policy,
+    ) -> Result<SignedReceipt, GatewayError> {
+        // A small document is hashed and verified right here: that is CPU
+        // work of a few hundred µs, and handing it to the blocking pool and
+        // back cost more (context switches) than it saved. Large or
+        // streamed content is read from files, on the blocking pool.
+        let inline_bytes: u64 = envelope
+            .attachments
+            .iter()
+            .map(|a| a.content.len() as u64)
+            .sum();
+        let (stored, envelope, staged) = if staged.is_empty() && inline_bytes <= INLINE_CHECK_BYTES
+        {
+            let mut staged = staged;
+            let stored = self.check_content(&envelope, &mut staged, recipients, &policy)?;
+            (stored, envelope, staged)
+        } else {
+            let this = self.clone();
+            blocking(move || {
+                let mut staged = staged;
+                this.check_content(&envelope, &mut staged, recipients, &policy)
+                    .map(|stored| (stored, envelope, staged))
+            })
+            .await?
+        };
+        let record = match stored {
+            Stored::New(record) => record,
+            Stored::Duplicate(receipt) => return self.sign_receipt(receipt).await,
+        };
+        // Files are written (fsync) on the blocking pool; content already
+        // stored costs a stat here.
+        let blobs = self.store.blobs();
+        let missing = !staged.is_empty()
+            || record
+                .attachments
+                .iter()
+                .any(|a| !blobs.contains(&a.sha256))
+            || record.signatures.iter().any(|s| !blobs.contains(&s.cms));
+        if missing {
+            let this = self.clone();
+            blocking(move || this.write_content(&envelope, staged)).await?;
+        }
+        let receipt = self.queue.enqueue(record).await?;
+        tracing::info!(
+            sender = %receipt.message.sender,
+            message_id = %receipt.message.message_id,
+            recipients = receipt.message.recipients.len(),
+            bytes = receipt.message.attachments.iter().map(|a| a.size).sum::<u64>(),
+            duplicate = receipt.duplicate,
+            "message accepted"
+        );
+        self.sign_receipt(receipt).await
+    }
+
+    /// Adds the gateway's batch signature to a receipt, when configured.
+    async fn sign_receipt(&self, receipt: Receipt) -> Result<SignedReceipt, GatewayError> {
+        let canonical = crate::receipt::canonical(&receipt);
+        let proof = match &self.receipts {
+            Some(signer) => Some(
+                signer
+                    .sign(&canonical)
+                    .await
+                    .map_err(|e| pki::PkiError::Signing(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(SignedReceipt {
+            receipt,
+            canonical,
+            proof,
+        })
+    }
+
+    /// Hashes the content and answers a duplicate without writing; otherwise
+    /// verifies every signature, applies the policy, writes the files
+    /// durably and returns the record to enqueue.
+    fn check_content(
+        &self,
+        envelope: &Envelope,
+        staged: &mut [StagedBlob],
+        recipients: Vec<routing::Recipient>,
+        policy: &crate::registry::Policy,
+    ) -> Result<Stored, GatewayError> {
+        let mut attachments = Vec::with_capacity(envelope.attachments.len());
+        for (index, a) in envelope.attachments.iter().enumerate() {
+            let (sha256, size) = match staged.get_mut(index) {
+                Some(blob) => (blob.seal()?, blob.size()),
+                None => (ContentHash::of(&a.content), a.content.len() as u64),
+            };
+            attachments.push(StoredAttachment {
+                name: a.name.clone(),
+                media_type: a.media_type.clone(),
+                sha256,
+                size,
+            });
+        }
+        let signatures: Vec<StoredSignature> = envelope
+            .signatures
+            .iter()
+            .map(|s| StoredSignature {
+                attachment: s.attachment.clone(),
+                cms: ContentHash::of(&s.cms_der),
+            })
+            .collect();
+        let record = MessageRecord {
+            content_digest: content_digest(envelope, &attachments, &signatures)?,
+            message_id: envelope.message_id.clone(),
+            sender: envelope.from.clone(),
+            to: envelope.to.clone(),
+            document: envelope.document.clone(),
+            attachments,
+            signatures,
+            recipients,
+            reports: Vec::new(),
+            accepted_at: 0,
+            audit_head: [0; 32],
+        };
+        // A retry of an accepted message costs no writes; the writer checks
+        // again, so a race here only costs redundant (idempotent) files.
+        if let Some(first) = self.queue.message(&record.sender, &record.message_id)? {
+            if first.content_digest == record.content_digest {
+                return Ok(Stored::Duplicate(Receipt {
+                    message: first,
+                    duplicate: true,
+                }));
+            }
+            return Err(QueueError::AlreadyExists {
+                sender: record.sender,
+                message_id: record.message_id,
+            }
+            .into());
+        }
+        let contents: Vec<pki::Content<'_>> = if staged.is_empty() {
+            envelope
+                .attachments
+                .iter()
+                .map(|a| pki::Content::Bytes(&a.content))
+                .collect()
+        } else {
+            staged
+                .iter()
+                .map(|blob| pki::Content::File(blob.path()))
+                .collect()
+        };
+        let reports = self.verify_envelope(envelope, &contents);
+        drop(contents);
+        policy
+            .check_signatures(&envelope.from, &reports)
+            .map_err(|refusal| GatewayError::Refused {
+                refusal,
+                reports: reports.clone(),
+            })?;
+        let mut record = record;
+        record.reports = reports;
+        Ok(Stored::New(record))
+    }
+
+    /// Writes a checked document's files durably. Blocking.
+    fn write_content(
+        &self,
+        envelope: &Envelope,
+        staged: Vec<StagedBlob>,
+    ) -> Result<(), GatewayError> {
+        let blobs = self.store.blobs();
+        if staged.is_empty() {
+            for attachment in &envelope.attachments {
+                blobs.put(&attachment.content)?;
+            }
+        } else {
+            for blob in staged {
+                blobs.commit(blob)?;
+            }
+        }
+        for signature in &envelope.signatures {
+            blobs.put(&signature.cms_der)?;
+        }
+        Ok(())
+    }
+
+    fn load(&self, leased: Leased) -> Result<Delivery, GatewayError> {
+        if leased.status.is_some() {
+            // A status report carries no files.
+            return Ok(Delivery {
+                leased,
+                attachments: Vec::new(),
+                signatures: Vec::new(),
+                content_follows: false,
+            });
+        }
+        let blobs = self.store.blobs();
+        let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
+        let content_follows = !self.delivered_whole(total);
+        let attachments = leased
+            .message
+            .attachments
+            .iter()
+            .map(|a| {
+                Ok(Attachment {
+                    name: a.name.clone(),
+                    media_type: a.media_type.clone(),
+                    content: if content_follows {
+                        Vec::new()
+                    } else {
+                        blobs.get(&a.sha256)?
+                    },
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        let signatures = leased
+            .message
+            .signatures
+            .iter()
+            .map(|s| {
+                Ok(Signature {
+                    attachment: s.attachment.clone(),
+                    cms_der: blobs.get(&s.cms)?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Delivery {
+            leased,
+            attachments,
+            signatures,
+            content_follows,
+        })
+    }
+
+    /// Verifies every signature of an envelope against its attachment's
+    /// content (`contents`, in attachment order).
+    fn verify_envelope(&self, envelope: &Envelope, contents: &[pki::Content<'_>]) -> Vec<Report> {
+        let lookup = |fingerprint: &pki::Fingerprint| self.registry.signer_role(fingerprint);
+        let mut reports = Vec::new();
+        for signature in &envelope.signatures {
+            match envelope
+                .attachments
+                .iter()
+                .zip(contents)
+                .find(|(a, _)| a.name == signature.attachment)
+            {
+                Some((_, content)) => reports.extend(self.verifier.verify_content(
+                    *content,
+                    &signature.cms_der,
+                    &signature.attachment,
+                    &lookup,
+                )),
+                None => reports.push(pki::missing_attachment(
+                    &signature.attachment,
+                    self.verifier.now(),
+                )),
+            }
+        }
+        reports
+    }
+
+    /// Runs the content sweeper until shutdown: every
+    /// `queue.sweep_interval` it releases content whose retention passed.
+    pub fn spawn_sweeper(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let mut shutdown = this.shutdown.clone();
+            let mut tick = tokio::time::interval(this.config.queue.sweep_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = shutdown.changed() => {}
+                }
+                if *shutdown.borrow() {
+                    return;
+                }
+                match this.queue.sweep().await {
+                    Ok(report) if report.messages > 0 => tracing::info!(
+                        messages = report.messages,
+                        files = report.files,
+                        "content released after its retention period"
+                    ),
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "content sweep failed; will retry"),
+                }
+            }
+        })
+    }
+
+    /// Acknowledges a delivery of `caller`'s queue.
+    pub async fn ack(&self, caller: &Agency, delivery_id: &str) -> Result<(), GatewayError> {
+        self.queue.ack(&caller.code, delivery_id).await?;
+        Ok(())
+    }
+
+    /// Gives a delivery of `caller`'s queue back for later.
+    pub async fn nack(
+        &self,
+        caller: &Agency,
+        delivery_id: &str,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), GatewayError> {
+        self.queue
+            .nack(&caller.code, delivery_id, delay, reason)
+            .await?;
+        Ok(())
+    }
+
+    /// Dead letters of one agency, or of every agency.
+    pub fn dead_letters(
+        &self,
+        agency: Option<&OrgCode>,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, GatewayError> {
+        let codes = match agency {
+            Some(code) => vec![code.clone()],
+            None => self.registry.list().into_iter().map(|a| a.code).collect(),
+        };
+        let mut out = Vec::new();
+        for code in codes {
+            if out.len() >= limit {
+                break;
+            }
+            out.extend(self.queue.dead_letters(&code, limit - out.len())?);
+        }
+        Ok(out)
+    }
+}
+
+/// Documents up to this size are hashed and verified on the async worker.
+const INLINE_CHECK_BYTES: u64 = 256 * 1024;
+
+/// Runs blocking work (files, hashing, verification) off the reactor.
+async fn blocking<T, E>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, GatewayError>
+where
+    T: Send + 'static,
+    E: Into<GatewayError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| GatewayError::Internal(format!("a blocking task was lost: {e}")))?
+        .map_err(Into::into)
+}
+
+/// Checks one SendStream chunk against the attachment being received.
+fn check_chunk(
+    limits: &crate::envelope::Limits,
+    expected: &str,
+    size: u64,
+    received: u64,
+    name: &str,
+    data: &[u8],
+) -> Result<(), EnvelopeError> {
+    if name != expected {
+        return Err(EnvelopeError::invalid(
+            "chunk.attachment",
+            format!(
+                "{name:?} arrived while {expected:?} still lacks {} bytes: chunks go attachment by attachment, in envelope order",
+                size - received
+            ),
+        ));
+    }
+    if data.len() as u64 > limits.max_chunk_bytes {
+        return Err(EnvelopeError::TooLarge {
+            field: "chunk.data".to_owned(),
+            size: data.len() as u64,
+            limit: limits.max_chunk_bytes,
+        });
+    }
+    if received + data.len() as u64 > size {
+        return Err(EnvelopeError::invalid(
+            "chunk.data",
+            format!("attachment {expected:?} is longer than its declared size of {size} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+enum Stored {
+    New(MessageRecord),
+    Duplicate(Receipt),
+}
+
+/// SHA-256 over the canonical encoding of what the sender sent, files by
+/// their hashes: equal for a retry, different for any change.
+fn content_digest(
+    envelope: &Envelope,
+    attachments: &[StoredAttachment],
+    signatures: &[StoredSignature],
+) -> Result<ContentHash, StoreError> {
+    let canonical = crate::store::encode(&(
+        &envelope.message_id,
+        &envelope.from,
+        &envelope.to,
+        &envelope.document,
+        attachments,
+        signatures,
+    ))?;
+    Ok(ContentHash::of(&canonical))
+}

@@ -1,0 +1,203 @@
+//! `lienthong.v1.Exchange`: thin handlers over the gateway core.
+
+use std::{pin::Pin, sync::Arc};
+
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tonic::{Request, Response, Status, Streaming};
+use tracing::instrument;
+
+use super::{ApiError, Authenticator, convert, reply};
+use crate::{
+    envelope::EnvelopeError,
+    gateway::{Gateway, GatewayError, Outgoing},
+    proto::{self, exchange_server::Exchange},
+};
+
+/// The Exchange service.
+pub struct ExchangeService {
+    gateway: Arc<Gateway>,
+    auth: Authenticator,
+}
+
+impl ExchangeService {
+    /// A service over the gateway.
+    pub fn new(gateway: Arc<Gateway>, auth: Authenticator) -> Self {
+        Self { gateway, auth }
+    }
+}
+
+type DeliveryStream = Pin<Box<dyn Stream<Item = Result<proto::Delivery, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Exchange for ExchangeService {
+    #[instrument(skip_all, fields(agency))]
+    async fn send(
+        &self,
+        request: Request<proto::SendRequest>,
+    ) -> Result<Response<proto::SendResponse>, Status> {
+        reply(async move {
+            let caller = self.auth.agency(&request)?;
+            tracing::Span::current().record("agency", caller.code.as_str());
+            let envelope = request
+                .into_inner()
+                .envelope
+                .ok_or_else(|| ApiError::missing("envelope"))?;
+            let receipt = self
+                .gateway
+                .send(&caller, convert::raw_envelope(envelope))
+                .await?;
+            Ok(Response::new(proto::SendResponse {
+                receipt: Some(convert::receipt(&receipt)),
+            }))
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(agency))]
+    async fn send_stream(
+        &self,
+        request: Request<Streaming<proto::SendStreamRequest>>,
+    ) -> Result<Response<proto::SendResponse>, Status> {
+        reply(async move {
+            use proto::send_stream_request::Part;
+            let caller = self.auth.agency(&request)?;
+            tracing::Span::current().record("agency", caller.code.as_str());
+            let mut parts = request.into_inner();
+            let envelope = match parts.message().await? {
+                Some(proto::SendStreamRequest {
+                    part: Some(Part::Envelope(envelope)),
+                }) => envelope,
+                Some(_) => {
+                    return Err(ApiError::invalid(
+                        "envelope",
+                        "the first message of SendStream must be the envelope",
+                    ));
+                }
+                None => {
+                    return Err(ApiError::invalid("envelope", "the stream was empty"));
+                }
+            };
+            let sizes: Vec<u64> = envelope.attachments.iter().map(|a| a.size).collect();
+            let chunks = parts.map(|part| match part {
+                Ok(proto::SendStreamRequest {
+                    part: Some(Part::Chunk(chunk)),
+                }) => Ok((chunk.attachment, chunk.data)),
+                Ok(_) => Err(EnvelopeError::invalid(
+                    "chunk",
+                    "only content chunks may follow the envelope",
+                )
+                .into()),
+                Err(status) => Err(GatewayError::StreamBroken(status.message().to_owned())),
+            });
+            let receipt = self
+                .gateway
+                .send_stream(&caller, convert::raw_envelope(envelope), sizes, chunks)
+                .await?;
+            Ok(Response::new(proto::SendResponse {
+                receipt: Some(convert::receipt(&receipt)),
+            }))
+        })
+        .await
+    }
+
+    type ReceiveStream = DeliveryStream;
+
+    #[instrument(skip_all, fields(agency))]
+    async fn receive(
+        &self,
+        request: Request<proto::ReceiveRequest>,
+    ) -> Result<Response<DeliveryStream>, Status> {
+        reply(async move {
+            let caller = self.auth.agency(&request)?;
+            tracing::Span::current().record("agency", caller.code.as_str());
+            let options = request.into_inner();
+            let deliveries = self
+                .gateway
+                .receive(caller, options.max_in_flight, options.drain);
+            // The buffer room of each item is given back here, as the
+            // transport takes it.
+            let stream = ReceiverStream::new(deliveries).map(|buffered| match buffered.item {
+                Ok(Outgoing::Delivery(delivery)) => Ok(convert::delivery(*delivery)),
+                Ok(Outgoing::Chunk(chunk)) => Ok(convert::delivery_chunk(chunk)),
+                Err(error) => Err(Status::from(ApiError::from(error))),
+            });
+            let stream: DeliveryStream = Box::pin(stream);
+            Ok(Response::new(stream))
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(agency))]
+    async fn ack(
+        &self,
+        request: Request<proto::AckRequest>,
+    ) -> Result<Response<proto::AckResponse>, Status> {
+        reply(async move {
+            let caller = self.auth.agency(&request)?;
+            tracing::Span::current().record("agency", caller.code.as_str());
+            self.gateway
+                .ack(&caller, &request.into_inner().delivery_id)
+                .await?;
+            Ok(Response::new(proto::AckResponse {}))
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(agency))]
+    async fn nack(
+        &self,
+        request: Request<proto::NackRequest>,
+    ) -> Result<Response<proto::NackResponse>, Status> {
+        reply(async move {
+            let caller = self.auth.agency(&request)?;
+            tracing::Span::current().record("agency", caller.code.as_str());
+            let request = request.into_inner();
+            let delay = std::time::Duration::from_secs(u64::from(request.delay_seconds));
+            self.gateway
+                .nack(&caller, &request.delivery_id, delay, &request.reason)
+                .await?;
+            Ok(Response::new(proto::NackResponse {}))
+        })
+        .await
+    }
+
+    #[instrument(skip_all, fields(agency))]
+    async fn report_status(
+        &self,
+        request: Request<proto::ReportStatusRequest>,
+    ) -> Result<Response<proto::ReportStatusResponse>, Status> {
+        reply(async move {
+            let caller = self.auth.agency(&request)?;
+            tracing::Span::current().record("agency", caller.code.as_str());
+            let status = request
+                .into_inner()
+                .status
+                .ok_or_else(|| ApiError::missing("status"))?;
+            let receipt = self
+                .gateway
+                .report_status(&caller, convert::raw_status(status))
+                .await?;
+            Ok(Response::new(proto::ReportStatusResponse {
+                receipt: Some(convert::status_receipt(&receipt)),
+            }))
+        })
+        .await
+    }
+
+    async fn trace(
+        &self,
+        request: Request<proto::TraceRequest>,
+    ) -> Result<Response<proto::TraceResponse>, Status> {
+        reply(async move {
+            let caller = self.auth.agency(&request)?;
+            let request = request.into_inner();
+            let entries = self
+                .gateway
+                .trace(&caller, &request.sender, &request.message_id)?;
+            Ok(Response::new(proto::TraceResponse {
+                events: entries.iter().map(convert::trace_event).collect(),
+            }))
+        })
+        .await
+    }
+}

@@ -1,0 +1,25 @@
+//! The gRPC services: authenticate, convert, call the core, map errors.
+//! Only this module (and the CLI client) touches prost types.
+
+mod admin;
+mod auth;
+mod convert;
+mod exchange;
+mod signing;
+mod status;
+
+pub use admin::AdminService;
+pub use auth::Authenticator;
+/// The proto envelope → domain conversion, public for the benchmarks.
+pub use convert::raw_envelope;
+pub use exchange::ExchangeService;
+pub use signing::SigningService;
+pub use status::ApiError;
+
+/// Runs a handler's body and turns its failure into a gRPC status, through
+/// the one mapping in `status.rs`.
+async fn reply<T>(
+    call: impl std::future::Future<Output = Result<T, ApiError>>,
+) -> Result<T, tonic::Status> {
+    call.await.map_err(tonic::Status::from)
+}
