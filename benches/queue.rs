@@ -13,7 +13,8 @@ use lienthong::{
     clock::SystemClock,
     config::QueueConfig,
     envelope::{DocumentInfo, MessageId, OrgCode},
-    queue::{MessageRecord, Queue},
+    messages::MessageRecord,
+    queue::Queue,
     store::{ContentHash, Store},
 };
 

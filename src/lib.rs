@@ -9,7 +9,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
-pub use lienthong_core::{audit, config, gateway, queue, receipt, registry};
+pub use lienthong_core::{audit, config, gateway, messages, queue, receipt, registry};
 pub use lienthong_domain::{clock, envelope, routing, status};
 pub use lienthong_pki as pki;
 pub use lienthong_proto as proto;

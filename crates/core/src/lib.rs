@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod config;
 pub mod gateway;
+pub mod messages;
 pub mod queue;
 pub mod receipt;
 pub mod registry;

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     clock::{UnixMillis, format_rfc3339},
-    queue::Receipt,
+    messages::MessageRecord,
 };
 
 /// A SHA-256 value.
@@ -27,6 +27,15 @@ pub struct ReceiptProof {
     pub root: Hash,
     /// The gateway key's SHA-256 signature over [`batch_head`].
     pub signature: Vec<u8>,
+}
+
+/// The gateway's statement that it accepted a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The accepted message.
+    pub message: MessageRecord,
+    /// True when this answers a repeated send of the same content.
+    pub duplicate: bool,
 }
 
 /// A receipt with its canonical form and, when the gateway signs receipts,

@@ -6,7 +6,7 @@
 
 pub mod api;
 
-use lienthong_core::{audit, config, gateway, queue, receipt, registry};
+use lienthong_core::{audit, config, gateway, messages, queue, receipt, registry};
 use lienthong_domain::{clock, envelope, routing, status};
 use lienthong_pki as pki;
 use lienthong_proto as proto;
@@ -27,7 +27,6 @@ use crate::{
     proto::{
         admin_server::AdminServer, exchange_server::ExchangeServer, signing_server::SigningServer,
     },
-    registry::{NewAgency, RegistryError},
     store::{Store, StoreError},
 };
 
@@ -64,14 +63,6 @@ pub enum ServerError {
     /// The core could not start.
     #[error(transparent)]
     Gateway(#[from] GatewayError),
-    /// A configured agency could not be registered.
-    #[error("registering configured agency {code}: {source}")]
-    Seed {
-        /// Org code.
-        code: String,
-        /// Why.
-        source: RegistryError,
-    },
     /// The gRPC transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -193,9 +184,6 @@ async fn serve_store(
     let grace = config.shutdown_grace;
     let flow = config.flow;
     let frame_limit = transport_limit(&config);
-    let seeds = config.agencies.clone();
-    let signer_seeds = config.signers.clone();
-    let policy_seeds = config.policies.clone();
     let (stop, stopped) = watch::channel(false);
     let gateway = Arc::new(Gateway::new(
         config,
@@ -203,8 +191,7 @@ async fn serve_store(
         Arc::new(SystemClock),
         stopped.clone(),
     )?);
-    seed_agencies(&gateway, &seeds).await?;
-    seed_signers_and_policies(&gateway, &signer_seeds, &policy_seeds).await?;
+    gateway.seed_from_config().await?;
     let sweeper = gateway.spawn_sweeper();
 
     let auth = Authenticator::new(gateway.clone(), admins);
@@ -347,83 +334,4 @@ fn admin_fingerprints(config: &Config) -> Result<HashSet<Fingerprint>, ServerErr
             })
         })
         .collect()
-}
-
-async fn seed_agencies(
-    gateway: &Gateway,
-    seeds: &[crate::config::SeedAgency],
-) -> Result<(), ServerError> {
-    for seed in seeds {
-        if gateway.registry().get(&seed.code).is_some() {
-            continue;
-        }
-        let certificates_pem = seed
-            .certificates
-            .iter()
-            .map(|path| read(path))
-            .collect::<Result<Vec<_>, _>>()?;
-        let request = NewAgency {
-            code: seed.code.to_string(),
-            name: seed.name.clone(),
-            parent: seed
-                .parent
-                .as_ref()
-                .map(ToString::to_string)
-                .unwrap_or_default(),
-            certificates_pem,
-        };
-        gateway
-            .registry()
-            .register(request)
-            .await
-            .map_err(|source| ServerError::Seed {
-                code: seed.code.to_string(),
-                source,
-            })?;
-    }
-    Ok(())
-}
-
-async fn seed_signers_and_policies(
-    gateway: &Gateway,
-    signers: &[crate::config::SeedSigner],
-    policies: &[crate::registry::Policy],
-) -> Result<(), ServerError> {
-    let registry = gateway.registry();
-    for seed in signers {
-        let pem = read(&seed.certificate)?;
-        let fingerprint =
-            pki::pem_fingerprint(&pem).map_err(|source| ServerError::Certificate {
-                path: seed.certificate.display().to_string(),
-                source,
-            })?;
-        if registry.signer_role(&fingerprint).is_some() {
-            continue;
-        }
-        registry
-            .add_signer(seed.agency.as_str(), seed.role, &pem)
-            .await
-            .map_err(|source| ServerError::Seed {
-                code: seed.agency.to_string(),
-                source,
-            })?;
-    }
-    let stored: Vec<String> = registry
-        .policies()
-        .into_iter()
-        .map(|p| p.document_type)
-        .collect();
-    for policy in policies {
-        if stored.contains(&policy.document_type) {
-            continue;
-        }
-        registry
-            .put_policy(policy.clone())
-            .await
-            .map_err(|source| ServerError::Seed {
-                code: policy.document_type.clone(),
-                source,
-            })?;
-    }
-    Ok(())
 }

@@ -285,6 +285,16 @@ pub fn encode<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
         .map_err(|error| StoreError::Engine(format!("encoding a record: {error}")))
 }
 
+/// SHA-256 of `value`'s canonical encoding: version-1 postcard behind a
+/// `1` byte. Frozen, whatever later record versions [`encode`] writes:
+/// digests computed this way are kept in records (the dedupe digest of a
+/// message) and must come out the same after an upgrade.
+pub fn canonical_digest<T: serde::Serialize>(value: &T) -> Result<ContentHash, StoreError> {
+    let bytes = postcard::to_extend(value, vec![1u8])
+        .map_err(|error| StoreError::Engine(format!("encoding for a digest: {error}")))?;
+    Ok(ContentHash::of(&bytes))
+}
+
 /// Decodes a record written by [`encode`].
 pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {

@@ -2,6 +2,7 @@
 //! receiving and acknowledging documents, and the trust material. Owns the
 //! registry, the queues and the verifier; knows nothing of gRPC.
 
+mod admin;
 mod budget;
 mod receive;
 mod signing;
@@ -21,11 +22,10 @@ use crate::{
     clock::Clock,
     config::Config,
     envelope::{Attachment, Envelope, EnvelopeError, OrgCode, RawEnvelope, Signature},
+    messages::{self, MessageError, MessageRecord, StoredAttachment, StoredSignature},
     pki::{self, Fingerprint, PkiError, Report, Verifier},
-    queue::{
-        DeadLetter, Leased, MessageRecord, Queue, QueueError, Receipt, StoredAttachment,
-        StoredSignature,
-    },
+    queue::{DeadLetter, Leased, Queue, QueueError},
+    receipt::Receipt,
     registry::{Agency, NewAgency, Refusal, Registry, RegistryError},
     routing::{self, RoutingError},
     store::{ContentHash, StagedBlob, Store, StoreError},
@@ -51,6 +51,9 @@ pub enum GatewayError {
     /// A queue operation failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
+    /// The message could not be accepted as it stands.
+    #[error(transparent)]
+    Message(#[from] MessageError),
     /// A registry operation failed.
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -124,6 +127,15 @@ pub enum GatewayError {
     /// The gateway is stopping.
     #[error("gateway is shutting down")]
     ShuttingDown,
+    /// What the configuration seeds (agencies, signers, policies) could not
+    /// be registered.
+    #[error("registering the configured {what}: {source}")]
+    Seed {
+        /// What was being registered.
+        what: String,
+        /// Why it was refused.
+        source: RegistryError,
+    },
     /// A fault inside the gateway, not the caller's and not the store's: a
     /// blocking task that panicked or was lost, a signer thread that stopped.
     #[error("internal fault: {0}")]
@@ -297,16 +309,6 @@ impl Gateway {
         self.store.writer().failure()
     }
 
-    /// The agency registry.
-    pub fn registry(&self) -> &Registry {
-        &self.registry
-    }
-
-    /// The queues.
-    pub fn queue(&self) -> &Queue {
-        &self.queue
-    }
-
     /// Accepts a document from `caller`: answers once it is durably queued
     /// for every recipient.
     pub async fn send(
@@ -400,7 +402,7 @@ impl Gateway {
             });
         }
         if let Some(earlier) = &envelope.document.refers_to
-            && self.queue.message(&envelope.from, earlier)?.is_none()
+            && self.message(&envelope.from, earlier)?.is_none()
         {
             return Err(EnvelopeError::invalid(
                 "envelope.document.refers_to",
@@ -463,16 +465,9 @@ impl Gateway {
         };
         // Files are written (fsync) on the blocking pool; content already
         // stored costs a stat here.
-        let blobs = self.store.blobs();
-        let missing = !staged.is_empty()
-            || record
-                .attachments
-                .iter()
-                .any(|a| !blobs.contains(&a.sha256))
-            || record.signatures.iter().any(|s| !blobs.contains(&s.cms));
-        if missing {
-            let this = self.clone();
-            blocking(move || this.write_content(&envelope, staged)).await?;
+        if !staged.is_empty() || !messages::content_present(&self.store, &record) {
+            let store = self.store.clone();
+            blocking(move || messages::write_content(&store, &envelope, staged)).await?;
         }
         let receipt = self.queue.enqueue(record).await?;
         tracing::info!(
@@ -536,33 +531,11 @@ impl Gateway {
                 cms: ContentHash::of(&s.cms_der),
             })
             .collect();
-        let record = MessageRecord {
-            content_digest: content_digest(envelope, &attachments, &signatures)?,
-            message_id: envelope.message_id.clone(),
-            sender: envelope.from.clone(),
-            to: envelope.to.clone(),
-            document: envelope.document.clone(),
-            attachments,
-            signatures,
-            recipients,
-            reports: Vec::new(),
-            accepted_at: 0,
-            audit_head: [0; 32],
-        };
+        let record = MessageRecord::new(envelope, attachments, signatures, recipients)?;
         // A retry of an accepted message costs no writes; the writer checks
         // again, so a race here only costs redundant (idempotent) files.
-        if let Some(first) = self.queue.message(&record.sender, &record.message_id)? {
-            if first.content_digest == record.content_digest {
-                return Ok(Stored::Duplicate(Receipt {
-                    message: first,
-                    duplicate: true,
-                }));
-            }
-            return Err(QueueError::AlreadyExists {
-                sender: record.sender,
-                message_id: record.message_id,
-            }
-            .into());
+        if let Some(first) = self.message(&record.sender, &record.message_id)? {
+            return Ok(Stored::Duplicate(messages::repeat_of(first, &record)?));
         }
         let contents: Vec<pki::Content<'_>> = if staged.is_empty() {
             envelope
@@ -584,31 +557,29 @@ impl Gateway {
                 refusal,
                 reports: reports.clone(),
             })?;
-        let mut record = record;
-        record.reports = reports;
-        Ok(Stored::New(record))
+        Ok(Stored::New(record.verified(reports)))
     }
 
-    /// Writes a checked document's files durably. Blocking.
-    fn write_content(
+    /// The stored message, if `sender` used this id.
+    fn message(
         &self,
-        envelope: &Envelope,
-        staged: Vec<StagedBlob>,
-    ) -> Result<(), GatewayError> {
-        let blobs = self.store.blobs();
-        if staged.is_empty() {
-            for attachment in &envelope.attachments {
-                blobs.put(&attachment.content)?;
-            }
-        } else {
-            for blob in staged {
-                blobs.commit(blob)?;
-            }
-        }
-        for signature in &envelope.signatures {
-            blobs.put(&signature.cms_der)?;
-        }
-        Ok(())
+        sender: &OrgCode,
+        message_id: &crate::envelope::MessageId,
+    ) -> Result<Option<MessageRecord>, GatewayError> {
+        Ok(messages::find(self.store.kv(), sender, message_id)?)
+    }
+
+    /// The stored message, or `NoSuchMessage`.
+    fn existing_message(
+        &self,
+        sender: &OrgCode,
+        message_id: &crate::envelope::MessageId,
+    ) -> Result<MessageRecord, GatewayError> {
+        self.message(sender, message_id)?
+            .ok_or_else(|| GatewayError::NoSuchMessage {
+                sender: sender.clone(),
+                message_id: message_id.clone(),
+            })
     }
 
     fn load(&self, leased: Leased) -> Result<Delivery, GatewayError> {
@@ -702,7 +673,7 @@ impl Gateway {
                 if *shutdown.borrow() {
                     return;
                 }
-                match this.queue.sweep().await {
+                match messages::sweep(&this.store, this.clock.now_millis()).await {
                     Ok(report) if report.messages > 0 => tracing::info!(
                         messages = report.messages,
                         files = report.files,
@@ -810,22 +781,4 @@ fn check_chunk(
 enum Stored {
     New(MessageRecord),
     Duplicate(Receipt),
-}
-
-/// SHA-256 over the canonical encoding of what the sender sent, files by
-/// their hashes: equal for a retry, different for any change.
-fn content_digest(
-    envelope: &Envelope,
-    attachments: &[StoredAttachment],
-    signatures: &[StoredSignature],
-) -> Result<ContentHash, StoreError> {
-    let canonical = crate::store::encode(&(
-        &envelope.message_id,
-        &envelope.from,
-        &envelope.to,
-        &envelope.document,
-        attachments,
-        signatures,
-    ))?;
-    Ok(ContentHash::of(&canonical))
 }

@@ -136,7 +136,7 @@ impl Gateway {
     async fn send_content(
         &self,
         delivery_id: &str,
-        attachments: &[crate::queue::StoredAttachment],
+        attachments: &[crate::messages::StoredAttachment],
         sender: &Sink,
     ) -> Result<bool, GatewayError> {
         let chunk = usize::try_from(self.config.limits.delivery_chunk_bytes).unwrap_or(1 << 20);

@@ -68,12 +68,7 @@ impl Gateway {
         if raw.description.chars().count() > self.config.limits.max_text_chars {
             return Err(EnvelopeError::invalid("status.description", "is too long").into());
         }
-        let message = self.queue.message(&sender, &message_id)?.ok_or_else(|| {
-            GatewayError::NoSuchMessage {
-                sender: sender.clone(),
-                message_id: message_id.clone(),
-            }
-        })?;
+        let message = self.existing_message(&sender, &message_id)?;
         if !message.recipients.iter().any(|r| r.code == caller.code) {
             return Err(GatewayError::NotInvolved {
                 caller: caller.code.clone(),
@@ -143,12 +138,7 @@ impl Gateway {
             OrgCode::parse(sender, "sender")?
         };
         let message_id = MessageId::parse(message_id, "message_id")?;
-        let record = self.queue.message(&sender, &message_id)?.ok_or_else(|| {
-            GatewayError::NoSuchMessage {
-                sender: sender.clone(),
-                message_id: message_id.clone(),
-            }
-        })?;
+        let record = self.existing_message(&sender, &message_id)?;
         let involved =
             record.sender == caller.code || record.recipients.iter().any(|r| r.code == caller.code);
         if !involved {
@@ -167,7 +157,7 @@ impl Gateway {
 /// each recipient, from the message record.
 fn expand_accepted(
     entries: Vec<crate::audit::Entry>,
-    record: &crate::queue::MessageRecord,
+    record: &crate::messages::MessageRecord,
 ) -> Vec<crate::audit::Entry> {
     use crate::audit::EventKind;
     let mut out = Vec::with_capacity(entries.len() + record.recipients.len() + 1);

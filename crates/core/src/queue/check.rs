@@ -4,7 +4,8 @@
 
 use std::collections::BTreeSet;
 
-use super::{MessageRecord, QueueEntry, message_key};
+use super::QueueEntry;
+use crate::messages::{MessageRecord, message_key};
 use crate::store::{self, BlobStore, ContentHash, Kv, StoreError, keys};
 
 /// How many problems a check lists before it only counts them.

@@ -1,6 +1,6 @@
-//! Durable per-recipient queues: message records (also the dedupe records),
-//! queue entries ordered by priority then arrival, leases, acks, nacks with
-//! backoff, dead letters, and wake-ups.
+//! Durable per-recipient queues: queue entries ordered by priority then
+//! arrival, leases, acks, nacks with backoff, dead letters, and wake-ups.
+//! The message records the entries point at are `messages`'.
 //!
 //! Key layout (see `slot`): `queue\0{recipient}\0{rank}{seq}`, so a prefix
 //! scan yields priority order, FIFO within a priority. Dead letters keep the
@@ -11,7 +11,6 @@
 //! restart every unacknowledged entry is deliverable again (at-least-once).
 
 mod check;
-mod content;
 mod slot;
 #[cfg(test)]
 mod tests;
@@ -29,28 +28,21 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 pub use self::check::{CheckReport, check};
-pub use self::content::SweepReport;
 pub use self::slot::{DeadLetterId, DeliveryId};
 use self::slot::{Slot, dead_prefix, queue_prefix};
 use crate::{
     audit::{self, Event, EventKind},
     clock::{Clock, UnixMillis},
     config::QueueConfig,
-    envelope::{DocumentInfo, MessageId, OrgCode, Priority},
-    store::{self, ContentHash, Store, StoreError, WriteSet, keys},
+    envelope::{MessageId, OrgCode, Priority},
+    messages::{self, MessageError, MessageRecord},
+    receipt::Receipt,
+    store::{self, Store, StoreError, WriteSet, keys},
 };
 
 /// Why a queue operation was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum QueueError {
-    /// The same sender used this message id for different content.
-    #[error("message id {message_id} of {sender} was already used for different content")]
-    AlreadyExists {
-        /// Sender.
-        sender: OrgCode,
-        /// The reused id.
-        message_id: MessageId,
-    },
     /// The delivery id is not one the gateway issues.
     #[error("delivery id {0:?} is malformed")]
     MalformedDeliveryId(String),
@@ -77,71 +69,12 @@ pub enum QueueError {
     /// A purge without its confirmation.
     #[error("purging deletes every waiting document of {0}; set confirm to do it")]
     PurgeNotConfirmed(OrgCode),
-    /// A file the message needs was deleted by the content sweeper between
-    /// being written and being enqueued (identical content had just expired).
-    #[error("content {0} was being released as this document arrived; send it again")]
-    ContentReleased(ContentHash),
+    /// The message itself could not be accepted.
+    #[error(transparent)]
+    Message(#[from] MessageError),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// An attachment as stored: its content lives in the blob store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredAttachment {
-    /// Name.
-    pub name: String,
-    /// Media type.
-    pub media_type: String,
-    /// SHA-256 of the content.
-    pub sha256: ContentHash,
-    /// Bytes.
-    pub size: u64,
-}
-
-/// A signature as stored: its CMS lives in the blob store.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StoredSignature {
-    /// The attachment it covers.
-    pub attachment: String,
-    /// SHA-256 of the CMS DER.
-    pub cms: ContentHash,
-}
-
-/// An accepted message: everything but the bytes of its files.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MessageRecord {
-    /// Sender's id.
-    pub message_id: MessageId,
-    /// Sender.
-    pub sender: OrgCode,
-    /// Recipients as addressed.
-    pub to: Vec<crate::envelope::Address>,
-    /// Document info.
-    pub document: DocumentInfo,
-    /// Files.
-    pub attachments: Vec<StoredAttachment>,
-    /// Signatures.
-    pub signatures: Vec<StoredSignature>,
-    /// Every agency it is queued for, and the address that reached it.
-    pub recipients: Vec<crate::routing::Recipient>,
-    /// The verification report of each signature, kept with the message.
-    pub reports: Vec<crate::pki::Report>,
-    /// Digest of the canonical content, to tell a retry from a reuse of the id.
-    pub content_digest: ContentHash,
-    /// When it was accepted; set by the writer.
-    pub accepted_at: UnixMillis,
-    /// The audit chain's head hash right after it was accepted; set by the writer.
-    pub audit_head: [u8; 32],
-}
-
-/// The gateway's statement that it accepted a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    /// The accepted message.
-    pub message: MessageRecord,
-    /// True when this answers a repeated send of the same content.
-    pub duplicate: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -181,13 +114,6 @@ pub struct DeadLetter {
     pub dead_at: UnixMillis,
     /// Why.
     pub reason: String,
-}
-
-fn message_key(sender: &OrgCode, message_id: &MessageId) -> Vec<u8> {
-    keys::join(
-        keys::MESSAGE,
-        &[sender.as_str().as_bytes(), message_id.as_str().as_bytes()],
-    )
 }
 
 /// A message leased to one Receive stream.
@@ -337,19 +263,6 @@ impl Queue {
             .min(self.config.backoff_max)
     }
 
-    /// The stored message, if the sender used this id.
-    pub fn message(
-        &self,
-        sender: &OrgCode,
-        message_id: &MessageId,
-    ) -> Result<Option<MessageRecord>, QueueError> {
-        let key = message_key(sender, message_id);
-        match self.store.kv().get(&key)? {
-            Some(bytes) => Ok(Some(store::decode(&key, &bytes)?)),
-            None => Ok(None),
-        }
-    }
-
     /// Stores the message and one queue entry per recipient in one atomic,
     /// durable write; answers once it is durable. A repeat of the same
     /// content answers the first receipt, marked duplicate.
@@ -448,7 +361,8 @@ impl Queue {
             let Settled::Leased(slot, id, entry) = outcome else {
                 continue;
             };
-            let Some(message) = self.message(&entry.sender, &entry.message_id)? else {
+            let Some(message) = messages::find(self.store.kv(), &entry.sender, &entry.message_id)?
+            else {
                 tracing::error!(sender = %entry.sender, message_id = %entry.message_id,
                     "queue entry without its message record skipped");
                 continue;
@@ -669,7 +583,7 @@ impl Queue {
                 let entry: QueueEntry = store::decode(&key, &bytes)?;
                 writes.delete(key);
                 if entry.status.is_none() {
-                    content::delivery_done(writes, &entry.sender, &entry.message_id, due)?;
+                    messages::delivery_done(writes, &entry.sender, &entry.message_id, due)?;
                 }
                 let mut event = Event::message(
                     EventKind::Acked,
@@ -923,7 +837,7 @@ impl Queue {
                         };
                         let entry: QueueEntry = store::decode(&key, &value)?;
                         if entry.status.is_none() {
-                            content::delivery_done(writes, &entry.sender, &entry.message_id, due)?;
+                            messages::delivery_done(writes, &entry.sender, &entry.message_id, due)?;
                         }
                         writes.delete(key);
                         count += 1;
@@ -1052,25 +966,14 @@ fn settle_job(
 fn enqueue_job(
     writes: &mut WriteSet<'_>,
     blobs: &store::BlobStore,
-    mut message: MessageRecord,
+    message: MessageRecord,
     now: UnixMillis,
 ) -> Result<Receipt, QueueError> {
-    let key = message_key(&message.sender, &message.message_id);
-    if let Some(bytes) = writes.get(&key)? {
-        let first: MessageRecord = store::decode(&key, &bytes)?;
-        if first.content_digest != message.content_digest {
-            return Err(QueueError::AlreadyExists {
-                sender: message.sender,
-                message_id: message.message_id,
-            });
-        }
-        return Ok(Receipt {
-            message: first,
-            duplicate: true,
-        });
+    let receipt = messages::accept(writes, blobs, message, now)?;
+    if receipt.duplicate {
+        return Ok(receipt);
     }
-    content::hold(writes, blobs, &message)?;
-    message.accepted_at = now;
+    let message = &receipt.message;
     let rank = message.document.priority.rank();
     for recipient in message.recipients.iter().map(|r| &r.code) {
         let slot = Slot {
@@ -1088,44 +991,7 @@ fn enqueue_job(
         };
         writes.put(slot.queue_key(recipient), store::encode(&entry)?);
     }
-    // One entry for acceptance, verification and queueing: it commits the
-    // chain to the content digest and the recipient list (in full up to
-    // 100 recipients, by SHA-256 always). Trace expands it into ACCEPTED,
-    // VERIFIED and one QUEUED per recipient from the message record.
-    let passed = message.reports.iter().filter(|r| r.passed()).count();
-    let listed: Vec<String> = message
-        .recipients
-        .iter()
-        .map(|r| format!("{} via {}", r.code, r.via))
-        .collect();
-    let list_hash = ContentHash::of(listed.join("\n").as_bytes());
-    let mut detail = format!(
-        "{} attachment(s), content digest {}; {passed} of {} signature(s) TOTAL_PASSED; queued for {} recipient(s), list sha256 {list_hash}",
-        message.attachments.len(),
-        message.content_digest,
-        message.reports.len(),
-        listed.len(),
-    );
-    if listed.len() <= 100 {
-        detail.push_str(": ");
-        detail.push_str(&listed.join(", "));
-    }
-    message.audit_head = audit::append(
-        writes,
-        now,
-        Event::message(
-            EventKind::Accepted,
-            &message.sender,
-            &message.message_id,
-            None,
-            detail,
-        ),
-    )?;
-    writes.put(key, store::encode(&message)?);
-    Ok(Receipt {
-        message,
-        duplicate: false,
-    })
+    Ok(receipt)
 }
 
 /// The priority a queue rank stands for, for statistics.

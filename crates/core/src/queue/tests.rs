@@ -5,11 +5,14 @@ use std::{sync::Arc, time::Duration};
 use super::*;
 use crate::{
     clock::ManualClock,
-    store::{BlobStore, Kv, MemoryKv, SledKv},
+    envelope::DocumentInfo,
+    messages::{StoredAttachment, SweepReport},
+    store::{BlobStore, ContentHash, Kv, MemoryKv, SledKv},
 };
 
 struct Fixture {
     queue: Queue,
+    store: Store,
     clock: ManualClock,
     engine: &'static str,
     _dir: tempfile::TempDir,
@@ -40,7 +43,8 @@ fn fixtures() -> Vec<Fixture> {
             let store = Store::with_kv(kv, blobs, 32).expect("store");
             let clock = ManualClock::new(1_000_000);
             Fixture {
-                queue: Queue::new(store, Arc::new(clock.clone()), config()),
+                queue: Queue::new(store.clone(), Arc::new(clock.clone()), config()),
+                store,
                 clock,
                 engine,
                 _dir: dir,
@@ -153,7 +157,10 @@ async fn same_content_is_a_duplicate_other_content_is_refused() {
         assert_eq!(again.message.accepted_at, first.message.accepted_at);
         let other = f.queue.enqueue(message("m", Priority::Normal, b"b")).await;
         assert!(
-            matches!(other, Err(QueueError::AlreadyExists { .. })),
+            matches!(
+                other,
+                Err(QueueError::Message(MessageError::AlreadyExists { .. }))
+            ),
             "{other:?}"
         );
         assert_eq!(
@@ -543,7 +550,9 @@ async fn content_is_released_after_its_last_delivery_and_the_retention() {
             f.ack(leased).await.expect("ack");
         }
         f.clock.advance(61_000);
-        let report = f.queue.sweep().await.expect("sweep");
+        let report = messages::sweep(&f.store, f.clock.now_millis())
+            .await
+            .expect("sweep");
         assert_eq!(
             report,
             SweepReport {
@@ -570,7 +579,9 @@ async fn content_is_released_after_its_last_delivery_and_the_retention() {
             .expect("ack");
         f.clock.advance(59_000);
         assert_eq!(
-            f.queue.sweep().await.expect("sweep"),
+            messages::sweep(&f.store, f.clock.now_millis())
+                .await
+                .expect("sweep"),
             SweepReport::default()
         );
         assert!(
@@ -579,7 +590,9 @@ async fn content_is_released_after_its_last_delivery_and_the_retention() {
             f.engine
         );
         f.clock.advance(1_000);
-        let report = f.queue.sweep().await.expect("sweep");
+        let report = messages::sweep(&f.store, f.clock.now_millis())
+            .await
+            .expect("sweep");
         assert_eq!(
             report,
             SweepReport {
@@ -610,14 +623,17 @@ async fn content_is_released_after_its_last_delivery_and_the_retention() {
         late.attachments = vec![attachment("plan.pdf", shared)];
         let refused = f.queue.enqueue(late).await;
         assert!(
-            matches!(refused, Err(QueueError::ContentReleased(h)) if h == shared),
+            matches!(refused, Err(QueueError::Message(MessageError::ContentReleased(h))) if h == shared),
             "{refused:?}"
         );
         assert!(
-            f.queue
-                .message(&code(SENDER), &MessageId::parse("g3", "test").expect("id"))
-                .expect("read")
-                .is_none()
+            messages::find(
+                f.store.kv(),
+                &code(SENDER),
+                &MessageId::parse("g3", "test").expect("id")
+            )
+            .expect("read")
+            .is_none()
         );
 
         // A purge ends deliveries too; a dead letter would not.
@@ -627,7 +643,10 @@ async fn content_is_released_after_its_last_delivery_and_the_retention() {
         f.queue.purge(&code(RECIPIENT), true).await.expect("purge");
         f.clock.advance(60_000);
         assert_eq!(
-            f.queue.sweep().await.expect("sweep").files,
+            messages::sweep(&f.store, f.clock.now_millis())
+                .await
+                .expect("sweep")
+                .files,
             1,
             "{}",
             f.engine

@@ -73,8 +73,7 @@ impl Admin for AdminService {
             self.auth.admin(&request)?;
             let agencies = self
                 .gateway
-                .registry()
-                .list()
+                .agencies()
                 .iter()
                 .map(convert::agency)
                 .collect();
@@ -92,8 +91,7 @@ impl Admin for AdminService {
             self.auth.admin(&request)?;
             let agency = self
                 .gateway
-                .registry()
-                .set_disabled(&request.into_inner().code, true)
+                .set_agency_disabled(&request.into_inner().code, true)
                 .await?;
             Ok(Response::new(proto::DisableAgencyResponse {
                 agency: Some(convert::agency(&agency)),
@@ -131,8 +129,7 @@ impl Admin for AdminService {
             let request = request.into_inner();
             let agency = self
                 .gateway
-                .registry()
-                .remove_certificate(&request.code, &request.fingerprint)
+                .remove_agency_certificate(&request.code, &request.fingerprint)
                 .await?;
             Ok(Response::new(proto::RemoveAgencyCertificateResponse {
                 agency: Some(convert::agency(&agency)),
@@ -150,8 +147,7 @@ impl Admin for AdminService {
             self.auth.admin(&request)?;
             let agency = self
                 .gateway
-                .registry()
-                .set_disabled(&request.into_inner().code, false)
+                .set_agency_disabled(&request.into_inner().code, false)
                 .await?;
             Ok(Response::new(proto::EnableAgencyResponse {
                 agency: Some(convert::agency(&agency)),
@@ -166,22 +162,13 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::QueueStatsResponse>, Status> {
         reply(async move {
             self.auth.admin(&request)?;
-            let codes: Vec<OrgCode> = match optional_code(&request.into_inner().agency)? {
-                Some(code) => vec![code],
-                None => self
-                    .gateway
-                    .registry()
-                    .list()
-                    .into_iter()
-                    .map(|a| a.code)
-                    .collect(),
-            };
-            let now = crate::clock::Clock::now_millis(&crate::clock::SystemClock);
-            let mut agencies = Vec::with_capacity(codes.len());
-            for code in codes {
-                let depth = self.gateway.queue().depth(&code)?;
-                agencies.push(convert::queue_stats(code.as_str(), &depth, now));
-            }
+            let (stats, now) = self
+                .gateway
+                .queue_stats(optional_code(&request.into_inner().agency)?)?;
+            let agencies = stats
+                .iter()
+                .map(|(code, depth)| convert::queue_stats(code.as_str(), depth, now))
+                .collect();
             Ok(Response::new(proto::QueueStatsResponse { agencies }))
         })
         .await
@@ -220,8 +207,7 @@ impl Admin for AdminService {
         reply(async move {
             self.auth.admin(&request)?;
             self.gateway
-                .queue()
-                .replay(&request.into_inner().dead_letter_id)
+                .replay_dead_letter(&request.into_inner().dead_letter_id)
                 .await?;
             Ok(Response::new(proto::ReplayDeadLetterResponse {}))
         })
@@ -238,7 +224,7 @@ impl Admin for AdminService {
             let request = request.into_inner();
             let agency =
                 optional_code(&request.agency)?.ok_or_else(|| ApiError::missing("agency"))?;
-            let purged = self.gateway.queue().purge(&agency, request.confirm).await?;
+            let purged = self.gateway.purge_queue(&agency, request.confirm).await?;
             Ok(Response::new(proto::PurgeQueueResponse { purged }))
         })
         .await
@@ -273,7 +259,6 @@ impl Admin for AdminService {
             let agency = optional_code(&request.into_inner().agency)?;
             let signers = self
                 .gateway
-                .registry()
                 .signers(agency.as_ref())
                 .iter()
                 .map(convert::signer)
@@ -291,7 +276,6 @@ impl Admin for AdminService {
         reply(async move {
             self.auth.admin(&request)?;
             self.gateway
-                .registry()
                 .remove_signer(&request.into_inner().sha256_fingerprint)
                 .await?;
             Ok(Response::new(proto::RemoveSignerResponse {}))
@@ -312,7 +296,6 @@ impl Admin for AdminService {
                 .ok_or_else(|| ApiError::missing("policy"))?;
             let policy = self
                 .gateway
-                .registry()
                 .put_policy(convert::policy_from(policy)?)
                 .await?;
             Ok(Response::new(proto::PutPolicyResponse {
@@ -330,7 +313,6 @@ impl Admin for AdminService {
             self.auth.admin(&request)?;
             let policies = self
                 .gateway
-                .registry()
                 .policies()
                 .iter()
                 .map(convert::policy)
@@ -450,7 +432,6 @@ impl Admin for AdminService {
                 .ok_or_else(|| ApiError::missing("group"))?;
             let group = self
                 .gateway
-                .registry()
                 .put_group(&group.name, &group.description, &group.members)
                 .await?;
             Ok(Response::new(proto::PutGroupResponse {
@@ -466,13 +447,7 @@ impl Admin for AdminService {
     ) -> Result<Response<proto::ListGroupsResponse>, Status> {
         reply(async move {
             self.auth.admin(&request)?;
-            let groups = self
-                .gateway
-                .registry()
-                .groups()
-                .iter()
-                .map(convert::group)
-                .collect();
+            let groups = self.gateway.groups().iter().map(convert::group).collect();
             Ok(Response::new(proto::ListGroupsResponse { groups }))
         })
         .await
@@ -486,7 +461,6 @@ impl Admin for AdminService {
         reply(async move {
             self.auth.admin(&request)?;
             self.gateway
-                .registry()
                 .delete_group(&request.into_inner().name)
                 .await?;
             Ok(Response::new(proto::DeleteGroupResponse {}))

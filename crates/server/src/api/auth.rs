@@ -30,8 +30,7 @@ impl Authenticator {
         let fingerprint = self.peer_fingerprint(request)?;
         let agency = self
             .gateway
-            .registry()
-            .by_fingerprint(&fingerprint)
+            .agency_by_certificate(&fingerprint)
             .ok_or_else(|| {
                 ApiError::Unauthenticated(format!(
                     "client certificate {fingerprint} is not registered to any agency"
@@ -61,7 +60,7 @@ impl Authenticator {
         if self.admins.contains(&fingerprint) {
             return Ok(());
         }
-        match self.gateway.registry().by_fingerprint(&fingerprint) {
+        match self.gateway.agency_by_certificate(&fingerprint) {
             Some(agency) => Err(ApiError::NotPermitted(format!(
                 "agency {} is not an administrator; Admin calls need an admin certificate",
                 agency.code

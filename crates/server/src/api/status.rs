@@ -77,6 +77,7 @@ impl From<ApiError> for Status {
 use crate::{
     envelope::EnvelopeError,
     gateway::GatewayError,
+    messages::MessageError,
     pki::{PkiError, Report},
     queue::QueueError,
     registry::{Refusal, RegistryError},
@@ -90,6 +91,7 @@ fn gateway(error: GatewayError) -> Status {
         GatewayError::NotSender { .. } => Status::permission_denied(error.to_string()),
         GatewayError::Routing(error) => routing(error),
         GatewayError::Queue(error) => queue(error),
+        GatewayError::Message(error) => message(error),
         GatewayError::Registry(error) => registry(error),
         GatewayError::Store(error) => store(error),
         GatewayError::Pki(error) => pki(error),
@@ -107,6 +109,10 @@ fn gateway(error: GatewayError) -> Status {
         GatewayError::StagingFull { .. } => Status::resource_exhausted(error.to_string()),
         GatewayError::StreamIdle(_) => Status::deadline_exceeded(error.to_string()),
         GatewayError::StreamBroken(_) => Status::cancelled(error.to_string()),
+        GatewayError::Seed { .. } => {
+            tracing::error!(error = %error, "configured registration refused");
+            Status::internal("the gateway's configured registrations failed; see its log")
+        }
         GatewayError::Internal(_) => {
             tracing::error!(error = %error, "internal fault");
             Status::internal("an internal fault in the gateway; see its log")
@@ -132,7 +138,6 @@ fn routing(error: RoutingError) -> Status {
 
 fn queue(error: QueueError) -> Status {
     match error {
-        QueueError::AlreadyExists { .. } => Status::already_exists(error.to_string()),
         QueueError::MalformedDeliveryId(_) => {
             Status::invalid_argument(format!("delivery_id: {error}"))
         }
@@ -149,8 +154,16 @@ fn queue(error: QueueError) -> Status {
         QueueError::LeaseLost(_) | QueueError::NotLeased(_) => {
             Status::failed_precondition(error.to_string())
         }
-        QueueError::ContentReleased(_) => Status::unavailable(error.to_string()),
+        QueueError::Message(error) => message(error),
         QueueError::Store(error) => store(error),
+    }
+}
+
+fn message(error: MessageError) -> Status {
+    match error {
+        MessageError::AlreadyExists { .. } => Status::already_exists(error.to_string()),
+        MessageError::ContentReleased(_) => Status::unavailable(error.to_string()),
+        MessageError::Store(error) => store(error),
     }
 }
 

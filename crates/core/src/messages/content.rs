@@ -14,14 +14,12 @@
 //!   the file gone (it then fails with `ContentReleased`, never points at a
 //!   missing file).
 
-use std::collections::BTreeSet;
-
-use super::{MessageRecord, Queue, QueueError};
+use super::{MessageError, MessageRecord};
 use crate::{
     audit::{self, Event, EventKind},
     clock::UnixMillis,
     envelope::{MessageId, OrgCode},
-    store::{self, BlobStore, ContentHash, WriteSet, keys},
+    store::{self, BlobStore, ContentHash, Store, WriteSet, keys},
 };
 
 /// What one sweep released.
@@ -60,28 +58,18 @@ fn read_u64(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(be)
 }
 
-/// Every distinct file a message uses.
-fn hashes(message: &MessageRecord) -> BTreeSet<ContentHash> {
-    message
-        .attachments
-        .iter()
-        .map(|a| a.sha256)
-        .chain(message.signatures.iter().map(|s| s.cms))
-        .collect()
-}
-
 /// For a new message: counts its files and its deliveries. Refuses if a
 /// file it needs was released since it was written.
 pub(super) fn hold(
     writes: &mut WriteSet<'_>,
     blobs: &BlobStore,
     message: &MessageRecord,
-) -> Result<(), QueueError> {
-    for hash in hashes(message) {
+) -> Result<(), MessageError> {
+    for hash in message.hashes() {
         let key = ref_key(&hash);
         let count = writes.get(&key)?.map_or(0, |b| read_u64(&b));
         if count == 0 && !blobs.contains(&hash) {
-            return Err(QueueError::ContentReleased(hash));
+            return Err(MessageError::ContentReleased(hash));
         }
         writes.put(key, (count + 1).to_be_bytes().to_vec());
     }
@@ -95,12 +83,12 @@ pub(super) fn hold(
 
 /// One delivery of a message ended for good; the last one makes its
 /// content due for release at `due`.
-pub(super) fn delivery_done(
+pub(crate) fn delivery_done(
     writes: &mut WriteSet<'_>,
     sender: &OrgCode,
     id: &MessageId,
     due: UnixMillis,
-) -> Result<(), QueueError> {
+) -> Result<(), MessageError> {
     let key = pending_key(sender, id);
     // Messages stored before content counting have no pending count: their
     // content is kept.
@@ -124,7 +112,7 @@ fn release(
     blobs: &BlobStore,
     expire: Vec<u8>,
     now: UnixMillis,
-) -> Result<u64, QueueError> {
+) -> Result<u64, MessageError> {
     if writes.get(&expire)?.is_none() {
         return Ok(0);
     }
@@ -141,7 +129,7 @@ fn release(
     let message: MessageRecord = store::decode(&key, &bytes)?;
     let mut deleted = 0u64;
     let mut freed = 0u64;
-    for hash in hashes(&message) {
+    for hash in message.hashes() {
         let key = ref_key(&hash);
         let Some(count) = writes.get(&key)?.map(|b| read_u64(&b)) else {
             continue;
@@ -174,46 +162,41 @@ fn release(
     Ok(deleted)
 }
 
-impl Queue {
-    /// Releases the content of messages whose retention has passed, a few
-    /// at a time; returns what it did. Called by the gateway's sweeper.
-    pub async fn sweep(&self) -> Result<SweepReport, QueueError> {
-        const PAGE: usize = 64;
-        let mut report = SweepReport::default();
-        loop {
-            let now = self.clock.now_millis();
-            let page = self.store.kv().scan_prefix(keys::EXPIRE, None, PAGE)?;
-            let due: Vec<Vec<u8>> = page
-                .into_iter()
-                .map(|(key, _)| key)
-                .take_while(|key| {
-                    let at = key
-                        .get(keys::EXPIRE.len()..keys::EXPIRE.len() + 8)
-                        .map_or(u64::MAX, read_u64);
-                    at <= u64::try_from(now).unwrap_or(0)
-                })
-                .collect();
-            if due.is_empty() {
-                return Ok(report);
-            }
-            let count = due.len() as u64;
-            let blobs = self.store.blobs().clone();
-            let files = self
-                .store
-                .writer()
-                .write(move |writes| {
-                    let mut files = 0;
-                    for key in due {
-                        files += release(writes, &blobs, key, now)?;
-                    }
-                    Ok::<_, QueueError>(files)
-                })
-                .await?;
-            report.messages += count;
-            report.files += files;
-            if count < PAGE as u64 {
-                return Ok(report);
-            }
+/// Releases the content of messages due at `now`, a page at a time.
+pub(super) async fn sweep(store: &Store, now: UnixMillis) -> Result<SweepReport, MessageError> {
+    const PAGE: usize = 64;
+    let mut report = SweepReport::default();
+    loop {
+        let page = store.kv().scan_prefix(keys::EXPIRE, None, PAGE)?;
+        let due: Vec<Vec<u8>> = page
+            .into_iter()
+            .map(|(key, _)| key)
+            .take_while(|key| {
+                let at = key
+                    .get(keys::EXPIRE.len()..keys::EXPIRE.len() + 8)
+                    .map_or(u64::MAX, read_u64);
+                at <= u64::try_from(now).unwrap_or(0)
+            })
+            .collect();
+        if due.is_empty() {
+            return Ok(report);
+        }
+        let count = due.len() as u64;
+        let blobs = store.blobs().clone();
+        let files = store
+            .writer()
+            .write(move |writes| {
+                let mut files = 0;
+                for key in due {
+                    files += release(writes, &blobs, key, now)?;
+                }
+                Ok::<_, MessageError>(files)
+            })
+            .await?;
+        report.messages += count;
+        report.files += files;
+        if count < PAGE as u64 {
+            return Ok(report);
         }
     }
 }
