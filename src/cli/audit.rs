@@ -68,16 +68,17 @@ pub enum AuditCommand {
 /// Runs an audit command.
 pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::Verify { data_dir } = command;
-    let offline = super::store::OfflineStore::open(&data_dir, true)?;
-    let (entries, head) = match audit::verify(&offline.kv) {
+    let offline = super::store::open_offline(&data_dir, true)?;
+    let (entries, head) = match audit::verify(offline.kv()) {
         Ok(verified) => verified,
         Err(error) => bail!("audit chain broken: {error}"),
     };
     // The chain's head lives in the same database as the chain: a database
     // cut short looks intact, only shorter. The durability record does not.
-    match super::store::recorded_audit_head(&data_dir)? {
+    match offline.durability_record()? {
         Some(recorded) => {
-            if let Err(error) = audit::check_recorded_head(&offline.kv, (entries, head), &recorded)
+            if let Err(error) =
+                audit::check_recorded_head(offline.kv(), (entries, head), &recorded.audit_head)
             {
                 bail!("audit chain broken: {error}");
             }

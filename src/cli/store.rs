@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Subcommand;
 use lienthong::{
     audit, queue,
-    store::{self, BlobStore, SledKv, watermark},
+    store::{self, Engine, offline::OfflineStore, watermark},
 };
 
 /// `lienthong store ...`
@@ -30,72 +30,38 @@ pub enum StoreCommand {
     },
 }
 
-/// A stopped gateway's store opened for reading; with `copy`, sled's files
-/// are copied to a scratch directory first (sled's recovery rewrites a torn
-/// log on open).
-pub struct OfflineStore {
-    /// The engine.
-    pub kv: SledKv,
-    /// The content files.
-    pub blobs: BlobStore,
-    _scratch: Option<tempfile::TempDir>,
-}
-
-impl OfflineStore {
-    /// Opens `data_dir`'s store.
-    pub fn open(data_dir: &Path, copy: bool) -> anyhow::Result<Self> {
-        let sled_dir = data_dir.join("sled");
-        if !sled_dir.is_dir() {
-            bail!(
-                "{} holds no gateway data (no sled directory)",
-                data_dir.display()
-            );
-        }
-        let (path, scratch) = if copy {
-            let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-            let path = scratch.path().join("sled");
-            store::copy_tree(&sled_dir, &path)
-                .with_context(|| format!("copying {} to check it", sled_dir.display()))?;
-            (path, Some(scratch))
-        } else {
-            (sled_dir.clone(), None)
-        };
-        let kv = store::open_sled(&path, 64 * 1024 * 1024).with_context(|| {
-            format!(
-                "opening {} (stop the gateway first: it holds the database lock)",
-                sled_dir.display()
-            )
-        })?;
-        let blobs = BlobStore::at(&data_dir.join("blobs"));
-        Ok(Self {
-            kv,
-            blobs,
-            _scratch: scratch,
-        })
-    }
-}
-
-/// The durability record's audit head, if there is a readable record.
-pub fn recorded_audit_head(data_dir: &Path) -> anyhow::Result<Option<Vec<u8>>> {
-    Ok(watermark::WatermarkFile::open(data_dir)?.map(|(_, mark)| mark.audit_head))
+/// Opens a stopped gateway's store for the offline commands: read-only (on
+/// a copy) unless it is to be resealed.
+pub fn open_offline(data_dir: &Path, read_only: bool) -> anyhow::Result<OfflineStore> {
+    let opened = if read_only {
+        OfflineStore::open_read_only(data_dir, Engine::default())
+    } else {
+        OfflineStore::open_for_reseal(data_dir, Engine::default())
+    };
+    opened.with_context(|| {
+        format!(
+            "opening the store in {} (stop the gateway first: it holds the database lock)",
+            data_dir.display()
+        )
+    })
 }
 
 /// Runs a store command.
 pub fn store(command: StoreCommand) -> anyhow::Result<()> {
     let StoreCommand::Check { data_dir, reseal } = command;
-    let offline = OfflineStore::open(&data_dir, !reseal)?;
+    let offline = open_offline(&data_dir, !reseal)?;
     let mut failures = 0u64;
     let mut fail = |text: String| {
         failures += 1;
         println!("FAIL  {text}");
     };
-    let found = store::engine_state(&offline.kv)?;
+    let found = store::engine_state(offline.kv())?;
     println!(
         "database: write group {}, sequence number {}",
         found.generation, found.seq
     );
-    let recorded = match watermark::WatermarkFile::open(&data_dir) {
-        Ok(Some((_, recorded))) => {
+    let recorded = match offline.durability_record() {
+        Ok(Some(recorded)) => {
             match watermark::compare(&found, &recorded) {
                 Ok(_) => println!(
                     "ok    durability record: write group {} (the database is not behind it)",
@@ -117,7 +83,7 @@ pub fn store(command: StoreCommand) -> anyhow::Result<()> {
             None
         }
     };
-    match audit::verify(&offline.kv) {
+    match audit::verify(offline.kv()) {
         Ok((entries, head)) => {
             println!(
                 "ok    audit chain: {entries} entries, head {}",
@@ -125,14 +91,14 @@ pub fn store(command: StoreCommand) -> anyhow::Result<()> {
             );
             if let Some(recorded) = &recorded
                 && let Err(error) =
-                    audit::check_recorded_head(&offline.kv, (entries, head), &recorded.audit_head)
+                    audit::check_recorded_head(offline.kv(), (entries, head), &recorded.audit_head)
             {
                 fail(format!("audit chain: {error}"));
             }
         }
         Err(error) => fail(format!("audit chain: {error}")),
     }
-    let report = queue::check(&offline.kv, &offline.blobs)?;
+    let report = queue::check(offline.kv(), offline.blobs())?;
     println!(
         "      {} messages, {} queued deliveries, {} dead letters, {} content files in use",
         report.messages, report.queued, report.dead_letters, report.files
@@ -148,7 +114,7 @@ pub fn store(command: StoreCommand) -> anyhow::Result<()> {
         failures += report.problem_count - report.problems.len() as u64;
     }
     if reseal {
-        let mark = store::reseal(&data_dir, &offline.kv)?;
+        let mark = offline.reseal()?;
         println!(
             "resealed: the durability record now names write group {} (sequence number {})",
             mark.generation, mark.seq

@@ -364,15 +364,18 @@ impl Default for RawQueue {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 struct RawStore {
+    engine: crate::store::Engine,
     commit_batch_max: usize,
     cache_capacity_bytes: u64,
 }
 
 impl Default for RawStore {
     fn default() -> Self {
+        let defaults = crate::store::StoreOptions::default();
         Self {
-            commit_batch_max: 256,
-            cache_capacity_bytes: crate::store::SLED_DEFAULT_CACHE_BYTES,
+            engine: defaults.engine,
+            commit_batch_max: defaults.commit_batch_max,
+            cache_capacity_bytes: defaults.cache_capacity_bytes,
         }
     }
 }
@@ -491,10 +494,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// Timeouts and bytes in flight.
     pub flow: Flow,
-    /// Most write jobs in one group commit.
-    pub commit_batch_max: usize,
-    /// Bytes of sled's page cache.
-    pub cache_capacity_bytes: u64,
+    /// The store: engine, group commit, cache.
+    pub store: crate::store::StoreOptions,
     /// Agencies to register at start when absent.
     pub agencies: Vec<SeedAgency>,
     /// Signature verification.
@@ -709,8 +710,11 @@ impl RawConfig {
             limits,
             queue,
             flow,
-            commit_batch_max: self.store.commit_batch_max,
-            cache_capacity_bytes: self.store.cache_capacity_bytes,
+            store: crate::store::StoreOptions {
+                engine: self.store.engine,
+                commit_batch_max: self.store.commit_batch_max,
+                cache_capacity_bytes: self.store.cache_capacity_bytes,
+            },
             agencies,
         })
     }
@@ -918,6 +922,20 @@ mod tests {
         let config = Config::from_toml(MINIMAL, Path::new("."), &overrides).expect("valid");
         assert_eq!(config.listen.port(), 0);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/x"));
+    }
+
+    #[test]
+    fn the_store_engine_is_chosen_by_name() {
+        let sled = format!("{MINIMAL}[store]\nengine = \"sled\"\n");
+        let config = Config::from_toml(&sled, Path::new("."), &Overrides::default()).expect("sled");
+        assert_eq!(config.store.engine, crate::store::Engine::Sled);
+        let unknown = format!("{MINIMAL}[store]\nengine = \"oracle\"\n");
+        let error = Config::from_toml(&unknown, Path::new("."), &Overrides::default())
+            .expect_err("unknown engine");
+        assert!(
+            error.to_string().contains("oracle") && error.to_string().contains("sled"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -105,11 +105,10 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 /// Opens the store off the async workers (sled's recovery reads its log).
 async fn open_store(config: &Config) -> Result<Store, ServerError> {
     let data_dir = config.data_dir.clone();
-    let (batch, cache) = (config.commit_batch_max, config.cache_capacity_bytes);
-    let store =
-        tokio::task::spawn_blocking(move || Store::open_with_cache(&data_dir, batch, cache))
-            .await
-            .map_err(|e| ServerError::Task(format!("opening the store: {e}")))??;
+    let options = config.store.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open_with(&data_dir, &options))
+        .await
+        .map_err(|e| ServerError::Task(format!("opening the store: {e}")))??;
     Ok(store)
 }
 

@@ -12,6 +12,7 @@
 mod blob;
 mod commit;
 mod memory;
+pub mod offline;
 mod sled_kv;
 #[cfg(test)]
 mod tests;
@@ -317,6 +318,37 @@ pub fn printable_key(key: &[u8]) -> String {
     key.escape_ascii().to_string()
 }
 
+/// The engine a gateway keeps its state in (`[store] engine`). One engine
+/// today; the seam where another (PostgreSQL) plugs in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Engine {
+    /// sled, embedded, under `{data_dir}/sled`.
+    #[default]
+    Sled,
+}
+
+/// How to open a gateway's store (`[store]` of the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// The engine.
+    pub engine: Engine,
+    /// Most write jobs made durable by one sync (group commit).
+    pub commit_batch_max: usize,
+    /// Bytes of the engine's page cache.
+    pub cache_capacity_bytes: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            engine: Engine::Sled,
+            commit_batch_max: 256,
+            cache_capacity_bytes: SLED_DEFAULT_CACHE_BYTES,
+        }
+    }
+}
+
 /// The gateway's storage: the engine, the single durable writer and the blobs.
 #[derive(Clone)]
 pub struct Store {
@@ -326,6 +358,18 @@ pub struct Store {
 }
 
 impl Store {
+    /// Opens (or creates) the store under `data_dir` with the engine and
+    /// bounds of `options`; see [`Store::open_with_cache`] for the checks.
+    pub fn open_with(data_dir: &Path, options: &StoreOptions) -> Result<Self, StoreError> {
+        match options.engine {
+            Engine::Sled => Self::open_with_cache(
+                data_dir,
+                options.commit_batch_max,
+                options.cache_capacity_bytes,
+            ),
+        }
+    }
+
     /// Opens (or creates) the sled store under `data_dir`.
     pub fn open(data_dir: &Path, max_batch: usize) -> Result<Self, StoreError> {
         Self::open_with_cache(data_dir, max_batch, SLED_DEFAULT_CACHE_BYTES)
