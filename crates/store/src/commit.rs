@@ -179,7 +179,14 @@ impl Writer {
         }
         let (reply, answer) = oneshot::channel::<Result<R, E>>();
         let job: Job = Box::new(move |writes| {
-            let outcome = job(writes);
+            // A panicking job fails alone: its staged writes are discarded
+            // and its caller gets an internal error; the writer goes on.
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(writes)))
+                .unwrap_or_else(|payload| {
+                    let error = StoreError::JobPanicked(super::panic_message(&*payload));
+                    tracing::error!(%error, "a write job panicked; its writes are discarded");
+                    Err(E::from(error))
+                });
             let apply = outcome.is_ok();
             let completion: Completion = Box::new(move |durable| {
                 let result = match (outcome, durable) {
@@ -352,7 +359,16 @@ fn run(
                 (Ok(()), Ok(())) => Ok(()),
                 (Err(_), Ok(())) => Err(shared.failed_error()),
             };
-            completion(result);
+            // A caller's after-durable hook that panics must not stop the
+            // writer: its own caller then sees the writer closed.
+            if let Err(payload) =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| completion(result)))
+            {
+                tracing::error!(
+                    panic = %super::panic_message(&*payload),
+                    "a write job's completion panicked"
+                );
+            }
         }
         if let Some(reply) = close_reply.take() {
             let _ = reply.send(synced.map_err(|_| shared.failed_error()));

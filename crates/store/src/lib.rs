@@ -81,6 +81,10 @@ pub enum StoreError {
     /// served.
     #[error("store damaged: {0}")]
     Damaged(String),
+    /// A write job panicked: a fault in the gateway's own code, not in the
+    /// store. Its writes were discarded; the writer goes on.
+    #[error("internal fault: a write job panicked ({0}); its writes were discarded")]
+    JobPanicked(String),
     /// The writer has stopped (shutdown).
     #[error("store is shutting down")]
     Closed,
@@ -437,17 +441,20 @@ pub fn contain_panic<T>(
 ) -> Result<T, StoreError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)) {
         Ok(result) => result,
-        Err(payload) => {
-            let message = payload
-                .downcast_ref::<&str>()
-                .map(|text| (*text).to_owned())
-                .or_else(|| payload.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "no message".to_owned());
-            Err(StoreError::Damaged(format!(
-                "{what}: the storage engine panicked ({message}); its files are damaged"
-            )))
-        }
+        Err(payload) => Err(StoreError::Damaged(format!(
+            "{what}: the storage engine panicked ({}); its files are damaged",
+            panic_message(&*payload)
+        ))),
     }
+}
+
+/// The text a panic was raised with, when it has one.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".to_owned())
 }
 
 /// Copies a directory tree (a stopped store's files), so that a damaged

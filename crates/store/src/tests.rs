@@ -105,6 +105,65 @@ async fn writer_applies_ok_jobs_discards_failed_ones_and_numbers_in_order() {
 }
 
 #[tokio::test]
+async fn a_panicking_job_fails_alone_and_the_writer_keeps_serving() {
+    for (name, kv, dir) in engines() {
+        let blobs = BlobStore::open(&dir.path().join("blobs")).expect("blobs");
+        let store = Store::with_kv(kv, blobs, 64).expect("store");
+        // Healthy jobs submitted together with the panicking one share its
+        // group: they must still be applied and answered.
+        let mut tasks = Vec::new();
+        for index in 0..8u8 {
+            let writer = store.writer().clone();
+            tasks.push(tokio::spawn(async move {
+                writer
+                    .write(move |w| {
+                        w.put(vec![b'k', index], vec![index]);
+                        if index == 3 {
+                            w.put(b"half-done".to_vec(), b"must not land".to_vec());
+                            panic!("injected fault in write job {index}");
+                        }
+                        Ok::<_, StoreError>(())
+                    })
+                    .await
+            }));
+        }
+        for (index, task) in tasks.into_iter().enumerate() {
+            let outcome = task.await.expect("the caller's task itself does not panic");
+            if index == 3 {
+                let error = outcome.expect_err("the panicking job fails");
+                assert!(
+                    matches!(&error, StoreError::JobPanicked(text) if text.contains("injected fault")),
+                    "{name}: {error}"
+                );
+                assert!(error.to_string().starts_with("internal fault"), "{error}");
+            } else {
+                outcome.unwrap_or_else(|e| panic!("{name}: job {index} failed: {e}"));
+            }
+        }
+        assert_eq!(store.kv().get(b"half-done").expect("get"), None, "{name}");
+        assert_eq!(store.kv().get(&[b'k', 3]).expect("get"), None, "{name}");
+        for index in [0u8, 1, 2, 4, 5, 6, 7] {
+            assert_eq!(
+                store.kv().get(&[b'k', index]).expect("get"),
+                Some(vec![index]),
+                "{name}: job {index}"
+            );
+        }
+        // And the writer still serves.
+        store
+            .writer()
+            .write(|w| {
+                w.put(b"after".to_vec(), b"ok".to_vec());
+                Ok::<_, StoreError>(())
+            })
+            .await
+            .expect("the writer survived the panic");
+        assert!(!store.writer().is_failed(), "{name}");
+        store.close().await.expect("close");
+    }
+}
+
+#[tokio::test]
 async fn concurrent_writes_all_become_durable_in_shared_flushes() {
     for (name, kv, dir) in engines() {
         let blobs = BlobStore::open(&dir.path().join("blobs")).expect("blobs");

@@ -14,6 +14,8 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 use tokio_stream::{Stream, StreamExt};
 
+#[cfg(test)]
+pub(crate) use self::receive::contain_session;
 pub use self::signing::SignSession;
 pub use self::status::{RawStatus, StatusReceipt};
 pub use self::trust::TrustItem;

@@ -1,7 +1,7 @@
 //! Receive sessions: one task per stream that leases, loads and sends
 //! deliveries, sleeping until woken by the store or a lease timer.
 
-use std::{sync::Arc, time::Duration};
+use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
@@ -30,11 +30,15 @@ impl Gateway {
         let this = self.clone();
         tokio::spawn(async move {
             let stream = this.queue.open_stream();
-            let code = caller.code.clone();
-            let result = this
-                .receive_loop(&code, stream, limit, drain, &sender)
-                .await;
-            this.queue.close_stream(&code, stream);
+            let code = caller.code;
+            let session = {
+                let (this, code, sender) = (this.clone(), code.clone(), sender.clone());
+                async move {
+                    this.receive_loop(&code, stream, limit, drain, &sender)
+                        .await
+                }
+            };
+            let result = contain_session(session, || this.queue.close_stream(&code, stream)).await;
             if let Err(error) = result {
                 // Never waits: a receiver that stopped reading gets the
                 // error only if there is room for it.
@@ -124,6 +128,34 @@ impl Gateway {
                 () = sleep_or_forever(until_wake) => {},
             }
         }
+    }
+}
+
+/// Runs a receive session on a task of its own, then releases its leases
+/// however it ended: returned, failed or panicked. A panic becomes an
+/// internal error for the receiver instead of a stream that just stops
+/// with its deliveries still leased.
+pub(crate) async fn contain_session<F>(
+    session: F,
+    release: impl FnOnce(),
+) -> Result<(), GatewayError>
+where
+    F: Future<Output = Result<(), GatewayError>> + Send + 'static,
+{
+    let outcome = tokio::spawn(session).await;
+    release();
+    match outcome {
+        Ok(result) => result,
+        Err(error) if error.is_panic() => {
+            let cause = crate::store::panic_message(&*error.into_panic());
+            tracing::error!(%cause, "a receive session panicked; its leases are released");
+            Err(GatewayError::Internal(format!(
+                "the receive session panicked ({cause})"
+            )))
+        }
+        Err(error) => Err(GatewayError::Internal(format!(
+            "the receive session was lost: {error}"
+        ))),
     }
 }
 

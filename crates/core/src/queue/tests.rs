@@ -359,6 +359,50 @@ async fn closing_a_stream_releases_its_leases_but_a_drain_stream_keeps_them() {
 }
 
 #[tokio::test]
+async fn a_panicking_receive_session_still_releases_its_leases() {
+    for f in fixtures() {
+        let recipient = code(RECIPIENT);
+        f.send("a").await;
+        let Fixture {
+            queue,
+            clock,
+            engine,
+            ..
+        } = f;
+        let queue = Arc::new(queue);
+        let stream = queue.open_stream();
+        let session = {
+            let (queue, recipient) = (queue.clone(), recipient.clone());
+            async move {
+                let batch = queue.lease_next(&recipient, stream, 10, false).await?;
+                if batch.leased.len() == 1 {
+                    panic!("injected fault in a receive session");
+                }
+                Ok(())
+            }
+        };
+        let outcome =
+            crate::gateway::contain_session(session, || queue.close_stream(&recipient, stream))
+                .await;
+        assert!(
+            matches!(&outcome, Err(crate::gateway::GatewayError::Internal(text))
+                if text.contains("injected fault")),
+            "{engine}: {outcome:?}"
+        );
+        assert_eq!(queue.in_flight(&recipient, stream), 0, "{engine}");
+        // Well before the 30 s lease would have run out, the delivery is
+        // offered again (after the first attempt's 1 s backoff).
+        clock.advance(1_000);
+        let again = queue
+            .lease_next(&recipient, queue.open_stream(), 10, false)
+            .await
+            .expect("lease");
+        assert_eq!(ids(&again), ["a"], "{engine}");
+        assert_eq!(again.leased[0].attempt, 2, "{engine}");
+    }
+}
+
+#[tokio::test]
 async fn concurrent_consumers_never_share_a_delivery() {
     for f in fixtures() {
         let f = Arc::new(f);

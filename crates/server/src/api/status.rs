@@ -263,6 +263,10 @@ fn refused(refusal: &Refusal, reports: &[Report]) -> Status {
 fn store(error: StoreError) -> Status {
     match &error {
         StoreError::Failed(_) | StoreError::Closed => Status::unavailable(error.to_string()),
+        StoreError::JobPanicked(_) => {
+            tracing::error!(error = %error, "internal fault");
+            Status::internal("an internal fault in the gateway; see its log")
+        }
         StoreError::DiskFull { .. } => {
             tracing::error!(error = %error, "storage failure");
             Status::unavailable("the gateway's disk is full; try again later")
