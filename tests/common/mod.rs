@@ -57,13 +57,27 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config) -> Self {
+        Self::start_with_clock(config, std::sync::Arc::new(lienthong::clock::SystemClock)).await
+    }
+
+    /// A gateway whose time is `clock` (a `ManualClock` in the tests of
+    /// leases, backoff and retention).
+    pub async fn start_with_clock(
+        config: Config,
+        clock: std::sync::Arc<dyn lienthong::clock::Clock>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let data_dir = config.data_dir.clone();
         let (stop, stopped) = oneshot::channel::<()>();
-        let handle = tokio::spawn(lienthong::server::serve(config, listener, async move {
-            let _ = stopped.await;
-        }));
+        let handle = tokio::spawn(lienthong::server::serve_with_clock(
+            config,
+            listener,
+            clock,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
         let server = Self {
             addr,
             data_dir,
@@ -286,6 +300,30 @@ pub async fn send(
         })
         .await?;
     Ok(response.into_inner().receipt.expect("receipt"))
+}
+
+/// Opens a live (not draining) Receive stream holding at most `max_in_flight`.
+pub async fn live_stream(
+    client: &mut ExchangeClient<Channel>,
+    max_in_flight: u32,
+) -> tonic::Streaming<proto::Delivery> {
+    client
+        .receive(proto::ReceiveRequest {
+            max_in_flight,
+            drain: false,
+        })
+        .await
+        .expect("receive")
+        .into_inner()
+}
+
+/// The next delivery of a stream, within 10 s.
+pub async fn next_delivery(stream: &mut tonic::Streaming<proto::Delivery>) -> proto::Delivery {
+    tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("delivered within 10 s")
+        .expect("stream")
+        .expect("a delivery, not the end of the stream")
 }
 
 /// Drains the caller's queue: every delivery now waiting.

@@ -20,7 +20,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::{
     api::{AdminService, Authenticator, ExchangeService, SigningService},
-    clock::SystemClock,
+    clock::{Clock, SystemClock},
     config::Config,
     gateway::{Gateway, GatewayError},
     pki::{Fingerprint, PkiError},
@@ -99,7 +99,14 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             return Err(ServerError::Bind { addr, source });
         }
     };
-    serve_opened(config, listener, store, shutdown_signal()).await
+    serve_opened(
+        config,
+        listener,
+        store,
+        Arc::new(SystemClock),
+        shutdown_signal(),
+    )
+    .await
 }
 
 /// Opens the store off the async workers (sled's recovery reads its log).
@@ -143,14 +150,27 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    serve_with_clock(config, listener, Arc::new(SystemClock), shutdown).await
+}
+
+/// Like [`serve`], with `clock` as the gateway's time for leases, backoff,
+/// retention, the sweeper, validity and signing times: tests drive it with
+/// a [`ManualClock`](crate::clock::ManualClock) instead of sleeping.
+pub async fn serve_with_clock(
+    config: Config,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let store = open_store(&config).await?;
-    serve_opened(config, listener, store, shutdown).await
+    serve_opened(config, listener, store, clock, shutdown).await
 }
 
 async fn serve_opened(
     config: Config,
     listener: TcpListener,
     store: Store,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let local = match listener.local_addr() {
@@ -163,7 +183,7 @@ async fn serve_opened(
             });
         }
     };
-    let result = serve_store(config, listener, local, store.clone(), shutdown).await;
+    let result = serve_store(config, listener, local, store.clone(), clock, shutdown).await;
     let closed = store.close().await;
     result?;
     closed?;
@@ -176,6 +196,7 @@ async fn serve_store(
     listener: TcpListener,
     local: SocketAddr,
     store: Store,
+    clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let tls = tls_config(&config)?;
@@ -184,12 +205,7 @@ async fn serve_store(
     let flow = config.flow;
     let frame_limit = transport_limit(&config);
     let (stop, stopped) = watch::channel(false);
-    let gateway = Arc::new(Gateway::new(
-        config,
-        store,
-        Arc::new(SystemClock),
-        stopped.clone(),
-    )?);
+    let gateway = Arc::new(Gateway::new(config, store, clock, stopped.clone())?);
     gateway.seed_from_config().await?;
     let sweeper = gateway.spawn_sweeper();
 
