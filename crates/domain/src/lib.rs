@@ -1,6 +1,7 @@
 //! Lienthong's domain: what a document message is (envelope, org codes,
 //! message ids, priorities), where it goes (routing), what its recipients say
-//! of it (statuses), what a signature check concludes (reports), and time
+//! of it (statuses), what a signature check concludes (reports) and what a
+//! document type requires of it (policies), and time
 //! (the injectable clock). Pure: no I/O, no async.
 
 #![warn(missing_docs)]
@@ -8,6 +9,7 @@
 
 pub mod clock;
 pub mod envelope;
+pub mod policy;
 pub mod report;
 pub mod routing;
 pub mod status;

@@ -1,0 +1,340 @@
+//! Sending: admission (caller, earlier message, recipients, the type's
+//! policy), content staged from a stream, verification, storage and the
+//! signed receipt.
+
+use std::sync::Arc;
+
+use tokio_stream::{Stream, StreamExt};
+
+use super::{Gateway, GatewayError, blocking};
+use crate::{
+    envelope::{Envelope, EnvelopeError, RawEnvelope},
+    messages::{self, MessageRecord, StoredAttachment, StoredSignature},
+    pki::{self, Report},
+    receipt::{Receipt, SignedReceipt},
+    registry::Agency,
+    routing,
+    store::{ContentHash, StagedBlob},
+};
+
+impl Gateway {
+    /// Accepts a document from `caller`: answers once it is durably queued
+    /// for every recipient.
+    pub async fn send(
+        self: &Arc<Self>,
+        caller: &Agency,
+        raw: RawEnvelope,
+    ) -> Result<SignedReceipt, GatewayError> {
+        let envelope = raw.validate(&self.config.limits)?;
+        let (recipients, policy) = self.admit(caller, &envelope)?;
+        self.accept(envelope, Vec::new(), recipients, policy).await
+    }
+
+    /// Accepts a large document whose content arrives in `chunks` after the
+    /// envelope (SendStream). Each attachment is written to a staging file
+    /// as it arrives, so memory stays bounded by the chunk size; content is
+    /// verified from those files and kept only if the document is accepted.
+    pub async fn send_stream<S>(
+        self: &Arc<Self>,
+        caller: &Agency,
+        raw: RawEnvelope,
+        sizes: Vec<u64>,
+        mut chunks: S,
+    ) -> Result<SignedReceipt, GatewayError>
+    where
+        S: Stream<Item = Result<(String, Vec<u8>), GatewayError>> + Unpin + Send,
+    {
+        let limits = self.config.limits;
+        let idle = self.config.flow.stream_idle_timeout;
+        let envelope = raw.validate_streamed(&limits, &sizes)?;
+        let (recipients, policy) = self.admit(caller, &envelope)?;
+        // Room on disk for the whole declared size, held until the stream ends.
+        let declared: u64 = sizes.iter().sum();
+        let _room = self
+            .staging_room
+            .try_take(declared)
+            .ok_or(GatewayError::StagingFull {
+                declared,
+                limit: self.config.flow.max_staged_bytes,
+            })?;
+        let mut staged = Vec::with_capacity(sizes.len());
+        for (attachment, &size) in envelope.attachments.iter().zip(&sizes) {
+            let blobs = self.store.blobs().clone();
+            let mut blob = blocking(move || blobs.stage()).await?;
+            while blob.size() < size {
+                let next = tokio::time::timeout(idle, chunks.next())
+                    .await
+                    .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
+                let Some(next) = next else {
+                    return Err(EnvelopeError::invalid(
+                        "chunk",
+                        format!(
+                            "the stream ended after {} of the {size} bytes of attachment {:?}",
+                            blob.size(),
+                            attachment.name
+                        ),
+                    )
+                    .into());
+                };
+                let (name, data) = next?;
+                check_chunk(&limits, &attachment.name, size, blob.size(), &name, &data)?;
+                blob = blocking(move || blob.write(&data).map(|()| blob)).await?;
+            }
+            staged.push(blob);
+        }
+        let end = tokio::time::timeout(idle, chunks.next())
+            .await
+            .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
+        if let Some(extra) = end {
+            extra?;
+            return Err(EnvelopeError::invalid(
+                "chunk",
+                "content beyond the declared sizes of the attachments",
+            )
+            .into());
+        }
+        self.accept(envelope, staged, recipients, policy).await
+    }
+
+    /// The checks that need no content: the caller is the sender, an
+    /// earlier message named by `refers_to` exists, the recipients resolve
+    /// and the document type's policy allows them.
+    fn admit(
+        &self,
+        caller: &Agency,
+        envelope: &Envelope,
+    ) -> Result<(Vec<routing::Recipient>, crate::registry::Policy), GatewayError> {
+        if envelope.from != caller.code {
+            return Err(GatewayError::NotSender {
+                caller: caller.code.clone(),
+                from: envelope.from.clone(),
+            });
+        }
+        if let Some(earlier) = &envelope.document.refers_to
+            && self.message(&envelope.from, earlier)?.is_none()
+        {
+            return Err(EnvelopeError::invalid(
+                "envelope.document.refers_to",
+                format!("no earlier message {earlier} of {} is known", envelope.from),
+            )
+            .into());
+        }
+        let recipients = routing::resolve(&envelope.to, &self.registry)?;
+        let policy = self.registry.policy_for(&envelope.document.doc_type);
+        policy
+            .check_recipients(
+                &recipients
+                    .iter()
+                    .map(|r| r.code.clone())
+                    .collect::<Vec<_>>(),
+            )
+            .map_err(|refusal| GatewayError::Refused {
+                refusal,
+                reports: Vec::new(),
+            })?;
+        Ok((recipients, policy))
+    }
+
+    /// Verifies, stores and enqueues an admitted document, then signs its
+    /// receipt. `staged` holds the content of a streamed document (one per
+    /// attachment); it is empty when the envelope carries its content.
+    async fn accept(
+        self: &Arc<Self>,
+        envelope: Envelope,
+        staged: Vec<StagedBlob>,
+        recipients: Vec<routing::Recipient>,
+        policy: crate::registry::Policy,
+    ) -> Result<SignedReceipt, GatewayError> {
+        // A small document is hashed and verified right here: that is CPU
+        // work of a few hundred µs, and handing it to the blocking pool and
+        // back cost more (context switches) than it saved. Large or
+        // streamed content is read from files, on the blocking pool.
+        let inline_bytes: u64 = envelope
+            .attachments
+            .iter()
+            .map(|a| a.content.len() as u64)
+            .sum();
+        let (stored, envelope, staged) = if staged.is_empty() && inline_bytes <= INLINE_CHECK_BYTES
+        {
+            let mut staged = staged;
+            let stored = self.check_content(&envelope, &mut staged, recipients, &policy)?;
+            (stored, envelope, staged)
+        } else {
+            let this = self.clone();
+            blocking(move || {
+                let mut staged = staged;
+                this.check_content(&envelope, &mut staged, recipients, &policy)
+                    .map(|stored| (stored, envelope, staged))
+            })
+            .await?
+        };
+        let record = match stored {
+            Stored::New(record) => record,
+            Stored::Duplicate(receipt) => return self.sign_receipt(receipt).await,
+        };
+        // Files are written (fsync) on the blocking pool; content already
+        // stored costs a stat here.
+        if !staged.is_empty() || !messages::content_present(&self.store, &record) {
+            let store = self.store.clone();
+            blocking(move || messages::write_content(&store, &envelope, staged)).await?;
+        }
+        let receipt = self.queue.enqueue(record).await?;
+        tracing::info!(
+            sender = %receipt.message.sender,
+            message_id = %receipt.message.message_id,
+            recipients = receipt.message.recipients.len(),
+            bytes = receipt.message.attachments.iter().map(|a| a.size).sum::<u64>(),
+            duplicate = receipt.duplicate,
+            "message accepted"
+        );
+        self.sign_receipt(receipt).await
+    }
+
+    /// Adds the gateway's batch signature to a receipt, when configured.
+    async fn sign_receipt(&self, receipt: Receipt) -> Result<SignedReceipt, GatewayError> {
+        let canonical = crate::receipt::canonical(&receipt);
+        let proof = match &self.receipts {
+            Some(signer) => Some(
+                signer
+                    .sign(&canonical)
+                    .await
+                    .map_err(|e| pki::PkiError::Signing(e.to_string()))?,
+            ),
+            None => None,
+        };
+        Ok(SignedReceipt {
+            receipt,
+            canonical,
+            proof,
+        })
+    }
+
+    /// Hashes the content and answers a duplicate without writing; otherwise
+    /// verifies every signature, applies the policy, writes the files
+    /// durably and returns the record to enqueue.
+    fn check_content(
+        &self,
+        envelope: &Envelope,
+        staged: &mut [StagedBlob],
+        recipients: Vec<routing::Recipient>,
+        policy: &crate::registry::Policy,
+    ) -> Result<Stored, GatewayError> {
+        let mut attachments = Vec::with_capacity(envelope.attachments.len());
+        for (index, a) in envelope.attachments.iter().enumerate() {
+            let (sha256, size) = match staged.get_mut(index) {
+                Some(blob) => (blob.seal()?, blob.size()),
+                None => (ContentHash::of(&a.content), a.content.len() as u64),
+            };
+            attachments.push(StoredAttachment {
+                name: a.name.clone(),
+                media_type: a.media_type.clone(),
+                sha256,
+                size,
+            });
+        }
+        let signatures: Vec<StoredSignature> = envelope
+            .signatures
+            .iter()
+            .map(|s| StoredSignature {
+                attachment: s.attachment.clone(),
+                cms: ContentHash::of(&s.cms_der),
+            })
+            .collect();
+        let record = MessageRecord::new(envelope, attachments, signatures, recipients)?;
+        // A retry of an accepted message costs no writes; the writer checks
+        // again, so a race here only costs redundant (idempotent) files.
+        if let Some(first) = self.message(&record.sender, &record.message_id)? {
+            return Ok(Stored::Duplicate(messages::repeat_of(first, &record)?));
+        }
+        let contents: Vec<pki::Content<'_>> = if staged.is_empty() {
+            envelope
+                .attachments
+                .iter()
+                .map(|a| pki::Content::Bytes(&a.content))
+                .collect()
+        } else {
+            staged
+                .iter()
+                .map(|blob| pki::Content::File(blob.path()))
+                .collect()
+        };
+        let reports = self.verify_envelope(envelope, &contents);
+        drop(contents);
+        policy
+            .check_signatures(&envelope.from, &reports)
+            .map_err(|refusal| GatewayError::Refused {
+                refusal,
+                reports: reports.clone(),
+            })?;
+        Ok(Stored::New(record.verified(reports)))
+    }
+
+    /// Verifies every signature of an envelope against its attachment's
+    /// content (`contents`, in attachment order).
+    fn verify_envelope(&self, envelope: &Envelope, contents: &[pki::Content<'_>]) -> Vec<Report> {
+        let lookup = |fingerprint: &pki::Fingerprint| self.registry.signer_role(fingerprint);
+        let mut reports = Vec::new();
+        for signature in &envelope.signatures {
+            match envelope
+                .attachments
+                .iter()
+                .zip(contents)
+                .find(|(a, _)| a.name == signature.attachment)
+            {
+                Some((_, content)) => reports.extend(self.verifier.verify_content(
+                    *content,
+                    &signature.cms_der,
+                    &signature.attachment,
+                    &lookup,
+                )),
+                None => reports.push(pki::missing_attachment(
+                    &signature.attachment,
+                    self.verifier.now(),
+                )),
+            }
+        }
+        reports
+    }
+}
+
+/// Documents up to this size are hashed and verified on the async worker.
+const INLINE_CHECK_BYTES: u64 = 256 * 1024;
+
+/// Checks one SendStream chunk against the attachment being received.
+fn check_chunk(
+    limits: &crate::envelope::Limits,
+    expected: &str,
+    size: u64,
+    received: u64,
+    name: &str,
+    data: &[u8],
+) -> Result<(), EnvelopeError> {
+    if name != expected {
+        return Err(EnvelopeError::invalid(
+            "chunk.attachment",
+            format!(
+                "{name:?} arrived while {expected:?} still lacks {} bytes: chunks go attachment by attachment, in envelope order",
+                size - received
+            ),
+        ));
+    }
+    if data.len() as u64 > limits.max_chunk_bytes {
+        return Err(EnvelopeError::TooLarge {
+            field: "chunk.data".to_owned(),
+            size: data.len() as u64,
+            limit: limits.max_chunk_bytes,
+        });
+    }
+    if received + data.len() as u64 > size {
+        return Err(EnvelopeError::invalid(
+            "chunk.data",
+            format!("attachment {expected:?} is longer than its declared size of {size} bytes"),
+        ));
+    }
+    Ok(())
+}
+
+enum Stored {
+    New(MessageRecord),
+    Duplicate(Receipt),
+}
