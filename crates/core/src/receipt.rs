@@ -65,6 +65,9 @@ pub enum ReceiptError {
     /// The receipt file is malformed.
     #[error("malformed receipt: {0}")]
     Malformed(String),
+    /// The gateway's receipt signer thread is gone: an internal fault.
+    #[error("the receipt signer has stopped")]
+    SignerStopped,
 }
 
 /// The parts of a receipt that its canonical form covers.
@@ -344,10 +347,11 @@ mod signer {
                 leaf: leaf_hash(canonical),
                 reply,
             };
-            let stopped =
-                || ReceiptError::BadSignature("the receipt signer has stopped".to_owned());
-            self.jobs.send(job).await.map_err(|_| stopped())?;
-            answer.await.map_err(|_| stopped())?
+            self.jobs
+                .send(job)
+                .await
+                .map_err(|_| ReceiptError::SignerStopped)?;
+            answer.await.map_err(|_| ReceiptError::SignerStopped)?
         }
     }
 
@@ -393,7 +397,8 @@ pub fn batch_head(tree_size: u64, root: &Hash) -> Vec<u8> {
 }
 
 /// Checks a receipt offline: its proof leads to the signed root, and the
-/// batch head's CMS signature verifies with the gateway's certificate.
+/// gateway's plain SHA-256 signature over the batch head verifies with its
+/// certificate.
 pub fn verify(
     canonical: &[u8],
     proof: &ReceiptProof,

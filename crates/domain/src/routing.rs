@@ -1,6 +1,6 @@
 //! Recipient resolution: pure, no I/O. Turns the addresses of an envelope
 //! (org codes, `children:CODE`, `group:NAME`) into the agencies it is queued
-//! for, each with the address that reached it. (Peer gateways come later.)
+//! for, each with the address that reached it.
 
 use serde::{Deserialize, Serialize};
 

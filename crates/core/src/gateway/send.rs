@@ -11,7 +11,7 @@ use crate::{
     envelope::{Envelope, EnvelopeError, RawEnvelope},
     messages::{self, MessageRecord, StoredAttachment, StoredSignature},
     pki::{self, Report},
-    receipt::{Receipt, SignedReceipt},
+    receipt::{Receipt, ReceiptError, SignedReceipt},
     registry::Agency,
     routing,
     store::{ContentHash, StagedBlob},
@@ -194,12 +194,10 @@ impl Gateway {
     async fn sign_receipt(&self, receipt: Receipt) -> Result<SignedReceipt, GatewayError> {
         let canonical = crate::receipt::canonical(&receipt);
         let proof = match &self.receipts {
-            Some(signer) => Some(
-                signer
-                    .sign(&canonical)
-                    .await
-                    .map_err(|e| pki::PkiError::Signing(e.to_string()))?,
-            ),
+            Some(signer) => Some(signer.sign(&canonical).await.map_err(|error| match error {
+                ReceiptError::SignerStopped => GatewayError::Internal(error.to_string()),
+                other => pki::PkiError::Signing(other.to_string()).into(),
+            })?),
             None => None,
         };
         Ok(SignedReceipt {

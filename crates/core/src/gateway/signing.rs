@@ -56,9 +56,8 @@ pub(super) fn receipt_signer(
         &read_file(&receipts.key)?,
         passphrase.as_ref(),
     )?;
-    let signer = crate::receipt::ReceiptSigner::start(key, receipts.max_batch).map_err(|e| {
-        crate::store::StoreError::Engine(format!("starting the receipt signer: {e}"))
-    })?;
+    let signer = crate::receipt::ReceiptSigner::start(key, receipts.max_batch)
+        .map_err(|e| GatewayError::Internal(format!("starting the receipt signer: {e}")))?;
     Ok(Some(signer))
 }
 
@@ -126,9 +125,7 @@ impl Gateway {
     ) -> Result<(Vec<u8>, CertificateFacts), GatewayError> {
         let key = self.own_key(caller, agency, role)?;
         let facts = key.certificate_facts()?;
-        let signature = tokio::task::spawn_blocking(move || pki::sign_detached(&key, &content))
-            .await
-            .map_err(|e| crate::store::StoreError::Engine(format!("sign task failed: {e}")))??;
+        let signature = blocking(move || pki::sign_detached(&key, &content)).await?;
         tracing::info!(agency = %caller.code, role = role.name(), "signed for a signing station");
         Ok((signature, facts))
     }
@@ -160,7 +157,7 @@ impl Gateway {
     ) -> Result<(Vec<u8>, Vec<Report>), GatewayError> {
         let key = self.own_key(caller, agency, role)?;
         let this = self.clone();
-        let (signature, existing) = tokio::task::spawn_blocking(move || {
+        let (signature, existing) = blocking(move || {
             let lookup = |fingerprint: &pki::Fingerprint| this.registry.signer_role(fingerprint);
             let existing = this.verifier.verify(&content, &cms_der, "content", &lookup);
             if existing.is_empty() || !existing.iter().all(Report::passed) {
@@ -174,10 +171,9 @@ impl Gateway {
                     reports: existing,
                 });
             }
-            Ok((pki::co_sign(&key, &cms_der)?, existing))
+            Ok::<_, GatewayError>((pki::co_sign(&key, &cms_der)?, existing))
         })
-        .await
-        .map_err(|e| crate::store::StoreError::Engine(format!("co-sign task failed: {e}")))??;
+        .await?;
         tracing::info!(agency = %caller.code, role = role.name(), "co-signed for a signing station");
         Ok((signature, existing))
     }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use super::{Gateway, GatewayError};
+use super::{Gateway, GatewayError, blocking};
 use crate::{
     clock::UnixMillis,
     config::Config,
@@ -61,17 +61,14 @@ impl Gateway {
         attachment: String,
     ) -> Result<Vec<Report>, GatewayError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || {
+        blocking(move || {
             let lookup = |fingerprint: &Fingerprint| this.registry.signer_role(fingerprint);
-            this.verifier
-                .verify(&content, &cms_der, &attachment, &lookup)
+            Ok::<_, GatewayError>(
+                this.verifier
+                    .verify(&content, &cms_der, &attachment, &lookup),
+            )
         })
         .await
-        .map_err(|e| {
-            GatewayError::Store(crate::store::StoreError::Engine(format!(
-                "verify task failed: {e}"
-            )))
-        })
     }
 
     fn rebuild_trust(&self) -> Result<(), GatewayError> {

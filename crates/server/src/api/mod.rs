@@ -1,5 +1,7 @@
 //! The gRPC services: authenticate, convert, call the core, map errors.
-//! Only this module (and the CLI client) touches prost types.
+//! Proto messages become domain types here (`convert`); the core never sees
+//! prost (it does not depend on it), and every failure becomes a status in
+//! `status` alone.
 
 mod admin;
 mod auth;
