@@ -1,6 +1,8 @@
 //! The `lienthong` binary: the gateway (`serve`) and its command-line clients.
 
-mod cli;
+mod offline;
+
+use lienthong_cli as cli;
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
@@ -73,18 +75,18 @@ enum Command {
     /// Check the audit chain of a stopped gateway.
     Audit {
         #[command(subcommand)]
-        command: cli::AuditCommand,
+        command: offline::AuditCommand,
     },
     /// Check a stopped gateway's store (database, durability record, audit
     /// chain, content files).
     Store {
         #[command(subcommand)]
-        command: cli::StoreCommand,
+        command: offline::StoreCommand,
     },
     /// Check a signed receipt offline.
     Receipt {
         #[command(subcommand)]
-        command: cli::ReceiptCommand,
+        command: offline::ReceiptCommand,
     },
     /// Verify a detached CMS signature offline and print the report.
     Verify(cli::VerifyArgs),
@@ -173,11 +175,11 @@ async fn run(command: Command) -> anyhow::Result<()> {
             connection,
         } => cli::key(command, &connection).await,
         Command::Sign(args) => cli::sign(args).await,
-        Command::Receipt { command } => cli::receipt(command),
+        Command::Receipt { command } => offline::receipt(command),
         Command::Trace(args) => cli::trace(args).await,
         Command::Status(args) => cli::status(args).await,
-        Command::Audit { command } => cli::audit(command),
-        Command::Store { command } => cli::store(command),
+        Command::Audit { command } => offline::audit(command),
+        Command::Store { command } => offline::store(command),
         Command::Group {
             command,
             connection,

@@ -1,26 +1,22 @@
 //! Command-line clients: they talk to a gateway over gRPC with mTLS, like
 //! any agency system would; and the offline signature check.
 
-mod audit;
 mod bench;
 mod group;
 mod inbox;
 mod pki;
-mod receipt;
-mod store;
+mod trace;
 
-pub use self::audit::{AuditCommand, StatusArgs, TraceArgs, audit, status, trace};
 pub use self::bench::{BenchArgs, bench};
 pub use self::group::{GroupCommand, group};
 pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
-pub use self::receipt::{ReceiptCommand, receipt};
-pub use self::store::{StoreCommand, store};
+pub use self::trace::{StatusArgs, TraceArgs, status, trace};
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand, ValueEnum};
-use lienthong::proto::{self, admin_client::AdminClient, exchange_client::ExchangeClient};
+use lienthong_proto::{self as proto, admin_client::AdminClient, exchange_client::ExchangeClient};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 /// How to reach the gateway and who we are.
@@ -45,7 +41,7 @@ pub struct Connection {
     tls_ca: Option<PathBuf>,
 }
 
-pub(crate) fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+pub fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
 }
 
@@ -79,16 +75,16 @@ impl Connection {
     /// The org code written in our certificate's OU, if it holds one.
     pub(crate) fn agency_from_certificate(&self) -> Option<String> {
         let pem = std::fs::read(self.tls_cert.as_ref()?).ok()?;
-        let der = lienthong::pki::pem_certificates(&pem)
+        let der = lienthong_pki::pem_certificates(&pem)
             .ok()?
             .into_iter()
             .next()?;
-        let facts = lienthong::pki::certificate_facts(&der).ok()?;
+        let facts = lienthong_pki::certificate_facts(&der).ok()?;
         facts
             .subject
             .split(',')
             .filter_map(|part| part.trim().strip_prefix("OU="))
-            .find(|ou| lienthong::envelope::OrgCode::parse(ou, "ou").is_ok())
+            .find(|ou| lienthong_domain::envelope::OrgCode::parse(ou, "ou").is_ok())
             .map(str::to_owned)
     }
 }
@@ -548,7 +544,7 @@ async fn send_streamed(
 
 pub(crate) fn format_timestamp(timestamp: prost_types::Timestamp) -> String {
     let millis = timestamp.seconds.saturating_mul(1000) + i64::from(timestamp.nanos / 1_000_000);
-    lienthong::clock::format_rfc3339(millis)
+    lienthong_domain::clock::format_rfc3339(millis)
 }
 
 /// `lienthong receive`

@@ -4,11 +4,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use lienthong::{
-    clock::{SystemClock, format_rfc3339},
-    pki::{self, CryptoRules, Indication, Report, Role, TrustStore, Verifier},
-    proto::{self, admin_client::AdminClient},
-};
+use lienthong_domain::clock::{SystemClock, format_rfc3339};
+use lienthong_pki::{self as pki, CryptoRules, Indication, Report, Role, TrustStore, Verifier};
+use lienthong_proto::{self as proto, admin_client::AdminClient};
 
 use super::{Connection, read, status_error};
 

@@ -1,13 +1,9 @@
-//! `lienthong trace` and `lienthong audit verify`.
+//! `lienthong trace` and `lienthong status`: a message's life and the
+//! statuses its recipients report.
 
-use std::path::PathBuf;
-
-use anyhow::{Context, bail};
-use clap::{Args, Subcommand};
-use lienthong::{
-    audit,
-    proto::{self, exchange_client::ExchangeClient},
-};
+use anyhow::Context;
+use clap::Args;
+use lienthong_proto::{self as proto, exchange_client::ExchangeClient};
 
 use super::{Connection, status_error};
 
@@ -50,48 +46,6 @@ pub async fn trace(args: TraceArgs) -> anyhow::Result<()> {
         };
         println!("{at}  {kind:<13} {agency:<14} {}", event.detail);
     }
-    Ok(())
-}
-
-/// `lienthong audit ...`
-#[derive(Subcommand, Debug)]
-pub enum AuditCommand {
-    /// Walk the hash chain of a stopped gateway's data dir and name the
-    /// first entry that was altered or removed.
-    Verify {
-        /// The gateway's data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
-    },
-}
-
-/// Runs an audit command.
-pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::Verify { data_dir } = command;
-    let offline = super::store::open_offline(&data_dir, true)?;
-    let (entries, head) = match audit::verify(offline.kv()) {
-        Ok(verified) => verified,
-        Err(error) => bail!("audit chain broken: {error}"),
-    };
-    // The chain's head lives in the same database as the chain: a database
-    // cut short looks intact, only shorter. The durability record does not.
-    match offline.durability_record()? {
-        Some(recorded) => {
-            if let Err(error) =
-                audit::check_recorded_head(offline.kv(), (entries, head), &recorded.audit_head)
-            {
-                bail!("audit chain broken: {error}");
-            }
-        }
-        None => bail!(
-            "{} has no durability record: the chain cannot be checked for lost entries",
-            data_dir.display()
-        ),
-    }
-    println!(
-        "audit chain intact: {entries} entries, head {}",
-        hex::encode(head)
-    );
     Ok(())
 }
 

@@ -1,7 +1,7 @@
 //! `lienthong group ...`: named groups of agencies, addressed as group:NAME.
 
 use clap::Subcommand;
-use lienthong::proto::{self, admin_client::AdminClient};
+use lienthong_proto::{self as proto, admin_client::AdminClient};
 
 use super::{Connection, status_error};
 

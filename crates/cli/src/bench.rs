@@ -19,11 +19,9 @@ use std::{
 use anyhow::{Context, bail};
 use clap::Args;
 use hdrhistogram::Histogram;
-use lienthong::{
-    clock::SystemClock,
-    pki::{self, CryptoRules, Indication, TrustStore, Verifier},
-    proto::{self, admin_client::AdminClient, exchange_client::ExchangeClient},
-};
+use lienthong_domain::clock::SystemClock;
+use lienthong_pki::{self as pki, CryptoRules, Indication, TrustStore, Verifier};
+use lienthong_proto::{self as proto, admin_client::AdminClient, exchange_client::ExchangeClient};
 use serde::Serialize;
 use tonic::transport::Channel;
 

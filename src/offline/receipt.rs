@@ -10,7 +10,7 @@ use lienthong::{
 };
 use prost::Message;
 
-use super::read;
+use lienthong_cli::read;
 
 /// `lienthong receipt ...`
 #[derive(Subcommand, Debug)]
