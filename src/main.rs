@@ -125,14 +125,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let is_server = matches!(cli.command, Command::Serve { .. });
     init_logging(if is_server { "info" } else { "warn" });
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("error: starting the async runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli.command)) {
+    match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
@@ -141,8 +134,12 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
+/// Runs a command. The gateway and the clients build their own runtimes
+/// (`server::run_blocking`, `lienthong_cli::run`), so that their async code
+/// is compiled once, in their crates, and not again in this one.
+fn run(command: Command) -> anyhow::Result<()> {
+    use cli::ClientCommand as Client;
+    let client = match command {
         Command::Serve {
             config,
             listen,
@@ -156,38 +153,39 @@ async fn run(command: Command) -> anyhow::Result<()> {
                 keystore_passphrase,
             };
             let config = Config::load(&config, &overrides)?;
-            lienthong::server::run(config).await?;
-            Ok(())
+            lienthong::server::run_blocking(config)?;
+            return Ok(());
         }
+        Command::Receipt { command } => return offline::receipt(command),
+        Command::Audit { command } => return offline::audit(command),
+        Command::Store { command } => return offline::store(command),
         Command::Agency {
             command,
             connection,
-        } => cli::agency(command, &connection).await,
-        Command::Send(args) => cli::send(args).await,
-        Command::Bench(args) => cli::bench(args).await,
+        } => Client::Agency(command, connection),
+        Command::Send(args) => Client::Send(args),
+        Command::Bench(args) => Client::Bench(args),
         Command::Signer {
             command,
             connection,
-        } => cli::signer(command, &connection).await,
-        Command::Verify(args) => cli::verify(args),
+        } => Client::Signer(command, connection),
+        Command::Verify(args) => Client::Verify(args),
         Command::Key {
             command,
             connection,
-        } => cli::key(command, &connection).await,
-        Command::Sign(args) => cli::sign(args).await,
-        Command::Receipt { command } => offline::receipt(command),
-        Command::Trace(args) => cli::trace(args).await,
-        Command::Status(args) => cli::status(args).await,
-        Command::Audit { command } => offline::audit(command),
-        Command::Store { command } => offline::store(command),
+        } => Client::Key(command, connection),
+        Command::Sign(args) => Client::Sign(args),
+        Command::Trace(args) => Client::Trace(args),
+        Command::Status(args) => Client::Status(args),
         Command::Group {
             command,
             connection,
-        } => cli::group(command, &connection).await,
-        Command::Receive(args) => cli::receive(args).await,
+        } => Client::Group(command, connection),
+        Command::Receive(args) => Client::Receive(args),
         Command::Queue {
             command,
             connection,
-        } => cli::queue(command, &connection).await,
-    }
+        } => Client::Queue(command, connection),
+    };
+    cli::run(client)
 }

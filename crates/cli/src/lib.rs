@@ -19,6 +19,58 @@ use clap::{Args, Subcommand, ValueEnum};
 use lienthong_proto::{self as proto, admin_client::AdminClient, exchange_client::ExchangeClient};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
+/// A command that talks to a gateway (or, for `verify`, checks a signature
+/// offline), as the binary parsed it.
+pub enum ClientCommand {
+    /// `lienthong agency ...`
+    Agency(AgencyCommand, Connection),
+    /// `lienthong send`
+    Send(SendArgs),
+    /// `lienthong receive`
+    Receive(ReceiveArgs),
+    /// `lienthong bench`
+    Bench(BenchArgs),
+    /// `lienthong signer ...`
+    Signer(SignerCommand, Connection),
+    /// `lienthong key ...`
+    Key(KeyCommand, Connection),
+    /// `lienthong sign`
+    Sign(SignArgs),
+    /// `lienthong verify`
+    Verify(VerifyArgs),
+    /// `lienthong group ...`
+    Group(GroupCommand, Connection),
+    /// `lienthong status`
+    Status(StatusArgs),
+    /// `lienthong trace`
+    Trace(TraceArgs),
+    /// `lienthong queue ...`
+    Queue(QueueCommand, Connection),
+}
+
+/// Runs a client command on an async runtime of its own. The futures are
+/// polled here, in this crate: an async body is compiled where it is
+/// polled, and polling them from the binary compiled them all again there.
+pub fn run(command: ClientCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    runtime.block_on(async move {
+        match command {
+            ClientCommand::Agency(command, connection) => agency(command, &connection).await,
+            ClientCommand::Send(args) => send(args).await,
+            ClientCommand::Receive(args) => receive(args).await,
+            ClientCommand::Bench(args) => bench(args).await,
+            ClientCommand::Signer(command, connection) => signer(command, &connection).await,
+            ClientCommand::Key(command, connection) => key(command, &connection).await,
+            ClientCommand::Sign(args) => sign(args).await,
+            ClientCommand::Verify(args) => verify(args),
+            ClientCommand::Group(command, connection) => group(command, &connection).await,
+            ClientCommand::Status(args) => status(args).await,
+            ClientCommand::Trace(args) => trace(args).await,
+            ClientCommand::Queue(command, connection) => queue(command, &connection).await,
+        }
+    })
+}
+
 /// How to reach the gateway and who we are.
 #[derive(Args, Debug, Clone)]
 pub struct Connection {
