@@ -3,12 +3,15 @@
 //!
 //! [`model`] is the volatile layer over a backing directory: per file the
 //! writes since its last fsync, per directory the entries created, renamed
-//! or removed since its last fsync. The FUSE front that mounts it for the
-//! gateway's power-cut test builds on it.
+//! or removed since its last fsync. [`mount::Disk`] mounts it with FUSE
+//! (`fuser`, FUSE 3: `fusermount3` from Debian's `fuse3`) and cuts its
+//! power on command.
 
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
 pub mod model;
+pub mod mount;
 
 pub use model::{Cut, CutReport, FsError, Ino, Kind, Model, ROOT};
+pub use mount::Disk;

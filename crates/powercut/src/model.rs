@@ -321,6 +321,13 @@ impl Model {
             .sum()
     }
 
+    /// The bytes the filesystem may hold and those still free (statfs): the
+    /// quota when there is one, else 1 TiB.
+    pub fn space(&self) -> (u64, u64) {
+        let total = self.quota.unwrap_or(1 << 40);
+        (total, total.saturating_sub(self.used()))
+    }
+
     /// Writes `data` at `offset` (in the cache until the file's fsync).
     pub fn write(&mut self, ino: Ino, offset: u64, data: &[u8]) -> Result<(), FsError> {
         self.file(ino)?;
