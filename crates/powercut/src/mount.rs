@@ -385,6 +385,25 @@ impl Disk {
         }
     }
 
+    /// For tests: mounts at `dir/mnt` with its data in `dir/backing`. Where
+    /// FUSE cannot be used (no `/dev/fuse`, no `fusermount3`, not root) it
+    /// prints SKIPPED and answers `None`, except under `CI`, where it panics:
+    /// there a missing part fails the test.
+    pub fn mount_for_test(dir: &Path) -> Option<Self> {
+        let (mountpoint, backing) = (dir.join("mnt"), dir.join("backing"));
+        let made = std::fs::create_dir_all(&mountpoint)
+            .and_then(|()| std::fs::create_dir_all(&backing))
+            .and_then(|()| Self::mount(&mountpoint, &backing));
+        match made {
+            Ok(disk) => Some(disk),
+            Err(error) if std::env::var_os("CI").is_none() => {
+                eprintln!("SKIPPED: cannot mount FUSE here ({error}); install fuse3, run as root");
+                None
+            }
+            Err(error) => panic!("mounting the power-cut filesystem: {error}"),
+        }
+    }
+
     /// Where it is mounted.
     pub fn path(&self) -> &Path {
         &self.mountpoint

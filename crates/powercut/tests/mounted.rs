@@ -10,22 +10,6 @@ use std::{
 
 use lienthong_powercut::{Cut, Disk};
 
-/// A mounted disk, or `None` (with SKIPPED printed) where FUSE cannot be
-/// used; under CI a missing part fails instead.
-fn mount(dir: &tempfile::TempDir) -> Option<Disk> {
-    let (mountpoint, backing) = (dir.path().join("mnt"), dir.path().join("backing"));
-    fs::create_dir_all(&mountpoint).expect("mountpoint");
-    fs::create_dir_all(&backing).expect("backing");
-    match Disk::mount(&mountpoint, &backing) {
-        Ok(disk) => Some(disk),
-        Err(error) if std::env::var_os("CI").is_none() => {
-            eprintln!("SKIPPED: cannot mount FUSE here ({error}); install fuse3, run as root");
-            None
-        }
-        Err(error) => panic!("mounting the power-cut filesystem: {error}"),
-    }
-}
-
 fn sync_dir(path: &Path) {
     File::open(path)
         .expect("open dir")
@@ -36,7 +20,9 @@ fn sync_dir(path: &Path) {
 #[test]
 fn through_the_kernel_synced_data_survives_a_cut_and_unsynced_data_does_not() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(mut disk) = mount(&dir) else { return };
+    let Some(mut disk) = Disk::mount_for_test(dir.path()) else {
+        return;
+    };
     let root = disk.path().to_path_buf();
     let log = root.join("log");
     let mut file = File::create(&log).expect("create");
@@ -64,7 +50,9 @@ fn through_the_kernel_synced_data_survives_a_cut_and_unsynced_data_does_not() {
 #[test]
 fn the_blob_store_survives_cuts_and_its_protocol_without_the_directory_fsync_does_not() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(mut disk) = mount(&dir) else { return };
+    let Some(mut disk) = Disk::mount_for_test(dir.path()) else {
+        return;
+    };
     let root = disk.path().to_path_buf();
 
     // The store's own code: content it reported stored survives.
@@ -101,7 +89,9 @@ fn the_blob_store_survives_cuts_and_its_protocol_without_the_directory_fsync_doe
 #[test]
 fn a_lying_fsync_loses_what_it_acknowledged() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let Some(mut disk) = mount(&dir) else { return };
+    let Some(mut disk) = Disk::mount_for_test(dir.path()) else {
+        return;
+    };
     let root = disk.path().to_path_buf();
     disk.model().set_fsync_lies(true);
     let mut file = File::create(root.join("acked")).expect("create");
