@@ -1,8 +1,8 @@
 //! What idle, slow and unlucky clients cannot do any more: hold TCP
 //! connections without TLS, hold SendStreams (and their staging files)
 //! without sending, stage more than the bound across streams, grow the
-//! gateway's memory by not reading, or leave it claiming SERVING on a full
-//! disk.
+//! gateway's memory by not reading; and a full disk, which refuses new
+//! documents while receiving and acknowledging go on.
 
 mod common;
 
@@ -126,24 +126,30 @@ fn vm_rss_kib(pid: u32) -> u64 {
         .expect("VmRSS")
 }
 
-/// The shipped config with absolute paths and `flow` changed, in `dir`.
-fn config_file(dir: &Path, flow: &str) -> PathBuf {
+/// The shipped config with absolute paths, and in `[section]` the given
+/// `key = value` lines instead of the shipped ones, written in `dir`.
+fn config_file(dir: &Path, section: &str, settings: &[&str]) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("lienthong.toml")).expect("config");
     let repo = repo().display().to_string();
+    let header = format!("[{section}]");
+    let key_of = |line: &str| line.split('=').next().unwrap_or("").trim().to_owned();
+    let replaced: Vec<String> = settings.iter().map(|line| key_of(line)).collect();
     let mut out = String::new();
-    let mut in_flow = false;
+    let mut inside = false;
     for line in text.lines() {
         if line.starts_with('[') {
-            in_flow = line == "[flow]";
+            inside = line == header;
             out.push_str(line);
             out.push('\n');
-            if in_flow {
-                out.push_str(flow);
-                out.push('\n');
+            if inside {
+                for setting in settings {
+                    out.push_str(setting);
+                    out.push('\n');
+                }
             }
             continue;
         }
-        if in_flow && !line.starts_with('#') && line.contains('=') {
+        if inside && !line.starts_with('#') && replaced.contains(&key_of(line)) {
             continue;
         }
         out.push_str(&line.replace("\"certs-test/", &format!("\"{repo}/certs-test/")));
@@ -157,7 +163,7 @@ fn config_file(dir: &Path, flow: &str) -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn fifty_slow_readers_cannot_grow_the_gateways_memory_without_bound() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = config_file(dir.path(), "receive_buffer_bytes = 4194304");
+    let config = config_file(dir.path(), "flow", &["receive_buffer_bytes = 4194304"]);
     let (gateway, addr) = spawn_gateway_with(
         &dir.path().join("data"),
         &["--config".as_ref(), config.as_os_str()],
@@ -226,27 +232,194 @@ fn sh(command: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_full_disk_reports_not_serving_exits_and_recovers_after_restart() {
-    let mount = tempfile::tempdir().expect("tempdir");
-    let path = mount.path().display().to_string();
-    if !sh(&format!("mount -t tmpfs -o size=48m tmpfs {path}")) {
+/// A tmpfs of `size` (e.g. "48m") mounted on a new temporary directory,
+/// unmounted on drop; `None` (SKIPPED) outside CI when not root.
+fn small_disk(size: &str) -> Option<SmallDisk> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().display().to_string();
+    if !sh(&format!("mount -t tmpfs -o size={size} tmpfs {path}")) {
         assert!(
             std::env::var_os("CI").is_none(),
             "CI must be able to mount a tmpfs (run as root)"
         );
         eprintln!("SKIPPED: mounting a tmpfs needs root");
-        return;
+        return None;
     }
-    struct Unmount(String);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    Some(SmallDisk(dir))
+}
+
+struct SmallDisk(tempfile::TempDir);
+
+impl SmallDisk {
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(self.0.path()).status();
+    }
+}
+
+/// The full disk as a province meets it: recipients stop collecting, the
+/// gateway's own documents fill the disk. Sends are refused with
+/// RESOURCE_EXHAUSTED before the engine can meet the full disk; receiving
+/// and acknowledging go on; released content frees the space and sends are
+/// accepted again by the same process; nothing accepted is lost or
+/// delivered twice, and the store and audit chain check offline.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_disk_refuses_sends_keeps_acks_working_and_recovers_without_a_restart() {
+    let Some(disk) = small_disk("64m") else {
+        return;
+    };
+    let data = disk.path().join("data");
+    let mut config = config(&data);
+    config.store.min_free_bytes = 24 << 20;
+    config.queue.content_retention = Duration::ZERO;
+    config.queue.sweep_interval = Duration::from_secs(1);
+    let server = TestServer::start_with(config).await;
+    let mut department = server.exchange("department").await;
+
+    // Distinct 768 KiB documents until the reserve is reached.
+    let mut accepted = Vec::new();
+    let mut refusal = None;
+    for index in 0..200u32 {
+        let id = format!("fill-{index}");
+        let mut content = vec![b'f'; 768 * 1024];
+        content[..4].copy_from_slice(&index.to_be_bytes());
+        let message = envelope(&id, DEPARTMENT, &[DISTRICT], &content);
+        match send(&mut department, message.clone()).await {
+            Ok(_) => accepted.push((id, message)),
+            Err(status) => {
+                refusal = Some(status);
+                break;
+            }
         }
     }
-    let _unmount = Unmount(path.clone());
-    let data = mount.path().join("data");
-    let (mut gateway, addr) = spawn_gateway(&data);
+    let refusal = refusal.expect("the small disk refused a send");
+    eprintln!("{} accepted, then: {refusal:?}", accepted.len());
+    assert!(
+        accepted.len() >= 10,
+        "only {} documents fit",
+        accepted.len()
+    );
+    assert_eq!(refusal.code(), Code::ResourceExhausted, "{refusal:?}");
+    assert!(
+        refusal.message().contains("disk is full"),
+        "the refusal does not say the disk is full: {}",
+        refusal.message()
+    );
+
+    // A streamed document is refused before its content is staged.
+    let (parts, stream) = tokio::sync::mpsc::channel(4);
+    parts
+        .send(streamed_envelope("fill-stream", 1 << 20))
+        .await
+        .expect("queue envelope");
+    drop(parts);
+    let streamed = department
+        .send_stream(ReceiverStream::new(stream))
+        .await
+        .expect_err("a streamed send on a full disk");
+    assert_eq!(streamed.code(), Code::ResourceExhausted, "{streamed:?}");
+    assert_eq!(
+        staging_files(&data),
+        0,
+        "a refused stream left a staging file"
+    );
+
+    // A document sent again is still answered: it is already stored.
+    send(&mut department, accepted[0].1.clone())
+        .await
+        .expect("a duplicate is answered on a full disk");
+
+    // Receiving and acknowledging work on the full disk.
+    let mut district = server.exchange("district").await;
+    let deliveries = drain(&mut district).await;
+    for delivery in &deliveries {
+        ack(&mut district, delivery).await;
+    }
+    let mut delivered: Vec<String> = deliveries
+        .iter()
+        .map(|d| envelope_of(d).message_id.clone())
+        .collect();
+    delivered.sort();
+    let mut expected: Vec<String> = accepted.iter().map(|(id, _)| id.clone()).collect();
+    expected.sort();
+    let lost = expected.iter().filter(|id| !delivered.contains(id)).count();
+    let twice = delivered.len() - {
+        let mut unique = delivered.clone();
+        unique.dedup();
+        unique.len()
+    };
+    assert_eq!(delivered, expected, "every accepted document, once");
+
+    // The sweeper releases the acknowledged content; the same process
+    // accepts again.
+    let freed_at = std::time::Instant::now();
+    let mut again = None;
+    for _ in 0..120 {
+        match send(
+            &mut department,
+            envelope("after-full", DEPARTMENT, &[DISTRICT], &[b'a'; 768 * 1024]),
+        )
+        .await
+        {
+            Ok(receipt) => {
+                again = Some(receipt);
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+    again.expect("sends are accepted again once acknowledged content is released");
+    let recovered = freed_at.elapsed();
+    let after: Vec<String> = drain(&mut district)
+        .await
+        .iter()
+        .map(|d| envelope_of(d).message_id.clone())
+        .collect();
+    assert_eq!(after, ["after-full"], "only the new document is delivered");
+    // One line for RELIABILITY.md (scripts/reliability).
+    let summary = format!(
+        "disk full: a 64 MiB tmpfs, 24 MiB reserve; {} documents of 768 KiB accepted, then {:?}; \
+         delivered {}, lost {lost}, delivered twice {twice}; accepted again {:.1} s after the acks, without a restart\n",
+        accepted.len(),
+        refusal.code(),
+        deliveries.len(),
+        recovered.as_secs_f64()
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes());
+    server.stop().await;
+    let data_dir = data.display().to_string();
+    for check in [
+        &["store", "check", "--data-dir", &data_dir][..],
+        &["audit", "verify", "--data-dir", &data_dir][..],
+    ] {
+        let output = run_cli(check, "admin", "127.0.0.1:1");
+        stdout_of(&output, &check.join(" "));
+    }
+}
+
+/// With the reserve turned off (`store.min_free_bytes = 0`) the engine
+/// itself meets the full disk: the gateway stops claiming to serve and
+/// exits non-zero for its service manager to restart it, and the restarted
+/// gateway lost nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_reserve_a_full_disk_stops_the_gateway_and_a_restart_recovers() {
+    let Some(disk) = small_disk("48m") else {
+        return;
+    };
+    let path = disk.path().display().to_string();
+    let config_dir = tempfile::tempdir().expect("tempdir");
+    let config_path = config_file(config_dir.path(), "store", &["min_free_bytes = 0"]);
+    let data = disk.path().join("data");
+    let (mut gateway, addr) =
+        spawn_gateway_with(&data, &["--config".as_ref(), config_path.as_os_str()]);
     let mut department =
         ExchangeClient::new(connect(addr, Some("department")).await.expect("connect"))
             .max_encoding_message_size(64 << 20);
@@ -300,8 +473,9 @@ async fn a_full_disk_reports_not_serving_exits_and_recovers_after_restart() {
     assert!(!status.success(), "a failed store must exit non-zero");
 
     // Space is freed; the restarted gateway serves and lost nothing acked.
-    std::fs::remove_file(mount.path().join("filler")).expect("free space");
-    let (_gateway, addr) = spawn_gateway(&data);
+    std::fs::remove_file(disk.path().join("filler")).expect("free space");
+    let (_gateway, addr) =
+        spawn_gateway_with(&data, &["--config".as_ref(), config_path.as_os_str()]);
     let mut district = ExchangeClient::new(connect(addr, Some("district")).await.expect("c"))
         .max_decoding_message_size(64 << 20);
     let delivered: Vec<String> = drain(&mut district)

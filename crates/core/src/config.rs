@@ -367,6 +367,7 @@ struct RawStore {
     engine: crate::store::Engine,
     commit_batch_max: usize,
     cache_capacity_bytes: u64,
+    min_free_bytes: u64,
 }
 
 impl Default for RawStore {
@@ -376,6 +377,7 @@ impl Default for RawStore {
             engine: defaults.engine,
             commit_batch_max: defaults.commit_batch_max,
             cache_capacity_bytes: defaults.cache_capacity_bytes,
+            min_free_bytes: defaults.min_free_bytes,
         }
     }
 }
@@ -714,6 +716,7 @@ impl RawConfig {
                 engine: self.store.engine,
                 commit_batch_max: self.store.commit_batch_max,
                 cache_capacity_bytes: self.store.cache_capacity_bytes,
+                min_free_bytes: self.store.min_free_bytes,
             },
             agencies,
         })

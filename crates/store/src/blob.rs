@@ -105,7 +105,12 @@ impl BlobStore {
         Ok(Some((path, shard)))
     }
 
-    /// True if the content is stored.
+    /// The directory holding the files.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Whether the file of `hash` is present.
     pub fn contains(&self, hash: &ContentHash) -> bool {
         self.path_of(hash).is_file()
     }

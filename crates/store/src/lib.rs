@@ -14,6 +14,7 @@ mod commit;
 mod memory;
 pub mod offline;
 mod sled_kv;
+mod space;
 #[cfg(test)]
 mod tests;
 pub mod watermark;
@@ -24,6 +25,7 @@ pub use blob::{BlobReader, BlobStore, ContentHash, StagedBlob};
 pub use commit::{WriteSet, Writer};
 pub use memory::MemoryKv;
 pub use sled_kv::{DEFAULT_CACHE_BYTES as SLED_DEFAULT_CACHE_BYTES, SledKv};
+pub use space::SpaceGuard;
 
 /// Largest value the store accepts. sled moves values over about 128 KiB into
 /// blob files it never fsyncs, so anything near that size must go to
@@ -77,6 +79,21 @@ pub enum StoreError {
         /// On which path.
         path: String,
     },
+    /// Taking `incoming` more bytes would leave less free space than the
+    /// reserve kept for deliveries and acknowledgements
+    /// (`store.min_free_bytes`).
+    #[error(
+        "the disk is full: {} free, {} of it kept for deliveries and acknowledgements; {} more refused",
+        mib(*free), mib(*reserve), mib(*incoming)
+    )]
+    NoRoom {
+        /// Bytes free on the data directory's filesystem.
+        free: u64,
+        /// Bytes the refused write needed.
+        incoming: u64,
+        /// The reserve.
+        reserve: u64,
+    },
     /// The store lost durable state or cannot be opened safely; it is not
     /// served.
     #[error("store damaged: {0}")]
@@ -104,6 +121,11 @@ impl StoreError {
             source,
         }
     }
+}
+
+/// Bytes as MiB with one decimal, for messages.
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
 }
 
 /// True for ENOSPC and EDQUOT: the disk or the quota is full.
@@ -341,7 +363,13 @@ pub struct StoreOptions {
     pub commit_batch_max: usize,
     /// Bytes of the engine's page cache.
     pub cache_capacity_bytes: u64,
+    /// New documents are refused while the data directory's filesystem has
+    /// less than this free (0: never); see [`SpaceGuard`].
+    pub min_free_bytes: u64,
 }
+
+/// The default free-space reserve: 256 MiB.
+pub const DEFAULT_MIN_FREE_BYTES: u64 = 256 << 20;
 
 impl Default for StoreOptions {
     fn default() -> Self {
@@ -349,6 +377,7 @@ impl Default for StoreOptions {
             engine: Engine::Sled,
             commit_batch_max: 256,
             cache_capacity_bytes: SLED_DEFAULT_CACHE_BYTES,
+            min_free_bytes: DEFAULT_MIN_FREE_BYTES,
         }
     }
 }
@@ -359,6 +388,7 @@ pub struct Store {
     kv: Arc<dyn Kv>,
     writer: Writer,
     blobs: BlobStore,
+    space: SpaceGuard,
 }
 
 impl Store {
@@ -370,7 +400,11 @@ impl Store {
                 data_dir,
                 options.commit_batch_max,
                 options.cache_capacity_bytes,
-            ),
+            )
+            .map(|store| Self {
+                space: SpaceGuard::new(data_dir, options.min_free_bytes),
+                ..store
+            }),
         }
     }
 
@@ -397,7 +431,13 @@ impl Store {
         let durability = check_durability(data_dir, &*kv)?;
         let kv: Arc<dyn Kv> = kv;
         let writer = Writer::start(kv.clone(), max_batch, Some(durability))?;
-        Ok(Self { kv, writer, blobs })
+        let space = SpaceGuard::new(data_dir, 0);
+        Ok(Self {
+            kv,
+            writer,
+            blobs,
+            space,
+        })
     }
 
     /// A store over any engine, without a durability record; the in-memory
@@ -408,7 +448,13 @@ impl Store {
         max_batch: usize,
     ) -> Result<Self, StoreError> {
         let writer = Writer::start(kv.clone(), max_batch, None)?;
-        Ok(Self { kv, writer, blobs })
+        let space = SpaceGuard::new(blobs.root(), 0);
+        Ok(Self {
+            kv,
+            writer,
+            blobs,
+            space,
+        })
     }
 
     /// Read access to the engine. Reads see every applied batch, durable or not.
@@ -424,6 +470,11 @@ impl Store {
     /// The content-addressed files.
     pub fn blobs(&self) -> &BlobStore {
         &self.blobs
+    }
+
+    /// The free-space reserve of the data directory.
+    pub fn space(&self) -> &SpaceGuard {
+        &self.space
     }
 
     /// Stops the writer after it has made everything durable.

@@ -50,6 +50,7 @@ impl Gateway {
         let (recipients, policy) = self.admit(caller, &envelope)?;
         // Room on disk for the whole declared size, held until the stream ends.
         let declared: u64 = sizes.iter().sum();
+        self.store.space().room_for(declared)?;
         let _room = self
             .staging_room
             .try_take(declared)
@@ -172,6 +173,12 @@ impl Gateway {
             Stored::New(record) => record,
             Stored::Duplicate(receipt) => return self.sign_receipt(receipt).await,
         };
+        // A document sent again is answered whatever the disk; a new one
+        // needs room above the reserve (a streamed one was checked before
+        // its content was staged).
+        if staged.is_empty() {
+            self.store.space().room_for(inline_bytes)?;
+        }
         // Files are written (fsync) on the blocking pool; content already
         // stored costs a stat here.
         if !staged.is_empty() || !messages::content_present(&self.store, &record) {

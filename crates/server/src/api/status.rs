@@ -267,9 +267,14 @@ fn store(error: StoreError) -> Status {
             tracing::error!(error = %error, "internal fault");
             Status::internal("an internal fault in the gateway; see its log")
         }
+        // The document is refused, the gateway goes on: acknowledgements
+        // release content and sends are accepted again.
+        StoreError::NoRoom { .. } => {
+            Status::resource_exhausted(format!("{error}; try again later"))
+        }
         StoreError::DiskFull { .. } => {
             tracing::error!(error = %error, "storage failure");
-            Status::unavailable("the gateway's disk is full; try again later")
+            Status::resource_exhausted("the gateway's disk is full; try again later")
         }
         StoreError::Damaged(_) => {
             tracing::error!(error = %error, "storage failure");
