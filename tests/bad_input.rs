@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use lienthong::proto;
+use lienthong::proto::{self, send_stream_request::Part};
 use tonic::Code;
 
 fn assert_status(
@@ -14,6 +14,9 @@ fn assert_status(
     case: &str,
 ) {
     let status = result.expect_err(case);
+    // One line per case, for RELIABILITY.md (scripts/reliability).
+    let line = format!("bad input: {case}: {:?}\n", status.code());
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     assert_eq!(status.code(), code, "{case}: {status:?}");
     assert!(
         status.message().contains(mentions),
@@ -158,6 +161,154 @@ async fn bad_requests_are_refused_precisely_and_change_nothing() {
     for (case, envelope, code, mentions) in cases {
         assert_status(send(&mut department, envelope).await, code, mentions, case);
     }
+    // Signatures.
+    let mut forged = envelope("s1", DEPARTMENT, &[DISTRICT], b"the real text");
+    forged.signatures[0].cms_der = sign("signers/department-organization", b"another text");
+    let mut garbage = envelope("s2", DEPARTMENT, &[DISTRICT], b"x");
+    garbage.signatures[0].cms_der = b"\x30\x82\xff\xff not DER at all".to_vec();
+    let mut orphan = envelope("s3", DEPARTMENT, &[DISTRICT], b"x");
+    orphan.signatures[0].attachment = "not-there.pdf".into();
+    let mut twice = envelope("s4", DEPARTMENT, &[DISTRICT], b"x");
+    twice.attachments.push(twice.attachments[0].clone());
+    let mut long_subject = envelope("s5", DEPARTMENT, &[DISTRICT], b"x");
+    if let Some(document) = long_subject.document.as_mut() {
+        document.subject = "đ".repeat(2001);
+    }
+    let mut dangling = envelope("s6", DEPARTMENT, &[DISTRICT], b"x");
+    if let Some(document) = dangling.document.as_mut() {
+        document.refers_to = "never-sent".into();
+    }
+    let cases: Vec<(&str, proto::Envelope, Code, &str)> = vec![
+        (
+            "a signature over other content (forged)",
+            forged,
+            Code::FailedPrecondition,
+            "",
+        ),
+        (
+            "a signature that is not DER",
+            garbage,
+            Code::FailedPrecondition,
+            "",
+        ),
+        (
+            "a signature naming a missing attachment",
+            orphan,
+            Code::InvalidArgument,
+            "envelope.signatures[0]",
+        ),
+        (
+            "two attachments of one name",
+            twice,
+            Code::InvalidArgument,
+            "envelope.attachments[1]",
+        ),
+        (
+            "a subject over the text limit",
+            long_subject,
+            Code::InvalidArgument,
+            "envelope.document.subject",
+        ),
+        (
+            "an answer to a message never sent",
+            dangling,
+            Code::InvalidArgument,
+            "refers_to",
+        ),
+    ];
+    for (case, envelope, code, mentions) in cases {
+        assert_status(send(&mut department, envelope).await, code, mentions, case);
+    }
+
+    // SendStream frames out of order.
+    let head = |size: u64| {
+        let mut envelope = unsigned_envelope("st", DEPARTMENT, &[DISTRICT], b"");
+        envelope.attachments[0].size = size;
+        proto::SendStreamRequest {
+            part: Some(Part::Envelope(envelope)),
+        }
+    };
+    let chunk = |name: &str, data: &[u8]| proto::SendStreamRequest {
+        part: Some(Part::Chunk(proto::ContentChunk {
+            attachment: name.into(),
+            data: data.to_vec(),
+        })),
+    };
+    const PDF: &str = "ke-hoach.pdf";
+    let streams: Vec<(&str, Vec<proto::SendStreamRequest>, Code, &str)> = vec![
+        (
+            "an empty SendStream",
+            vec![],
+            Code::InvalidArgument,
+            "empty",
+        ),
+        (
+            "a SendStream that starts with a chunk",
+            vec![chunk(PDF, b"x")],
+            Code::InvalidArgument,
+            "must be the envelope",
+        ),
+        (
+            "a second envelope in a SendStream",
+            vec![head(1), head(1)],
+            Code::InvalidArgument,
+            "only content chunks",
+        ),
+        (
+            "a chunk of an attachment the envelope does not name",
+            vec![head(4), chunk("other.pdf", b"x")],
+            Code::InvalidArgument,
+            "chunk.attachment",
+        ),
+        (
+            "an empty chunk",
+            vec![head(4), chunk(PDF, b"")],
+            Code::InvalidArgument,
+            "empty chunk",
+        ),
+        (
+            "more bytes than declared",
+            vec![head(4), chunk(PDF, b"12345")],
+            Code::InvalidArgument,
+            "longer than its declared size",
+        ),
+        (
+            "a chunk after the last declared byte",
+            vec![head(2), chunk(PDF, b"12"), chunk(PDF, b"3")],
+            Code::InvalidArgument,
+            "beyond the declared sizes",
+        ),
+        (
+            "a SendStream that ends early",
+            vec![head(4), chunk(PDF, b"12")],
+            Code::InvalidArgument,
+            "ended after 2 of the 4 bytes",
+        ),
+        (
+            "a chunk over limits.max_chunk_bytes",
+            vec![head(5 << 20), chunk(PDF, &vec![0u8; (4 << 20) + 1])],
+            Code::ResourceExhausted,
+            "chunk.data",
+        ),
+        (
+            "a declared size over limits.max_stream_bytes",
+            vec![head(5 << 30)],
+            Code::ResourceExhausted,
+            "",
+        ),
+    ];
+    for (case, frames, code, mentions) in streams {
+        let result = department.send_stream(tokio_stream::iter(frames)).await;
+        assert_status(result, code, mentions, case);
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("blobs/tmp"))
+            .map(|entries| entries.count())
+            .unwrap_or(0),
+        0,
+        "a refused stream left a staging file"
+    );
+
     let missing = department.send(proto::SendRequest { envelope: None }).await;
     assert_status(
         missing,
@@ -190,6 +341,31 @@ async fn bad_requests_are_refused_precisely_and_change_nothing() {
         Code::InvalidArgument,
         "delivery_id",
         "malformed delivery id",
+    );
+    let unknown_code = district
+        .report_status(proto::ReportStatusRequest {
+            status: Some(proto::StatusReport {
+                message_id: "taken".into(),
+                sender: DEPARTMENT.into(),
+                code: 99,
+                ..Default::default()
+            }),
+        })
+        .await;
+    assert_status(
+        unknown_code,
+        Code::InvalidArgument,
+        "code",
+        "a status code outside 01-16",
+    );
+    let no_status = district
+        .report_status(proto::ReportStatusRequest { status: None })
+        .await;
+    assert_status(
+        no_status,
+        Code::InvalidArgument,
+        "status",
+        "a status report without its status",
     );
 
     drop((

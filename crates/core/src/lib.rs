@@ -14,6 +14,6 @@ pub mod queue;
 pub mod receipt;
 pub mod registry;
 
-use lienthong_domain::{clock, envelope, routing, status};
+use lienthong_domain::{chunks, clock, envelope, routing, status};
 use lienthong_pki as pki;
 use lienthong_store as store;

@@ -7,6 +7,7 @@
 #![warn(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod chunks;
 pub mod clock;
 pub mod envelope;
 pub mod policy;

@@ -8,6 +8,7 @@ use tokio_stream::{Stream, StreamExt};
 
 use super::{Gateway, GatewayError, blocking};
 use crate::{
+    chunks::ChunkSequence,
     envelope::{Envelope, EnvelopeError, RawEnvelope},
     messages::{self, MessageRecord, StoredAttachment, StoredSignature},
     pki::{self, Report},
@@ -58,29 +59,38 @@ impl Gateway {
                 declared,
                 limit: self.config.flow.max_staged_bytes,
             })?;
-        let mut staged = Vec::with_capacity(sizes.len());
-        for (attachment, &size) in envelope.attachments.iter().zip(&sizes) {
-            let blobs = self.store.blobs().clone();
-            let mut blob = blocking(move || blobs.stage()).await?;
-            while blob.size() < size {
-                let next = tokio::time::timeout(idle, chunks.next())
-                    .await
-                    .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
-                let Some(next) = next else {
-                    return Err(EnvelopeError::invalid(
-                        "chunk",
-                        format!(
-                            "the stream ended after {} of the {size} bytes of attachment {:?}",
-                            blob.size(),
-                            attachment.name
-                        ),
-                    )
-                    .into());
+        let mut sequence = ChunkSequence::new(&envelope, &sizes, &limits);
+        // One staging file per attachment, made when its first chunk comes;
+        // `current` belongs to attachment `staged.len()`.
+        let mut staged: Vec<StagedBlob> = Vec::with_capacity(sizes.len());
+        let mut current: Option<StagedBlob> = None;
+        while !sequence.is_complete() {
+            let next = tokio::time::timeout(idle, chunks.next())
+                .await
+                .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
+            let Some(next) = next else {
+                return Err(sequence.ended_early().into());
+            };
+            let (name, data) = next?;
+            let index = sequence.accept(&name, data.len() as u64)?;
+            while staged.len() < index {
+                let blob = match current.take() {
+                    Some(blob) => blob,
+                    None => self.stage().await?,
                 };
-                let (name, data) = next?;
-                check_chunk(&limits, &attachment.name, size, blob.size(), &name, &data)?;
-                blob = blocking(move || blob.write(&data).map(|()| blob)).await?;
+                staged.push(blob);
             }
+            let mut blob = match current.take() {
+                Some(blob) => blob,
+                None => self.stage().await?,
+            };
+            current = Some(blocking(move || blob.write(&data).map(|()| blob)).await?);
+        }
+        while staged.len() < sizes.len() {
+            let blob = match current.take() {
+                Some(blob) => blob,
+                None => self.stage().await?,
+            };
             staged.push(blob);
         }
         let end = tokio::time::timeout(idle, chunks.next())
@@ -88,13 +98,15 @@ impl Gateway {
             .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
         if let Some(extra) = end {
             extra?;
-            return Err(EnvelopeError::invalid(
-                "chunk",
-                "content beyond the declared sizes of the attachments",
-            )
-            .into());
+            return Err(ChunkSequence::beyond().into());
         }
         self.accept(envelope, staged, recipients, policy).await
+    }
+
+    /// A new staging file, on the blocking pool.
+    async fn stage(&self) -> Result<StagedBlob, GatewayError> {
+        let blobs = self.store.blobs().clone();
+        blocking(move || blobs.stage()).await
     }
 
     /// The checks that need no content: the caller is the sender, an
@@ -304,40 +316,6 @@ impl Gateway {
 
 /// Documents up to this size are hashed and verified on the async worker.
 const INLINE_CHECK_BYTES: u64 = 256 * 1024;
-
-/// Checks one SendStream chunk against the attachment being received.
-fn check_chunk(
-    limits: &crate::envelope::Limits,
-    expected: &str,
-    size: u64,
-    received: u64,
-    name: &str,
-    data: &[u8],
-) -> Result<(), EnvelopeError> {
-    if name != expected {
-        return Err(EnvelopeError::invalid(
-            "chunk.attachment",
-            format!(
-                "{name:?} arrived while {expected:?} still lacks {} bytes: chunks go attachment by attachment, in envelope order",
-                size - received
-            ),
-        ));
-    }
-    if data.len() as u64 > limits.max_chunk_bytes {
-        return Err(EnvelopeError::TooLarge {
-            field: "chunk.data".to_owned(),
-            size: data.len() as u64,
-            limit: limits.max_chunk_bytes,
-        });
-    }
-    if received + data.len() as u64 > size {
-        return Err(EnvelopeError::invalid(
-            "chunk.data",
-            format!("attachment {expected:?} is longer than its declared size of {size} bytes"),
-        ));
-    }
-    Ok(())
-}
 
 enum Stored {
     New(MessageRecord),

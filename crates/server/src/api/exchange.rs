@@ -59,34 +59,13 @@ impl Exchange for ExchangeService {
         request: Request<Streaming<proto::SendStreamRequest>>,
     ) -> Result<Response<proto::SendResponse>, Status> {
         reply(async move {
-            use proto::send_stream_request::Part;
             let caller = self.auth.agency(&request)?;
             tracing::Span::current().record("agency", caller.code.as_str());
             let mut parts = request.into_inner();
-            let envelope = match parts.message().await? {
-                Some(proto::SendStreamRequest {
-                    part: Some(Part::Envelope(envelope)),
-                }) => envelope,
-                Some(_) => {
-                    return Err(ApiError::invalid(
-                        "envelope",
-                        "the first message of SendStream must be the envelope",
-                    ));
-                }
-                None => {
-                    return Err(ApiError::invalid("envelope", "the stream was empty"));
-                }
-            };
+            let envelope = stream_envelope(parts.message().await?)?;
             let sizes: Vec<u64> = envelope.attachments.iter().map(|a| a.size).collect();
             let chunks = parts.map(|part| match part {
-                Ok(proto::SendStreamRequest {
-                    part: Some(Part::Chunk(chunk)),
-                }) => Ok((chunk.attachment, chunk.data)),
-                Ok(_) => Err(EnvelopeError::invalid(
-                    "chunk",
-                    "only content chunks may follow the envelope",
-                )
-                .into()),
+                Ok(part) => stream_chunk(part),
                 Err(status) => Err(GatewayError::StreamBroken(status.message().to_owned())),
             });
             let receipt = self
@@ -199,5 +178,34 @@ impl Exchange for ExchangeService {
             }))
         })
         .await
+    }
+}
+
+/// The envelope a SendStream must open with, from its first message.
+pub fn stream_envelope(
+    first: Option<proto::SendStreamRequest>,
+) -> Result<proto::Envelope, ApiError> {
+    use proto::send_stream_request::Part;
+    match first {
+        Some(proto::SendStreamRequest {
+            part: Some(Part::Envelope(envelope)),
+        }) => Ok(envelope),
+        Some(_) => Err(ApiError::invalid(
+            "envelope",
+            "the first message of SendStream must be the envelope",
+        )),
+        None => Err(ApiError::invalid("envelope", "the stream was empty")),
+    }
+}
+
+/// A SendStream message after the envelope: only content chunks, as
+/// (attachment name, bytes).
+pub fn stream_chunk(part: proto::SendStreamRequest) -> Result<(String, Vec<u8>), GatewayError> {
+    use proto::send_stream_request::Part;
+    match part.part {
+        Some(Part::Chunk(chunk)) => Ok((chunk.attachment, chunk.data)),
+        _ => Err(
+            EnvelopeError::invalid("chunk", "only content chunks may follow the envelope").into(),
+        ),
     }
 }

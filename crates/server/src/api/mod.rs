@@ -14,7 +14,7 @@ pub use admin::AdminService;
 pub use auth::Authenticator;
 /// The proto envelope → domain conversion, public for the benchmarks.
 pub use convert::raw_envelope;
-pub use exchange::ExchangeService;
+pub use exchange::{ExchangeService, stream_chunk, stream_envelope};
 pub use signing::SigningService;
 pub use status::ApiError;
 
