@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../../proto/lienthong/v1/exchange.proto",
         "../../proto/lienthong/v1/signing.proto",
         "../../proto/lienthong/v1/admin.proto",
+        "../../proto/lienthong/v1/federation.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -163,7 +163,17 @@ pub async fn connect_with_files(
     addr: SocketAddr,
     identity: Option<(&Path, &Path)>,
 ) -> Result<Channel, tonic::transport::Error> {
-    let ca = std::fs::read(certs().join("ca/root.crt")).expect("root.crt");
+    connect_trusting(addr, identity, &certs().join("ca/root.crt")).await
+}
+
+/// Like [`connect_with_files`], trusting the server certificates of the CA
+/// in `ca` (a federation gateway's own CA).
+pub async fn connect_trusting(
+    addr: SocketAddr,
+    identity: Option<(&Path, &Path)>,
+    ca: &Path,
+) -> Result<Channel, tonic::transport::Error> {
+    let ca = std::fs::read(ca).expect("CA file");
     let mut tls = ClientTlsConfig::new()
         .ca_certificate(Certificate::from_pem(ca))
         .domain_name("localhost");
@@ -401,8 +411,17 @@ pub fn spawn_gateway_with(
     data_dir: &Path,
     extra: &[&std::ffi::OsStr],
 ) -> (GatewayProcess, SocketAddr) {
+    spawn_gateway_listening(data_dir, "127.0.0.1:0", extra)
+}
+
+/// Like [`spawn_gateway_with`], listening on `listen`.
+pub fn spawn_gateway_listening(
+    data_dir: &Path,
+    listen: &str,
+    extra: &[&std::ffi::OsStr],
+) -> (GatewayProcess, SocketAddr) {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .args(extra)
         .current_dir(repo())

@@ -65,6 +65,7 @@ struct RawConfig {
     keystore: RawKeystore,
     receipts: RawReceipts,
     flow: RawFlow,
+    federation: crate::federation::config::RawFederation,
     agencies: Vec<RawAgency>,
     signers: Vec<RawSigner>,
     policies: Vec<RawPolicy>,
@@ -510,6 +511,8 @@ pub struct Config {
     pub keystore: KeystoreConfig,
     /// The gateway's receipt-signing identity; receipts are unsigned without it.
     pub receipts: Option<ReceiptsConfig>,
+    /// Peer gateways; none when `[federation]` names no gateway id.
+    pub federation: Option<crate::federation::FederationConfig>,
 }
 
 /// The gateway's own signing certificate and key for receipts.
@@ -698,7 +701,15 @@ impl RawConfig {
             (None, None) => None,
             _ => return Err(invalid("receipts", "certificate and key go together")),
         };
+        let federation = self.federation.build(resolve)?;
+        if federation.is_some() && receipts.is_none() {
+            return Err(invalid(
+                "federation",
+                "forwarding needs [receipts]: custody receipts and hop records are signed with the receipt key",
+            ));
+        }
         Ok(Config {
+            federation,
             receipts,
             keystore,
             pki,

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod federation;
 pub mod gateway;
 pub mod messages;
 pub mod queue;

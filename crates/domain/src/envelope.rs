@@ -71,6 +71,21 @@ impl OrgCode {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// A queue name that is not an agency's: a peer gateway's outbound
+    /// queue (see [`crate::federation::GatewayId::mailbox`]).
+    pub(crate) fn mailbox(name: &str) -> Self {
+        Self(name.to_owned())
+    }
+
+    /// Parses an org code or a peer's queue name (`peer:VN:GOV:HUB`), as
+    /// dead-letter ids and Admin calls name queues.
+    pub fn parse_queue(text: &str, field: &str) -> Result<Self, EnvelopeError> {
+        match text.strip_prefix(crate::federation::PEER_MAILBOX) {
+            Some(id) => crate::federation::GatewayId::parse(id, field).map(|id| id.mailbox()),
+            None => Self::parse(text, field),
+        }
+    }
 }
 
 impl fmt::Display for OrgCode {

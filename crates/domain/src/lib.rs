@@ -10,6 +10,7 @@
 pub mod chunks;
 pub mod clock;
 pub mod envelope;
+pub mod federation;
 pub mod policy;
 pub mod report;
 pub mod routing;

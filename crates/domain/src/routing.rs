@@ -4,7 +4,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::envelope::{Address, GroupName, OrgCode};
+use crate::{
+    envelope::{Address, GroupName, OrgCode},
+    federation::GatewayId,
+};
 
 /// Why an address could not be resolved. `field` names the address.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,6 +64,49 @@ pub struct Recipient {
     pub via: String,
 }
 
+/// How [`Recipient::via`] names a recipient of another gateway.
+const FORWARDED: &str = "forwarded to ";
+
+impl Recipient {
+    /// A recipient registered at another gateway, reached through the peer
+    /// `gateway`; its `via` reads "forwarded to VN:GOV:HUB".
+    pub fn forwarded(code: OrgCode, gateway: &GatewayId) -> Self {
+        Self {
+            code,
+            via: format!("{FORWARDED}{gateway}"),
+        }
+    }
+
+    /// The peer it is forwarded to, for a recipient of another gateway.
+    pub fn gateway(&self) -> Option<GatewayId> {
+        self.via
+            .strip_prefix(FORWARDED)
+            .and_then(|id| GatewayId::parse(id, "via").ok())
+    }
+
+    /// The queue it waits in: the agency's own, or the outbound queue of
+    /// the peer it is forwarded to.
+    pub fn mailbox(&self) -> OrgCode {
+        match self.gateway() {
+            Some(gateway) => gateway.mailbox(),
+            None => self.code.clone(),
+        }
+    }
+}
+
+/// The queues `recipients` wait in, each once, in order: one entry per
+/// agency, one per peer however many of its recipients a document has.
+pub fn mailboxes(recipients: &[Recipient]) -> Vec<OrgCode> {
+    let mut out: Vec<OrgCode> = Vec::with_capacity(recipients.len());
+    for recipient in recipients {
+        let mailbox = recipient.mailbox();
+        if !out.contains(&mailbox) {
+            out.push(mailbox);
+        }
+    }
+    out
+}
+
 /// The agencies and groups resolution looks into.
 pub trait Directory {
     /// Whether an agency is registered, and enabled.
@@ -69,6 +115,12 @@ pub trait Directory {
     fn children(&self, parent: &OrgCode) -> Vec<(OrgCode, Known)>;
     /// A group's members, in its order.
     fn group(&self, name: &GroupName) -> Option<Vec<OrgCode>>;
+    /// The peer gateway an org code not registered here is forwarded to
+    /// (federation); none by default. Only explicit codes are forwarded:
+    /// `children:` and `group:` stay local.
+    fn remote(&self, _code: &OrgCode) -> Option<GatewayId> {
+        None
+    }
 }
 
 /// Resolves `to` against `directory`, in address order; an agency reached
@@ -88,12 +140,19 @@ pub fn resolve(to: &[Address], directory: &impl Directory) -> Result<Vec<Recipie
                         code: code.clone(),
                     });
                 }
-                None => {
-                    return Err(RoutingError::Unknown {
-                        field: field(),
-                        code: code.clone(),
-                    });
-                }
+                None => match directory.remote(code) {
+                    Some(gateway) => {
+                        if !out.iter().any(|r| &r.code == code) {
+                            out.push(Recipient::forwarded(code.clone(), &gateway));
+                        }
+                    }
+                    None => {
+                        return Err(RoutingError::Unknown {
+                            field: field(),
+                            code: code.clone(),
+                        });
+                    }
+                },
             },
             Address::Children(parent) => {
                 if directory.agency(parent).is_none() {

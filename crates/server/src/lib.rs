@@ -5,8 +5,9 @@
 #![deny(unsafe_code)]
 
 pub mod api;
+mod link;
 
-use lienthong_core::{audit, config, gateway, messages, queue, receipt, registry};
+use lienthong_core::{audit, config, federation, gateway, messages, queue, receipt, registry};
 use lienthong_domain::{clock, envelope, routing, status};
 use lienthong_pki as pki;
 use lienthong_proto as proto;
@@ -19,13 +20,14 @@ use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::{
-    api::{AdminService, Authenticator, ExchangeService, SigningService},
+    api::{AdminService, Authenticator, ExchangeService, FederationService, SigningService},
     clock::{Clock, SystemClock},
     config::Config,
     gateway::{Gateway, GatewayError},
     pki::{Fingerprint, PkiError},
     proto::{
-        admin_server::AdminServer, exchange_server::ExchangeServer, signing_server::SigningServer,
+        admin_server::AdminServer, exchange_server::ExchangeServer,
+        federation_server::FederationServer, signing_server::SigningServer,
     },
     store::{Store, StoreError},
 };
@@ -49,6 +51,9 @@ pub enum ServerError {
         /// Why.
         source: PkiError,
     },
+    /// The TLS material for a peer link is unusable.
+    #[error("federation TLS: {0}")]
+    Tls(String),
     /// The listen address could not be bound.
     #[error("listening on {addr}: {source}")]
     Bind {
@@ -228,6 +233,9 @@ async fn serve_store(
         .await;
     health.set_serving::<SigningServer<SigningService>>().await;
     health.set_serving::<AdminServer<AdminService>>().await;
+    health
+        .set_serving::<FederationServer<FederationService>>()
+        .await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .build_v1()
@@ -237,9 +245,14 @@ async fn serve_store(
         .max_decoding_message_size(frame_limit)
         .max_encoding_message_size(frame_limit);
     let admin = AdminServer::new(AdminService::new(gateway.clone(), auth.clone()));
-    let signing = SigningServer::new(SigningService::new(gateway.clone(), auth))
+    let signing = SigningServer::new(SigningService::new(gateway.clone(), auth.clone()))
         .max_decoding_message_size(frame_limit)
         .max_encoding_message_size(frame_limit);
+    let federation = FederationServer::new(FederationService::new(gateway.clone(), auth))
+        .max_decoding_message_size(frame_limit)
+        .max_encoding_message_size(frame_limit);
+    let link = link::GrpcPeerLink::new(gateway.config(), frame_limit)?;
+    let forwarders = gateway.spawn_forwarders(Arc::new(link));
 
     let incoming = TcpListenerStream::new(listener).map(|stream| {
         if let Ok(stream) = &stream {
@@ -258,7 +271,8 @@ async fn serve_store(
         .add_service(reflection)
         .add_service(exchange)
         .add_service(admin)
-        .add_service(signing);
+        .add_service(signing)
+        .add_service(federation);
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
     }));
@@ -307,6 +321,11 @@ async fn serve_store(
         }
     }
     let _ = sweeper.await;
+    // Forwarders stop on the same signal; an unsettled forward is leased
+    // again after a restart (the peer dedupes it).
+    for forwarder in forwarders {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), forwarder).await;
+    }
     match failed {
         Some(cause) => Err(ServerError::StoreFailed(cause)),
         None => Ok(()),
@@ -336,11 +355,22 @@ fn transport_limit(config: &Config) -> usize {
 
 fn tls_config(config: &Config) -> Result<ServerTlsConfig, ServerError> {
     let identity = Identity::from_pem(read(&config.tls.cert)?, read(&config.tls.key)?);
-    let client_ca = read(&config.tls.client_ca)?;
+    let mut client_ca = read(&config.tls.client_ca)?;
     pki::pem_certificates(&client_ca).map_err(|source| ServerError::Certificate {
         path: config.tls.client_ca.display().to_string(),
         source,
     })?;
+    // Peers present certificates of their own CAs; each is then held to
+    // its pinned fingerprint by the Federation service.
+    for peer in config.federation.iter().flat_map(|f| &f.peers) {
+        let ca = read(&peer.ca)?;
+        pki::pem_certificates(&ca).map_err(|source| ServerError::Certificate {
+            path: peer.ca.display().to_string(),
+            source,
+        })?;
+        client_ca.push(b'\n');
+        client_ca.extend_from_slice(&ca);
+    }
     // Optional at the TLS layer so that a call without a certificate gets a
     // clear UNAUTHENTICATED instead of a failed handshake; every service
     // checks the certificate itself. Health and reflection stay open.

@@ -251,6 +251,9 @@ pub mod keys {
     /// `expire\0{due u64 BE}{sender}\0{message id}` → empty: the message's
     /// content may be released from `due` on.
     pub const EXPIRE: &[u8] = b"expire\0";
+    /// `route\0{sender}\0{message id}` → the gateways a forwarded message
+    /// went through before this one, origin first (federation).
+    pub const ROUTE: &[u8] = b"route\0";
     /// `meta\0audit-head` → (last audit seq, its hash).
     pub const META_AUDIT_HEAD: &[u8] = b"meta\0audit-head";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).

@@ -49,7 +49,17 @@ impl Gateway {
     ) -> Result<(Vec<(OrgCode, QueueDepth)>, UnixMillis), GatewayError> {
         let codes = match agency {
             Some(code) => vec![code],
-            None => self.registry.list().into_iter().map(|a| a.code).collect(),
+            None => {
+                self.registry
+                    .list()
+                    .into_iter()
+                    .map(|a| a.code)
+                    // Peers' outbound queues, beside the agencies'.
+                    .chain(self.config.federation.iter().flat_map(|federation| {
+                        federation.peers.iter().map(|peer| peer.id.mailbox())
+                    }))
+                    .collect()
+            }
         };
         let now = self.clock.now_millis();
         let mut stats = Vec::with_capacity(codes.len());
@@ -151,8 +161,9 @@ impl Gateway {
             if self.registry.signer_role(&fingerprint).is_some() {
                 continue;
             }
+            let remote = self.is_remote(&seed.agency);
             self.registry
-                .add_signer(seed.agency.as_str(), seed.role, &pem)
+                .add_signer_of(seed.agency.as_str(), seed.role, &pem, remote)
                 .await
                 .map_err(|source| GatewayError::Seed {
                     what: format!("signer of agency {}", seed.agency),

@@ -4,6 +4,7 @@
 
 mod admin;
 mod budget;
+mod federation;
 mod receive;
 mod send;
 mod signing;
@@ -14,6 +15,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
+pub use self::federation::ForwardRequest;
 #[cfg(test)]
 pub(crate) use self::receive::contain_session;
 pub use self::signing::SignSession;
@@ -140,6 +142,14 @@ pub enum GatewayError {
     /// blocking task that panicked or was lost, a signer thread that stopped.
     #[error("internal fault: {0}")]
     Internal(String),
+    /// A forwarded document may not take this hop (a loop, too many hops).
+    #[error(transparent)]
+    Hop(#[from] crate::federation::HopError),
+    /// A peer forwarded to a gateway without `[federation]`.
+    #[error(
+        "this gateway forwards to no peers and takes no forwarded documents ([federation] is not configured)"
+    )]
+    NotFederated,
     /// The client's stream broke before the document was complete.
     #[error("the stream broke before the document was complete: {0}")]
     StreamBroken(String),
@@ -207,6 +217,8 @@ pub struct Gateway {
     staging_room: budget::ByteBudget,
     /// Room left in the Receive streams' buffers (`flow.receive_buffer_bytes`).
     receive_room: budget::ByteBudget,
+    /// The peers' routes (federation); empty without peers.
+    routes: Vec<(crate::federation::GatewayId, Vec<crate::federation::Route>)>,
 }
 
 impl Gateway {
@@ -227,7 +239,13 @@ impl Gateway {
         let client_trust = pki::TrustStore::build(client_cas, Vec::new(), Vec::new())?;
         let staging_room = budget::ByteBudget::new(config.flow.max_staged_bytes);
         let receive_room = budget::ByteBudget::new(config.flow.receive_buffer_bytes);
+        let routes = config
+            .federation
+            .as_ref()
+            .map(crate::federation::FederationConfig::routes)
+            .unwrap_or_default();
         Ok(Self {
+            routes,
             config,
             store,
             registry,
@@ -283,7 +301,11 @@ impl Gateway {
         pem: &[u8],
     ) -> Result<crate::registry::Signer, GatewayError> {
         self.check_usable(&self.verifier.trust(), pem)?;
-        Ok(self.registry.add_signer(agency, role, pem).await?)
+        let remote = OrgCode::parse(agency, "agency").is_ok_and(|code| self.is_remote(&code));
+        Ok(self
+            .registry
+            .add_signer_of(agency, role, pem, remote)
+            .await?)
     }
 
     /// The configuration it runs with.

@@ -28,7 +28,8 @@ impl Gateway {
     ) -> Result<SignedReceipt, GatewayError> {
         let envelope = raw.validate(&self.config.limits)?;
         let (recipients, policy) = self.admit(caller, &envelope)?;
-        self.accept(envelope, Vec::new(), recipients, policy).await
+        self.accept(envelope, Vec::new(), recipients, policy, Vec::new())
+            .await
     }
 
     /// Accepts a large document whose content arrives in `chunks` after the
@@ -40,26 +41,35 @@ impl Gateway {
         caller: &Agency,
         raw: RawEnvelope,
         sizes: Vec<u64>,
-        mut chunks: S,
+        chunks: S,
     ) -> Result<SignedReceipt, GatewayError>
+    where
+        S: Stream<Item = Result<(String, Vec<u8>), GatewayError>> + Unpin + Send,
+    {
+        let envelope = raw.validate_streamed(&self.config.limits, &sizes)?;
+        let (recipients, policy) = self.admit(caller, &envelope)?;
+        let _room = self.staging_room_for(&sizes)?;
+        let staged = self.stage_stream(&envelope, &sizes, chunks).await?;
+        self.accept(envelope, staged, recipients, policy, Vec::new())
+            .await
+    }
+
+    /// Stages the content of a streamed envelope as it arrives in `chunks`
+    /// (one staging file per attachment), in the order [`ChunkSequence`]
+    /// keeps; a stream that breaks the order, stops or idles leaves nothing
+    /// behind.
+    pub(super) async fn stage_stream<S>(
+        &self,
+        envelope: &Envelope,
+        sizes: &[u64],
+        mut chunks: S,
+    ) -> Result<Vec<StagedBlob>, GatewayError>
     where
         S: Stream<Item = Result<(String, Vec<u8>), GatewayError>> + Unpin + Send,
     {
         let limits = self.config.limits;
         let idle = self.config.flow.stream_idle_timeout;
-        let envelope = raw.validate_streamed(&limits, &sizes)?;
-        let (recipients, policy) = self.admit(caller, &envelope)?;
-        // Room on disk for the whole declared size, held until the stream ends.
-        let declared: u64 = sizes.iter().sum();
-        self.store.space().room_for(declared)?;
-        let _room = self
-            .staging_room
-            .try_take(declared)
-            .ok_or(GatewayError::StagingFull {
-                declared,
-                limit: self.config.flow.max_staged_bytes,
-            })?;
-        let mut sequence = ChunkSequence::new(&envelope, &sizes, &limits);
+        let mut sequence = ChunkSequence::new(envelope, sizes, &limits);
         // One staging file per attachment, made when its first chunk comes;
         // `current` belongs to attachment `staged.len()`.
         let mut staged: Vec<StagedBlob> = Vec::with_capacity(sizes.len());
@@ -100,7 +110,24 @@ impl Gateway {
             extra?;
             return Err(ChunkSequence::beyond().into());
         }
-        self.accept(envelope, staged, recipients, policy).await
+        Ok(staged)
+    }
+
+    /// Room for a stream's declared sizes: on disk above the reserve, and in
+    /// the staging bound (`flow.max_staged_bytes`), held until the permit
+    /// is dropped.
+    pub(super) fn staging_room_for(
+        &self,
+        sizes: &[u64],
+    ) -> Result<tokio::sync::OwnedSemaphorePermit, GatewayError> {
+        let declared: u64 = sizes.iter().sum();
+        self.store.space().room_for(declared)?;
+        self.staging_room
+            .try_take(declared)
+            .ok_or(GatewayError::StagingFull {
+                declared,
+                limit: self.config.flow.max_staged_bytes,
+            })
     }
 
     /// A new staging file, on the blocking pool.
@@ -132,7 +159,17 @@ impl Gateway {
             )
             .into());
         }
-        let recipients = routing::resolve(&envelope.to, &self.registry)?;
+        self.route_under_policy(envelope, &envelope.to)
+    }
+
+    /// Resolves `to` and checks that the document type's policy lets the
+    /// document go to every recipient; answers the recipients and the policy.
+    pub(super) fn route_under_policy(
+        &self,
+        envelope: &Envelope,
+        to: &[crate::envelope::Address],
+    ) -> Result<(Vec<routing::Recipient>, crate::registry::Policy), GatewayError> {
+        let recipients = self.resolve(to)?;
         let policy = self.registry.policy_for(&envelope.document.doc_type);
         policy
             .check_recipients(
@@ -151,12 +188,13 @@ impl Gateway {
     /// Verifies, stores and enqueues an admitted document, then signs its
     /// receipt. `staged` holds the content of a streamed document (one per
     /// attachment); it is empty when the envelope carries its content.
-    async fn accept(
+    pub(super) async fn accept(
         self: &Arc<Self>,
         envelope: Envelope,
         staged: Vec<StagedBlob>,
         recipients: Vec<routing::Recipient>,
         policy: crate::registry::Policy,
+        route: Vec<crate::federation::GatewayId>,
     ) -> Result<SignedReceipt, GatewayError> {
         // A small document is hashed and verified right here: that is CPU
         // work of a few hundred µs, and handing it to the blocking pool and
@@ -197,7 +235,7 @@ impl Gateway {
             let store = self.store.clone();
             blocking(move || messages::write_content(&store, &envelope, staged)).await?;
         }
-        let receipt = self.queue.enqueue(record).await?;
+        let receipt = self.queue.enqueue_routed(record, route).await?;
         tracing::info!(
             sender = %receipt.message.sender,
             message_id = %receipt.message.message_id,

@@ -73,7 +73,10 @@ pub(super) fn hold(
         }
         writes.put(key, (count + 1).to_be_bytes().to_vec());
     }
-    let deliveries = u32::try_from(message.recipients.len()).unwrap_or(u32::MAX);
+    // One delivery per queue: an agency's own, or a peer's outbound queue
+    // however many of its recipients the message has.
+    let queues = crate::routing::mailboxes(&message.recipients).len();
+    let deliveries = u32::try_from(queues).unwrap_or(u32::MAX);
     writes.put(
         pending_key(&message.sender, &message.message_id),
         deliveries.to_be_bytes().to_vec(),

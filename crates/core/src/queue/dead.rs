@@ -12,6 +12,36 @@ use crate::{
 };
 
 impl Queue {
+    /// Moves a held delivery to the dead letters at once, with `reason`: it
+    /// can never succeed (a peer refused it for good). Durable before it
+    /// answers; replay puts it back where it was.
+    pub async fn dead_letter(
+        &self,
+        recipient: &OrgCode,
+        delivery_id: &str,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        let id = super::DeliveryId::parse(delivery_id)?;
+        let previous = self.block(recipient, id, true)?;
+        let now = self.clock.now_millis();
+        let reason: String = reason.chars().take(500).collect();
+        let agency = recipient.clone();
+        let moved = self
+            .store
+            .writer()
+            .write(move |writes| {
+                let key = id.slot.queue_key(&agency);
+                let Some(bytes) = writes.get(&key)? else {
+                    return Ok(false);
+                };
+                let entry: QueueEntry = store::decode(&key, &bytes)?;
+                super::bury(writes, &agency, id.slot, entry, reason, now)?;
+                Ok::<_, QueueError>(true)
+            })
+            .await;
+        self.settle(recipient, id, previous, moved)
+    }
+
     /// Dead letters of `recipient`, oldest position first.
     pub fn dead_letters(
         &self,

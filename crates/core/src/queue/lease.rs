@@ -5,8 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::{
-    DeadRecord, Lease, LeaseBatch, Leased, Queue, QueueEntry, QueueError, SCAN_PAGE, StreamId,
-    millis,
+    Lease, LeaseBatch, Leased, Queue, QueueEntry, QueueError, SCAN_PAGE, StreamId, millis,
     slot::{DeliveryId, Slot, queue_prefix},
 };
 use crate::{
@@ -205,6 +204,24 @@ impl Queue {
         }
     }
 
+    /// Keeps a held lease for `extra` longer than now (a forward to a peer
+    /// that outlasts the lease). In memory, like every lease: after a
+    /// restart the entry is deliverable again.
+    pub fn extend_lease(&self, recipient: &OrgCode, delivery_id: &str, extra: std::time::Duration) {
+        let Ok(id) = super::DeliveryId::parse(delivery_id) else {
+            return;
+        };
+        let until = self.clock.now_millis().saturating_add(millis(extra));
+        let mut states = self.state();
+        if let Some(lease) = states
+            .get_mut(recipient)
+            .and_then(|state| state.leases.get_mut(&id.slot))
+            .filter(|lease| lease.id == id.lease)
+        {
+            lease.expires_at = lease.expires_at.max(until);
+        }
+    }
+
     /// Unacknowledged leases `stream` holds right now.
     pub fn in_flight(&self, recipient: &OrgCode, stream: StreamId) -> usize {
         let now = self.clock.now_millis();
@@ -288,26 +305,7 @@ fn settle_job(
                         entry.last_reason
                     )
                 };
-                writes.delete(key);
-                audit::append(
-                    writes,
-                    now,
-                    Event::message(
-                        EventKind::DeadLettered,
-                        &entry.sender,
-                        &entry.message_id,
-                        Some(recipient),
-                        reason.clone(),
-                    ),
-                )?;
-                writes.put(
-                    slot.dead_key(recipient),
-                    store::encode(&DeadRecord {
-                        entry,
-                        dead_at: now,
-                        reason,
-                    })?,
-                );
+                super::bury(writes, recipient, slot, entry, reason, now)?;
                 settled.push(Settled::Dead(slot));
             }
         }

@@ -256,22 +256,47 @@ impl Queue {
     /// durable write; answers once it is durable. A repeat of the same
     /// content answers the first receipt, marked duplicate.
     pub async fn enqueue(&self, message: MessageRecord) -> Result<Receipt, QueueError> {
+        self.enqueue_routed(message, Vec::new()).await
+    }
+
+    /// Like [`Queue::enqueue`], for a message a peer forwarded: `route`
+    /// names the gateways it went through before this one (origin first)
+    /// and is kept with it, in the same write.
+    pub async fn enqueue_routed(
+        &self,
+        message: MessageRecord,
+        route: Vec<crate::federation::GatewayId>,
+    ) -> Result<Receipt, QueueError> {
         let clock = self.clock.clone();
         let wakers = self.wakers.clone();
         let blobs = self.store.blobs().clone();
         self.store
             .writer()
             .write_then(
-                move |writes| enqueue_job(writes, &blobs, message, clock.now_millis()),
+                move |writes| enqueue_job(writes, &blobs, message, &route, clock.now_millis()),
                 move |receipt: &Receipt| {
                     if !receipt.duplicate {
-                        for recipient in &receipt.message.recipients {
-                            wakers.wake(&recipient.code);
+                        for mailbox in crate::routing::mailboxes(&receipt.message.recipients) {
+                            wakers.wake(&mailbox);
                         }
                     }
                 },
             )
             .await
+    }
+
+    /// The gateways a forwarded message went through before this one,
+    /// origin first; empty for a message sent here.
+    pub fn route_of(
+        &self,
+        sender: &OrgCode,
+        message_id: &MessageId,
+    ) -> Result<Vec<crate::federation::GatewayId>, QueueError> {
+        let key = route_key(sender, message_id);
+        match self.store.kv().get(&key)? {
+            Some(bytes) => Ok(store::decode(&key, &bytes)?),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// A new stream id.
@@ -541,10 +566,51 @@ impl Queue {
     }
 }
 
+/// Moves `entry` from its queue slot to the dead letters with `reason`,
+/// and says so in the audit chain.
+fn bury(
+    writes: &mut WriteSet<'_>,
+    recipient: &OrgCode,
+    slot: Slot,
+    entry: QueueEntry,
+    reason: String,
+    now: UnixMillis,
+) -> Result<(), QueueError> {
+    writes.delete(slot.queue_key(recipient));
+    audit::append(
+        writes,
+        now,
+        Event::message(
+            EventKind::DeadLettered,
+            &entry.sender,
+            &entry.message_id,
+            Some(recipient),
+            reason.clone(),
+        ),
+    )?;
+    writes.put(
+        slot.dead_key(recipient),
+        store::encode(&DeadRecord {
+            entry,
+            dead_at: now,
+            reason,
+        })?,
+    );
+    Ok(())
+}
+
+fn route_key(sender: &OrgCode, message_id: &MessageId) -> Vec<u8> {
+    keys::join(
+        keys::ROUTE,
+        &[sender.as_str().as_bytes(), message_id.as_str().as_bytes()],
+    )
+}
+
 fn enqueue_job(
     writes: &mut WriteSet<'_>,
     blobs: &store::BlobStore,
     message: MessageRecord,
+    route: &[crate::federation::GatewayId],
     now: UnixMillis,
 ) -> Result<Receipt, QueueError> {
     let receipt = messages::accept(writes, blobs, message, now)?;
@@ -552,8 +618,16 @@ fn enqueue_job(
         return Ok(receipt);
     }
     let message = &receipt.message;
+    if !route.is_empty() {
+        writes.put(
+            route_key(&message.sender, &message.message_id),
+            store::encode(&route)?,
+        );
+    }
     let rank = message.document.priority.rank();
-    for recipient in message.recipients.iter().map(|r| &r.code) {
+    // One entry per queue: a peer's outbound queue carries all of the
+    // message's recipients routed to it in one forward.
+    for recipient in &crate::routing::mailboxes(&message.recipients) {
         let slot = Slot {
             rank,
             seq: writes.next_seq(),

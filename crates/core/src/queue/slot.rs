@@ -114,7 +114,8 @@ impl DeadLetterId {
         let malformed = || QueueError::MalformedDeadLetterId(text.chars().take(64).collect());
         let (recipient, slot) = text.split_once('/').ok_or_else(malformed)?;
         Ok(Self {
-            recipient: OrgCode::parse(recipient, "dead_letter_id").map_err(|_| malformed())?,
+            recipient: OrgCode::parse_queue(recipient, "dead_letter_id")
+                .map_err(|_| malformed())?,
             slot: Slot::parse_hex(slot).ok_or_else(malformed)?,
         })
     }

@@ -41,6 +41,20 @@ impl Registry {
         role: Role,
         certificate_pem: &[u8],
     ) -> Result<Signer, RegistryError> {
+        self.add_signer_of(agency, role, certificate_pem, false)
+            .await
+    }
+
+    /// Like [`Registry::add_signer`]; with `remote`, the agency may be one
+    /// of another gateway (federation: a forwarded document's signers are
+    /// judged by their roles like local ones).
+    pub async fn add_signer_of(
+        &self,
+        agency: &str,
+        role: Role,
+        certificate_pem: &[u8],
+        remote: bool,
+    ) -> Result<Signer, RegistryError> {
         let agency = OrgCode::parse(agency, "agency")?;
         let der = pki::pem_certificates(certificate_pem)
             .map_err(|source| RegistryError::BadCertificate { index: 0, source })?
@@ -65,7 +79,7 @@ impl Registry {
                 signer.role.name()
             ),
             move |writes| {
-                if writes.get(&agency_key(&stored.agency))?.is_none() {
+                if !remote && writes.get(&agency_key(&stored.agency))?.is_none() {
                     return Err(RegistryError::UnknownAgency(stored.agency));
                 }
                 let key = signer_key(&stored.fingerprint);

@@ -10,6 +10,7 @@ use super::*;
 struct Fake {
     agencies: BTreeMap<OrgCode, (Option<OrgCode>, Known)>,
     groups: BTreeMap<GroupName, Vec<OrgCode>>,
+    peers: Vec<(GatewayId, Vec<crate::federation::Route>)>,
 }
 
 impl Directory for Fake {
@@ -27,6 +28,10 @@ impl Directory for Fake {
 
     fn group(&self, name: &GroupName) -> Option<Vec<OrgCode>> {
         self.groups.get(name).cloned()
+    }
+
+    fn remote(&self, code: &OrgCode) -> Option<GatewayId> {
+        crate::federation::route(code, &self.peers).cloned()
     }
 }
 
@@ -185,4 +190,45 @@ proptest! {
         prop_assert_eq!(once.clone(), resolve(&to, &fake));
         prop_assert_eq!(once, resolve(&doubled, &fake));
     }
+}
+
+#[test]
+fn codes_of_other_provinces_are_forwarded_by_level1_and_local_agencies_win() {
+    use crate::federation::Route;
+    let hub = GatewayId::parse("VN:GOV:HUB", "t").expect("id");
+    let h17 = GatewayId::parse("VN:GOV:H17", "t").expect("id");
+    let mut directory = province();
+    directory.peers = vec![
+        (hub.clone(), vec![Route::Default]),
+        (h17.clone(), vec![Route::Level1("H17".into())]),
+    ];
+    let to = [
+        address("000.00.12.H17"),
+        address("000.00.31.H56"),
+        address("000.00.40.G22"),
+        address("000.00.13.H17"),
+    ];
+    let resolved = resolve(&to, &directory).expect("resolves");
+    let vias: Vec<&str> = resolved.iter().map(|r| r.via.as_str()).collect();
+    assert_eq!(
+        vias,
+        [
+            "forwarded to VN:GOV:H17",
+            "000.00.31.H56",
+            "forwarded to VN:GOV:HUB",
+            "forwarded to VN:GOV:H17"
+        ]
+    );
+    assert_eq!(resolved[0].gateway(), Some(h17.clone()));
+    assert_eq!(resolved[1].gateway(), None);
+    // Two recipients behind one peer wait in one queue entry.
+    let queues: Vec<String> = mailboxes(&resolved).iter().map(|m| m.to_string()).collect();
+    assert_eq!(
+        queues,
+        ["peer:VN:GOV:H17", "000.00.31.H56", "peer:VN:GOV:HUB"]
+    );
+    // children: of an unknown agency is not forwarded.
+    assert!(resolve(&[address("children:000.00.12.H17")], &directory).is_err());
+    // Without peers an unknown code is an error, as before.
+    assert!(resolve(&[address("000.00.12.H17")], &province()).is_err());
 }

@@ -27,12 +27,13 @@ impl AdminService {
     }
 }
 
-/// An org code from a request field where empty means "all".
+/// An org code (or a peer's queue, `peer:VN:GOV:HUB`) from a request field
+/// where empty means "all".
 fn optional_code(text: &str) -> Result<Option<OrgCode>, ApiError> {
     if text.is_empty() {
         return Ok(None);
     }
-    Ok(Some(OrgCode::parse(text, "agency")?))
+    Ok(Some(OrgCode::parse_queue(text, "agency")?))
 }
 
 #[tonic::async_trait]

@@ -73,6 +73,28 @@ impl Authenticator {
 }
 
 impl Authenticator {
+    /// The calling peer gateway: the holder of a certificate whose SHA-256
+    /// `[federation.peers]` pins. Anyone else is UNAUTHENTICATED, and the
+    /// refusal is logged with the certificate it presented.
+    pub fn peer<T>(&self, request: &Request<T>) -> Result<crate::federation::GatewayId, ApiError> {
+        let fingerprint = self.peer_fingerprint(request)?;
+        match self.gateway.peer_by_certificate(&fingerprint) {
+            Some(peer) => Ok(peer.id.clone()),
+            None => {
+                let reason = match self.gateway.federation() {
+                    Some(_) => format!(
+                        "certificate {fingerprint} is not the pinned certificate of any peer in [federation.peers]"
+                    ),
+                    None => "this gateway has no [federation] peers".to_owned(),
+                };
+                tracing::warn!(certificate = %fingerprint, %reason, "Forward refused");
+                Err(ApiError::Unauthenticated(reason))
+            }
+        }
+    }
+}
+
+impl Authenticator {
     /// The fingerprint of the caller's certificate, refused when a CRL in
     /// force lists it (the TLS layer checks the chain, not revocation).
     fn peer_fingerprint<T>(&self, request: &Request<T>) -> Result<Fingerprint, ApiError> {

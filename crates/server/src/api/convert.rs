@@ -71,7 +71,8 @@ pub fn raw_envelope(envelope: proto::Envelope) -> RawEnvelope {
     }
 }
 
-fn document(info: &DocumentInfo) -> proto::Document {
+/// The document information as proto.
+pub fn document(info: &DocumentInfo) -> proto::Document {
     proto::Document {
         code: Some(proto::DocumentCode {
             number: info.number.clone(),

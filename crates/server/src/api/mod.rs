@@ -7,14 +7,17 @@ mod admin;
 mod auth;
 mod convert;
 mod exchange;
+mod federation;
 mod signing;
 mod status;
 
 pub use admin::AdminService;
 pub use auth::Authenticator;
+pub(crate) use convert::document;
 /// The proto envelope → domain conversion, public for the benchmarks.
 pub use convert::raw_envelope;
 pub use exchange::{ExchangeService, stream_chunk, stream_envelope};
+pub use federation::{FederationService, forward_chunk, forward_header};
 pub use signing::SigningService;
 pub use status::ApiError;
 

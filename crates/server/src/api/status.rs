@@ -107,6 +107,10 @@ fn gateway(error: GatewayError) -> Status {
         GatewayError::NoSuchKey { .. } => Status::not_found(error.to_string()),
         GatewayError::ShuttingDown => Status::unavailable(error.to_string()),
         GatewayError::StagingFull { .. } => Status::resource_exhausted(error.to_string()),
+        // Refusals for good: the forwarding gateway dead-letters the document.
+        GatewayError::Hop(_) | GatewayError::NotFederated => {
+            Status::failed_precondition(error.to_string())
+        }
         GatewayError::StreamIdle(_) => Status::deadline_exceeded(error.to_string()),
         GatewayError::StreamBroken(_) => Status::cancelled(error.to_string()),
         GatewayError::Seed { .. } => {

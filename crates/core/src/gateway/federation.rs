@@ -1,0 +1,323 @@
+//! Federation use cases: codes of other gateways resolve to the peer they
+//! are forwarded to, a document a peer forwards is taken like a SendStream
+//! (verified against this gateway's own trust, written durably, then
+//! answered with the signed receipt that is the custody receipt), and one
+//! forwarder per peer hands its outbound queue to a [`PeerLink`].
+
+use std::{sync::Arc, time::Duration};
+
+use tokio::task::JoinSet;
+use tokio_stream::Stream;
+
+use super::{Gateway, GatewayError};
+use crate::{
+    envelope::{Address, EnvelopeError, GroupName, OrgCode, RawEnvelope},
+    federation::{
+        FederationConfig, ForwardError, Forwarded, GatewayId, Outbound, PeerConfig, PeerLink,
+        Route, check_hops,
+    },
+    pki::Fingerprint,
+    queue::Leased,
+    receipt::SignedReceipt,
+    registry::Registry,
+    routing::{self, Directory, Known, Recipient, RoutingError},
+};
+
+/// The registry, and beyond it the peers' routes.
+struct Routed<'a> {
+    registry: &'a Registry,
+    routes: &'a [(GatewayId, Vec<Route>)],
+}
+
+impl Directory for Routed<'_> {
+    fn agency(&self, code: &OrgCode) -> Option<Known> {
+        self.registry.agency(code)
+    }
+
+    fn children(&self, parent: &OrgCode) -> Vec<(OrgCode, Known)> {
+        self.registry.children(parent)
+    }
+
+    fn group(&self, name: &GroupName) -> Option<Vec<OrgCode>> {
+        self.registry.group(name)
+    }
+
+    fn remote(&self, code: &OrgCode) -> Option<GatewayId> {
+        crate::federation::route(code, self.routes).cloned()
+    }
+}
+
+/// What a peer forwards, as it arrived (the api converts it).
+#[derive(Debug, Clone)]
+pub struct ForwardRequest {
+    /// The envelope: attachments with declared sizes, signatures with CMS.
+    pub envelope: RawEnvelope,
+    /// Each attachment's declared size, in order.
+    pub sizes: Vec<u64>,
+    /// The org codes this gateway is to reach.
+    pub recipients: Vec<String>,
+    /// The gateways the document went through, origin first, the
+    /// forwarding peer last.
+    pub route: Vec<String>,
+}
+
+impl Gateway {
+    /// Resolves `to` against the registry and, with federation, the peers'
+    /// routes (local agencies always win).
+    pub(super) fn resolve(&self, to: &[Address]) -> Result<Vec<Recipient>, RoutingError> {
+        match &self.config.federation {
+            Some(_) => routing::resolve(
+                to,
+                &Routed {
+                    registry: &self.registry,
+                    routes: &self.routes,
+                },
+            ),
+            None => routing::resolve(to, &self.registry),
+        }
+    }
+
+    /// Whether `code` is an agency of another gateway: not registered here
+    /// and routed to a peer.
+    pub(super) fn is_remote(&self, code: &OrgCode) -> bool {
+        self.registry.agency(code).is_none()
+            && crate::federation::route(code, &self.routes).is_some()
+    }
+
+    /// The federation settings, when this gateway has peers.
+    pub fn federation(&self) -> Option<&FederationConfig> {
+        self.config.federation.as_ref()
+    }
+
+    /// The peer presenting the certificate with this fingerprint.
+    pub fn peer_by_certificate(&self, fingerprint: &Fingerprint) -> Option<&PeerConfig> {
+        self.federation()?.peer_by_certificate(fingerprint)
+    }
+
+    /// Takes a document `peer` forwards: its route must end with `peer` and
+    /// may not hold this gateway nor exceed `federation.max_hops`; its
+    /// recipients must be agencies of this gateway or routed onward; its
+    /// content arrives in `chunks` like a SendStream's. Answers with this
+    /// gateway's signed receipt (the custody receipt) once durable; a
+    /// document forwarded again is a duplicate, answered with the first
+    /// receipt.
+    pub async fn accept_forwarded<S>(
+        self: &Arc<Self>,
+        peer: &GatewayId,
+        request: ForwardRequest,
+        chunks: S,
+    ) -> Result<SignedReceipt, GatewayError>
+    where
+        S: Stream<Item = Result<(String, Vec<u8>), GatewayError>> + Unpin + Send,
+    {
+        let federation = self.federation().ok_or(GatewayError::NotFederated)?;
+        let route = request
+            .route
+            .iter()
+            .enumerate()
+            .map(|(index, id)| GatewayId::parse(id, &format!("header.route[{index}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        if route.last() != Some(peer) {
+            return Err(EnvelopeError::invalid(
+                "header.route",
+                format!("the route must end with the forwarding gateway {peer}"),
+            )
+            .into());
+        }
+        check_hops(&route, &federation.gateway_id, federation.max_hops)?;
+        let envelope = request
+            .envelope
+            .validate_streamed(&self.config.limits, &request.sizes)?;
+        if request.recipients.is_empty() {
+            return Err(EnvelopeError::invalid(
+                "header.recipients",
+                "a forwarded document names the recipients it is for",
+            )
+            .into());
+        }
+        let addresses = request
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(index, code)| {
+                OrgCode::parse(code, &format!("header.recipients[{index}]")).map(Address::Agency)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let (recipients, policy) = self.route_under_policy(&envelope, &addresses)?;
+        let _room = self.staging_room_for(&request.sizes)?;
+        let staged = self.stage_stream(&envelope, &request.sizes, chunks).await?;
+        let receipt = self
+            .accept(envelope, staged, recipients, policy, route.clone())
+            .await?;
+        tracing::info!(
+            peer = %peer,
+            route = %route.iter().map(GatewayId::as_str).collect::<Vec<_>>().join(" → "),
+            sender = %receipt.receipt.message.sender,
+            message_id = %receipt.receipt.message.message_id,
+            duplicate = receipt.receipt.duplicate,
+            "forwarded document taken into custody"
+        );
+        Ok(receipt)
+    }
+
+    /// Starts one forwarder per peer: each leases its peer's outbound queue
+    /// and hands documents to `link`; custody acknowledges, a refusal
+    /// dead-letters with the peer's reason, anything else backs off.
+    pub fn spawn_forwarders(
+        self: &Arc<Self>,
+        link: Arc<dyn PeerLink>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let Some(federation) = self.federation() else {
+            return Vec::new();
+        };
+        federation
+            .peers
+            .iter()
+            .map(|peer| {
+                let (this, link, peer) = (self.clone(), link.clone(), peer.id.clone());
+                tokio::spawn(async move { this.forward_loop(peer, link).await })
+            })
+            .collect()
+    }
+
+    async fn forward_loop(self: Arc<Self>, peer: GatewayId, link: Arc<dyn PeerLink>) {
+        let Some(federation) = self.federation() else {
+            return;
+        };
+        let (limit, timeout) = (federation.max_in_flight, federation.forward_timeout);
+        let mailbox = peer.mailbox();
+        let stream = self.queue.open_stream();
+        let mut wake = self.queue.subscribe(&mailbox);
+        let mut shutdown = self.shutdown.clone();
+        let mut running: JoinSet<()> = JoinSet::new();
+        tracing::info!(peer = %peer, "forwarder started");
+        loop {
+            wake.borrow_and_update();
+            if *shutdown.borrow_and_update() {
+                break;
+            }
+            let room = limit.saturating_sub(running.len());
+            let batch = if room > 0 {
+                match self.queue.lease_next(&mailbox, stream, room, false).await {
+                    Ok(batch) => batch,
+                    Err(error) => {
+                        tracing::error!(peer = %peer, %error, "leasing the outbound queue failed");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        continue;
+                    }
+                }
+            } else {
+                Default::default()
+            };
+            for leased in batch.leased {
+                // The forward may outlast the queue's lease; it is bounded
+                // by its own timeout instead.
+                self.queue.extend_lease(
+                    &mailbox,
+                    &leased.delivery_id.to_string(),
+                    timeout + Duration::from_secs(5),
+                );
+                let this = self.clone();
+                let (link, peer) = (link.clone(), peer.clone());
+                running.spawn(async move {
+                    let delivery_id = leased.delivery_id.to_string();
+                    let result = match this.outbound(&peer, leased) {
+                        Ok(outbound) => tokio::time::timeout(timeout, link.forward(outbound))
+                            .await
+                            .unwrap_or_else(|_| {
+                                Err(ForwardError::Unavailable(format!(
+                                    "no custody within federation.forward_timeout_seconds ({} s)",
+                                    timeout.as_secs()
+                                )))
+                            }),
+                        Err(error) => Err(ForwardError::Refused(error.to_string())),
+                    };
+                    this.settle_forward(&peer, &delivery_id, result).await;
+                });
+            }
+            let until_wake = batch
+                .next_wake
+                .map(|at| {
+                    let now = self.clock.now_millis();
+                    Duration::from_millis(u64::try_from(at.saturating_sub(now)).unwrap_or(0))
+                })
+                .unwrap_or(Duration::from_secs(60))
+                .max(Duration::from_millis(5));
+            tokio::select! {
+                _ = wake.changed() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = tokio::time::sleep(until_wake) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        running.abort_all();
+        self.queue.close_stream(&mailbox, stream);
+        tracing::info!(peer = %peer, "forwarder stopped");
+    }
+
+    /// What goes to `peer` for a leased entry of its outbound queue.
+    fn outbound(&self, peer: &GatewayId, leased: Leased) -> Result<Outbound, GatewayError> {
+        let federation = self.federation().ok_or(GatewayError::NotFederated)?;
+        let message = leased.message;
+        let recipients: Vec<OrgCode> = message
+            .recipients
+            .iter()
+            .filter(|recipient| recipient.gateway().as_ref() == Some(peer))
+            .map(|recipient| recipient.code.clone())
+            .collect();
+        if recipients.is_empty() {
+            return Err(GatewayError::Internal(format!(
+                "message {} of {} has no recipient routed to {peer}",
+                message.message_id, message.sender
+            )));
+        }
+        let mut route = self.queue.route_of(&message.sender, &message.message_id)?;
+        route.push(federation.gateway_id.clone());
+        Ok(Outbound {
+            peer: peer.clone(),
+            message,
+            recipients,
+            route,
+            blobs: self.store.blobs().clone(),
+        })
+    }
+
+    async fn settle_forward(
+        &self,
+        peer: &GatewayId,
+        delivery_id: &str,
+        result: Result<Forwarded, ForwardError>,
+    ) {
+        let mailbox = peer.mailbox();
+        let settled = match &result {
+            Ok(forwarded) => {
+                tracing::info!(
+                    peer = %peer,
+                    delivery_id,
+                    duplicate = forwarded.duplicate,
+                    "custody received"
+                );
+                self.queue.ack(&mailbox, delivery_id).await
+            }
+            Err(ForwardError::Refused(reason)) => {
+                tracing::warn!(peer = %peer, delivery_id, %reason, "refused by the peer; dead-lettered");
+                self.queue
+                    .dead_letter(
+                        &mailbox,
+                        delivery_id,
+                        &format!("refused by {peer}: {reason}"),
+                    )
+                    .await
+            }
+            Err(ForwardError::Unavailable(reason)) => {
+                tracing::warn!(peer = %peer, delivery_id, %reason, "forward failed; backing off");
+                self.queue
+                    .nack(&mailbox, delivery_id, Duration::ZERO, reason)
+                    .await
+            }
+        };
+        if let Err(error) = settled {
+            tracing::error!(peer = %peer, delivery_id, %error, "settling a forward failed");
+        }
+    }
+}
