@@ -129,6 +129,7 @@ openssl ca -batch -config openssl.cnf -name ca_root -gencrl -crldays "$DAYS" \
 # The bundle the gateway trusts for client certificates (agencies and admin).
 cat ca/agency-ca.crt ca/root.crt > ca/client-ca.pem
 
+bash federation/generate.sh
 rm -rf state
 echo "checking"
 openssl verify -CAfile ca/root.crt -untrusted ca/agency-ca.crt signers/commune-a-chief-accountant.crt >/dev/null

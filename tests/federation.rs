@@ -66,11 +66,16 @@ impl Gateways {
     }
 
     fn start(&mut self, index: usize) -> SocketAddr {
+        self.start_with_env(index, &[])
+    }
+
+    fn start_with_env(&mut self, index: usize, env: &[(&str, &str)]) -> SocketAddr {
         let data = self.dir.path().join(format!("data-{}", NAMES[index]));
-        let started = spawn_gateway_listening(
+        let started = spawn_gateway_env(
             &data,
             &format!("127.0.0.1:{}", self.ports[index]),
             &["--config".as_ref(), self.paths[index].as_os_str()],
+            env,
         );
         let addr = started.1;
         self.running[index] = Some(started);
@@ -147,6 +152,27 @@ async fn collect(client: &mut ExchangeClient<Channel>, want: usize) -> Vec<proto
     out
 }
 
+/// The status deliveries `client` receives within 30 s (until `want`),
+/// acknowledged: (message id, reporter, code, description).
+async fn statuses_of(
+    client: &mut ExchangeClient<Channel>,
+    want: usize,
+) -> Vec<(String, String, i32, String)> {
+    collect(client, want)
+        .await
+        .iter()
+        .filter_map(|delivery| match &delivery.payload {
+            Some(proto::delivery::Payload::Status(status)) => Some((
+                status.message_id.clone(),
+                status.reporter.clone(),
+                status.code,
+                status.description.clone(),
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_document_goes_from_a_province_through_the_hub_to_another_province_once() {
     let mut gateways = Gateways::new(|_, text| text);
@@ -191,6 +217,30 @@ async fn a_document_goes_from_a_province_through_the_hub_to_another_province_onc
             .all(|r| r.indication == proto::Indication::TotalPassed as i32),
         "H17 verified the signature itself: {:?}",
         delivered[0].reports
+    );
+
+    // H17's status 03 (accepted) goes back across the hub to the sender.
+    receiver
+        .report_status(proto::ReportStatusRequest {
+            status: Some(proto::StatusReport {
+                message_id: "fed-1".into(),
+                sender: DEPARTMENT.into(),
+                code: proto::StatusCode::Accepted as i32,
+                description: "Đã tiếp nhận".into(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("status at H17");
+    let statuses = statuses_of(&mut sender, 1).await;
+    assert_eq!(
+        statuses,
+        [(
+            "fed-1".to_owned(),
+            H17_DEPARTMENT.to_owned(),
+            proto::StatusCode::Accepted as i32,
+            "Đã tiếp nhận".to_owned()
+        )]
     );
 
     // Sent again: a duplicate at H56, nothing more at H17.
@@ -261,6 +311,16 @@ async fn a_routing_loop_ends_in_a_dead_letter_with_the_reason() {
         "{}",
         letter.reason
     );
+    // The refusal travels back to the sender as a status 02 by the
+    // recipient it could not reach.
+    let statuses = statuses_of(&mut sender, 1).await;
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    let (id, reporter, code, description) = &statuses[0];
+    assert_eq!(
+        (id.as_str(), reporter.as_str(), *code),
+        ("loop-1", "000.00.12.H99", proto::StatusCode::Refused as i32)
+    );
+    assert!(description.contains("routing loop"), "{description}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -328,4 +388,338 @@ async fn a_peer_with_another_certificate_is_refused_both_ways() {
     gateways.start(1);
     let delivered = collect(&mut receiver, 1).await;
     assert_eq!(delivered.len(), 1, "delivered once the right hub is back");
+}
+
+/// What the H17 department received, by message id: deliveries, and
+/// whether an ack had answered OK before a delivery.
+#[derive(Default)]
+struct Received {
+    acked: std::collections::HashSet<String>,
+    again_after_ack: Vec<String>,
+    deliveries: usize,
+}
+
+/// Takes what is waiting at H17 and acks it, once.
+async fn receive_once(client: &mut ExchangeClient<Channel>, received: &mut Received) {
+    let Ok(stream) = client
+        .receive(proto::ReceiveRequest {
+            max_in_flight: 256,
+            drain: true,
+        })
+        .await
+    else {
+        return;
+    };
+    let mut stream = stream.into_inner();
+    while let Ok(Some(delivery)) = stream.message().await {
+        received.deliveries += 1;
+        let id = envelope_of(&delivery).message_id.clone();
+        if received.acked.contains(&id) {
+            received.again_after_ack.push(id.clone());
+        }
+        let acked = client
+            .ack(proto::AckRequest {
+                delivery_id: delivery.delivery_id.clone(),
+            })
+            .await;
+        if acked.is_ok() {
+            received.acked.insert(id);
+        }
+    }
+}
+
+/// The hub is killed with SIGKILL twenty times (CI; LIENTHONG_FED_CYCLES
+/// for more) while H56 sends numbered documents and H17 receives and acks;
+/// then H17 is down while documents wait at the hub. Every document H56
+/// accepted arrives at H17 exactly once after its ack.
+#[tokio::test(flavor = "multi_thread")]
+async fn killing_the_hub_again_and_again_loses_nothing_and_duplicates_nothing() {
+    let cycles: usize = std::env::var("LIENTHONG_FED_CYCLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let mut gateways = Gateways::new(|_, text| text);
+    gateways.start_all();
+    let mut sender = h56_department(&gateways).await;
+    let mut receiver = h17_department(&gateways).await;
+    let mut received = Received::default();
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
+    // H56 is never killed: every send answers.
+    let sending = tokio::spawn(async move {
+        let mut sent = Vec::new();
+        for index in 0.. {
+            if *stopped.borrow_and_update() {
+                break;
+            }
+            let id = format!("k-{index}");
+            let content = format!("document {index}").into_bytes();
+            send(
+                &mut sender,
+                envelope(&id, DEPARTMENT, &[H17_DEPARTMENT], &content),
+            )
+            .await
+            .expect("H56 accepts");
+            sent.push(id);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sent
+    });
+    for cycle in 0..cycles {
+        let wait = 150 + (cycle * 137) % 500;
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        receive_once(&mut receiver, &mut received).await;
+        drop(gateways.running[1].take()); // SIGKILL
+        gateways.start(1);
+    }
+    // H17 down: what H56 sends now waits at the hub.
+    drop(gateways.running[2].take());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _ = stop.send(true);
+    let sent = sending.await.expect("sender");
+    let mut backlog = 0;
+    for _ in 0..50 {
+        let stats = admin(&gateways, 1)
+            .await
+            .queue_stats(proto::QueueStatsRequest {
+                agency: "peer:VN:GOV:H17".into(),
+            })
+            .await
+            .expect("hub stats")
+            .into_inner();
+        backlog = stats.agencies[0]
+            .depths
+            .iter()
+            .map(|d| d.depth)
+            .sum::<u64>();
+        if backlog > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(backlog > 0, "nothing waited at the hub while H17 was down");
+    gateways.start(2);
+    let mut receiver = h17_department(&gateways).await;
+    for _ in 0..300 {
+        receive_once(&mut receiver, &mut received).await;
+        if sent.iter().all(|id| received.acked.contains(id)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let lost: Vec<&String> = sent
+        .iter()
+        .filter(|id| !received.acked.contains(*id))
+        .collect();
+    let summary = format!(
+        "federation: {cycles} SIGKILLs of the hub, H17 down once; sent OK {}, deliveries {}, \
+         delivered {}, delivered again after ack {}, lost {}, backlog at the hub while H17 was down {backlog}\n",
+        sent.len(),
+        received.deliveries,
+        received.acked.len(),
+        received.again_after_ack.len(),
+        lost.len()
+    );
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), summary.as_bytes());
+    assert!(sent.len() >= 50, "too little traffic: {}", sent.len());
+    assert!(lost.is_empty(), "lost: {lost:?}");
+    assert!(
+        received.again_after_ack.is_empty(),
+        "delivered again after an ack: {:?}",
+        received.again_after_ack
+    );
+}
+
+/// A hub that alters one byte of what it forwards (a test-only fault) is
+/// caught by H17's own verification; the refusal reaches the sender.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_byte_changed_by_a_malicious_hub_is_caught_and_reported_back() {
+    let mut gateways = Gateways::new(|_, text| text);
+    gateways.start(0);
+    gateways.start_with_env(1, &[("LIENTHONG_FAULT_TAMPER_FORWARD", "1")]);
+    gateways.start(2);
+    let mut sender = h56_department(&gateways).await;
+    send(
+        &mut sender,
+        envelope(
+            "tamper-1",
+            DEPARTMENT,
+            &[H17_DEPARTMENT],
+            b"So tien: 1.000.000 dong",
+        ),
+    )
+    .await
+    .expect("accepted at H56");
+    let statuses = statuses_of(&mut sender, 1).await;
+    assert_eq!(statuses.len(), 1, "{statuses:?}");
+    let (id, reporter, code, description) = &statuses[0];
+    assert_eq!(
+        (id.as_str(), reporter.as_str(), *code),
+        (
+            "tamper-1",
+            H17_DEPARTMENT,
+            proto::StatusCode::Refused as i32
+        )
+    );
+    assert!(
+        description.contains("VN:GOV:H17") && description.contains("FailedPrecondition"),
+        "{description}"
+    );
+    let mut receiver = h17_department(&gateways).await;
+    assert!(
+        drain(&mut receiver).await.is_empty(),
+        "H17 delivered an altered document"
+    );
+}
+
+/// Forward takes bad input like SendStream does: precise codes, and
+/// nothing left behind at the receiving gateway.
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_forwards_are_refused_precisely_and_leave_nothing_behind() {
+    use proto::forward_request::Part;
+    let mut gateways = Gateways::new(|_, text| text);
+    gateways.start(2);
+    // H17's peer is the hub: the test holds the hub's certificate.
+    let hub = certs().join("federation/hub/gateway");
+    let channel = connect_trusting(
+        gateways.addr(2),
+        Some((&hub.with_extension("crt"), &hub.with_extension("key"))),
+        &ca_of(2),
+    )
+    .await
+    .expect("connect as the hub");
+    let mut client = proto::federation_client::FederationClient::new(channel);
+    let content = b"noi dung".to_vec();
+    let signed = envelope("bf", DEPARTMENT, &[H17_DEPARTMENT], &content);
+    let header = |route: &[&str], recipients: &[&str], size: u64| {
+        let mut envelope = signed.clone();
+        envelope.attachments[0].content.clear();
+        envelope.attachments[0].size = size;
+        proto::ForwardRequest {
+            part: Some(Part::Header(proto::ForwardHeader {
+                envelope: Some(envelope),
+                recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
+                route: route.iter().map(|r| (*r).to_owned()).collect(),
+            })),
+        }
+    };
+    let chunk = |data: &[u8]| proto::ForwardRequest {
+        part: Some(Part::Chunk(proto::ContentChunk {
+            attachment: "ke-hoach.pdf".into(),
+            data: data.to_vec(),
+        })),
+    };
+    let size = content.len() as u64;
+    let route = ["VN:GOV:H56", "VN:GOV:HUB"];
+    let to = [H17_DEPARTMENT];
+    let mut tampered = content.clone();
+    tampered[0] ^= 1;
+    use tonic::Code;
+    let cases: Vec<(&str, Vec<proto::ForwardRequest>, Code, &str)> = vec![
+        ("an empty Forward", vec![], Code::InvalidArgument, "empty"),
+        (
+            "a chunk first",
+            vec![chunk(b"x")],
+            Code::InvalidArgument,
+            "must be the header",
+        ),
+        (
+            "a header without its envelope",
+            vec![proto::ForwardRequest {
+                part: Some(Part::Header(proto::ForwardHeader::default())),
+            }],
+            Code::InvalidArgument,
+            "header.envelope",
+        ),
+        (
+            "a route that does not end with the caller",
+            vec![header(&["VN:GOV:H56"], &to, size), chunk(&content)],
+            Code::InvalidArgument,
+            "header.route",
+        ),
+        (
+            "a route through this gateway (a loop)",
+            vec![
+                header(&["VN:GOV:H17", "VN:GOV:HUB"], &to, size),
+                chunk(&content),
+            ],
+            Code::FailedPrecondition,
+            "routing loop",
+        ),
+        (
+            "more hops than federation.max_hops",
+            vec![
+                header(
+                    &["VN:GOV:A1", "VN:GOV:A2", "VN:GOV:A3", "VN:GOV:HUB"],
+                    &to,
+                    size,
+                ),
+                chunk(&content),
+            ],
+            Code::FailedPrecondition,
+            "too many hops",
+        ),
+        (
+            "no recipients",
+            vec![header(&route, &[], size), chunk(&content)],
+            Code::InvalidArgument,
+            "header.recipients",
+        ),
+        (
+            "a recipient H17 does not know (it would route back)",
+            vec![header(&route, &["000.00.77.H17"], size), chunk(&content)],
+            Code::InvalidArgument,
+            "000.00.77.H17",
+        ),
+        (
+            "more bytes than declared",
+            vec![header(&route, &to, 2), chunk(&content)],
+            Code::InvalidArgument,
+            "longer than its declared size",
+        ),
+        (
+            "a Forward that ends early",
+            vec![header(&route, &to, size)],
+            Code::InvalidArgument,
+            "ended after 0",
+        ),
+        (
+            "content changed in transit",
+            vec![header(&route, &to, size), chunk(&tampered)],
+            Code::FailedPrecondition,
+            "",
+        ),
+    ];
+    for (case, frames, code, mentions) in cases {
+        let refused = client
+            .forward(tokio_stream::iter(frames))
+            .await
+            .expect_err(case);
+        assert_eq!(refused.code(), code, "{case}: {refused:?}");
+        assert!(
+            refused.message().contains(mentions),
+            "{case}: {:?} should mention {mentions:?}",
+            refused.message()
+        );
+    }
+    let data = gateways.dir.path().join("data-h17");
+    let staged = std::fs::read_dir(data.join("blobs/tmp")).map_or(0, |d| d.count());
+    assert_eq!(staged, 0, "a refused Forward left a staging file");
+    let mut receiver = h17_department(&gateways).await;
+    assert!(
+        drain(&mut receiver).await.is_empty(),
+        "a refused Forward was queued"
+    );
+    // And a good one is taken.
+    let custody = client
+        .forward(tokio_stream::iter(vec![
+            header(&route, &to, size),
+            chunk(&content),
+        ]))
+        .await
+        .expect("a good forward")
+        .into_inner()
+        .custody
+        .expect("custody receipt");
+    assert!(!custody.duplicate);
+    assert!(custody.signature.is_some(), "the custody receipt is signed");
 }

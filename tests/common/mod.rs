@@ -420,7 +420,19 @@ pub fn spawn_gateway_listening(
     listen: &str,
     extra: &[&std::ffi::OsStr],
 ) -> (GatewayProcess, SocketAddr) {
+    spawn_gateway_env(data_dir, listen, extra, &[])
+}
+
+/// Like [`spawn_gateway_listening`], with more environment variables (a
+/// test-only fault).
+pub fn spawn_gateway_env(
+    data_dir: &Path,
+    listen: &str,
+    extra: &[&std::ffi::OsStr],
+    env: &[(&str, &str)],
+) -> (GatewayProcess, SocketAddr) {
     let mut child = Command::new(BIN)
+        .envs(env.iter().copied())
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
         .args(extra)

@@ -26,6 +26,7 @@ use crate::{
     federation::{ForwardError, ForwardFuture, Forwarded, GatewayId, Outbound, PeerLink},
     pki::Fingerprint,
     proto::{self, federation_client::FederationClient, forward_request::Part},
+    status::StatusReport,
     store::StoreError,
 };
 
@@ -34,6 +35,23 @@ pub struct GrpcPeerLink {
     peers: HashMap<GatewayId, Channel>,
     chunk_bytes: usize,
     frame_limit: usize,
+    /// Test-only fault: flip the first content byte of every forward
+    /// (`LIENTHONG_FAULT_TAMPER_FORWARD=1`), to prove that the next gateway
+    /// catches a hub that alters documents.
+    tamper: bool,
+}
+
+/// The environment variable of the test-only tampering fault.
+const TAMPER: &str = "LIENTHONG_FAULT_TAMPER_FORWARD";
+
+fn tamper_fault() -> bool {
+    let on = std::env::var_os(TAMPER).is_some_and(|v| v == "1");
+    if on {
+        tracing::error!(
+            "{TAMPER}=1: this gateway ALTERS every document it forwards (a test-only fault); never set it in production"
+        );
+    }
+    on
 }
 
 impl GrpcPeerLink {
@@ -47,6 +65,7 @@ impl GrpcPeerLink {
                 peers,
                 chunk_bytes: 1 << 20,
                 frame_limit,
+                tamper: false,
             });
         };
         let certificates = CertificateDer::pem_file_iter(&config.tls.cert)
@@ -106,6 +125,7 @@ impl GrpcPeerLink {
             chunk_bytes: usize::try_from(config.limits.max_chunk_bytes.min(1 << 20))
                 .unwrap_or(1 << 20),
             frame_limit,
+            tamper: tamper_fault(),
         })
     }
 }
@@ -206,6 +226,10 @@ impl ServerCertVerifier for PinnedPeer {
 }
 
 impl PeerLink for GrpcPeerLink {
+    fn forward_status(&self, peer: GatewayId, report: StatusReport) -> ForwardFuture<'_> {
+        Box::pin(self.forward_status_to(peer, report))
+    }
+
     fn forward(&self, outbound: Outbound) -> ForwardFuture<'_> {
         Box::pin(async move {
             let channel = self.peers.get(&outbound.peer).cloned().ok_or_else(|| {
@@ -214,6 +238,7 @@ impl PeerLink for GrpcPeerLink {
             let header = header(&outbound).await?;
             let (parts, stream) = mpsc::channel(4);
             let chunk_bytes = self.chunk_bytes;
+            let mut tamper = self.tamper;
             // Content goes from the blob files, a chunk at a time; a read
             // that fails is this gateway's fault, not the peer's refusal.
             let producer = tokio::spawn(async move {
@@ -235,6 +260,11 @@ impl PeerLink for GrpcPeerLink {
                         reader = back;
                         if read == 0 {
                             break;
+                        }
+                        let mut data = data;
+                        if tamper && let Some(first) = data.first_mut() {
+                            *first ^= 1;
+                            tamper = false;
                         }
                         let chunk = proto::ForwardRequest {
                             part: Some(Part::Chunk(proto::ContentChunk {
@@ -280,6 +310,34 @@ impl PeerLink for GrpcPeerLink {
                 }
                 Err(status) => Err(classify(&status)),
             }
+        })
+    }
+}
+
+impl GrpcPeerLink {
+    async fn forward_status_to(
+        &self,
+        peer: GatewayId,
+        report: StatusReport,
+    ) -> Result<Forwarded, ForwardError> {
+        let channel = self
+            .peers
+            .get(&peer)
+            .cloned()
+            .ok_or_else(|| ForwardError::Unavailable(format!("no link to {peer}")))?;
+        let mut client = FederationClient::new(channel);
+        let answer = client
+            .forward_status(proto::ForwardStatusRequest {
+                status: Some(crate::api::status_report(&report)),
+            })
+            .await
+            .map_err(|status| classify(&status))?;
+        let custody = answer.into_inner().custody.ok_or_else(|| {
+            ForwardError::Unavailable("the peer answered without a receipt".into())
+        })?;
+        Ok(Forwarded {
+            duplicate: custody.duplicate,
+            custody: custody.canonical,
         })
     }
 }

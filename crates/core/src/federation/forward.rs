@@ -2,7 +2,10 @@
 
 use std::{future::Future, pin::Pin};
 
-use crate::{envelope::OrgCode, federation::GatewayId, messages::MessageRecord, store::BlobStore};
+use crate::{
+    envelope::OrgCode, federation::GatewayId, messages::MessageRecord, status::StatusReport,
+    store::BlobStore,
+};
 
 /// A document leased from a peer's outbound queue, ready to go to it.
 #[derive(Debug, Clone)]
@@ -53,4 +56,7 @@ pub type ForwardFuture<'a> =
 pub trait PeerLink: Send + Sync + 'static {
     /// Hands `outbound` to its peer; answers once the peer holds it durably.
     fn forward(&self, outbound: Outbound) -> ForwardFuture<'_>;
+    /// Hands a status report on a forwarded document back toward its
+    /// sender, through `peer`; answers once the peer holds it durably.
+    fn forward_status(&self, peer: GatewayId, report: StatusReport) -> ForwardFuture<'_>;
 }

@@ -84,6 +84,45 @@ impl Gateway {
             && crate::federation::route(code, &self.routes).is_some()
     }
 
+    /// Where a status for `sender` waits: its own queue, or the outbound
+    /// queue of the peer an agency of another gateway is reached through.
+    pub(super) fn mailbox_of(&self, sender: &OrgCode) -> OrgCode {
+        match crate::federation::route(sender, &self.routes) {
+            Some(peer) if self.registry.agency(sender).is_none() => peer.mailbox(),
+            _ => sender.clone(),
+        }
+    }
+
+    /// Takes a status report a peer hands back on a document this gateway
+    /// forwarded to it: the reporter must be one of the document's
+    /// recipients reached through that peer. Recorded and queued toward the
+    /// sender like a local report.
+    pub async fn accept_forwarded_status(
+        &self,
+        peer: &GatewayId,
+        raw: super::RawStatus,
+    ) -> Result<super::StatusReceipt, GatewayError> {
+        self.federation().ok_or(GatewayError::NotFederated)?;
+        let reporter = OrgCode::parse(&raw.reporter, "status.reporter")?;
+        let report = self.status_from(raw, reporter)?;
+        let message = self.existing_message(&report.sender, &report.message_id)?;
+        let through_peer = message
+            .recipients
+            .iter()
+            .any(|r| r.code == report.reporter && r.gateway().as_ref() == Some(peer));
+        if !through_peer {
+            return Err(EnvelopeError::invalid(
+                "status.reporter",
+                format!(
+                    "{} is not a recipient of message {} of {} reached through {peer}",
+                    report.reporter, report.message_id, report.sender
+                ),
+            )
+            .into());
+        }
+        self.record_status(&message, report).await
+    }
+
     /// The federation settings, when this gateway has peers.
     pub fn federation(&self) -> Option<&FederationConfig> {
         self.config.federation.as_ref()
@@ -144,6 +183,18 @@ impl Gateway {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (recipients, policy) = self.route_under_policy(&envelope, &addresses)?;
+        // Not registered here and routed straight back: unknown, not a
+        // ping-pong between two gateways.
+        if let Some(bounced) = recipients
+            .iter()
+            .find(|r| r.gateway().as_ref() == Some(peer))
+        {
+            return Err(RoutingError::Unknown {
+                field: "header.recipients".to_owned(),
+                code: bounced.code.clone(),
+            }
+            .into());
+        }
         let _room = self.staging_room_for(&request.sizes)?;
         let staged = self.stage_stream(&envelope, &request.sizes, chunks).await?;
         let receipt = self
@@ -221,18 +272,33 @@ impl Gateway {
                 let (link, peer) = (link.clone(), peer.clone());
                 running.spawn(async move {
                     let delivery_id = leased.delivery_id.to_string();
-                    let result = match this.outbound(&peer, leased) {
-                        Ok(outbound) => tokio::time::timeout(timeout, link.forward(outbound))
-                            .await
-                            .unwrap_or_else(|_| {
-                                Err(ForwardError::Unavailable(format!(
-                                    "no custody within federation.forward_timeout_seconds ({} s)",
-                                    timeout.as_secs()
-                                )))
-                            }),
-                        Err(error) => Err(ForwardError::Refused(error.to_string())),
+                    let late = || {
+                        Err(ForwardError::Unavailable(format!(
+                            "no custody within federation.forward_timeout_seconds ({} s)",
+                            timeout.as_secs()
+                        )))
                     };
-                    this.settle_forward(&peer, &delivery_id, result).await;
+                    if let Some(report) = leased.status.clone() {
+                        let call = link.forward_status(peer.clone(), report);
+                        let result = tokio::time::timeout(timeout, call)
+                            .await
+                            .unwrap_or_else(|_| late());
+                        this.settle_forward(&peer, &delivery_id, result, None).await;
+                        return;
+                    }
+                    let message = leased.message.clone();
+                    let (result, recipients) = match this.outbound(&peer, leased) {
+                        Ok(outbound) => {
+                            let recipients = outbound.recipients.clone();
+                            let result = tokio::time::timeout(timeout, link.forward(outbound))
+                                .await
+                                .unwrap_or_else(|_| late());
+                            (result, recipients)
+                        }
+                        Err(error) => (Err(ForwardError::Refused(error.to_string())), Vec::new()),
+                    };
+                    this.settle_forward(&peer, &delivery_id, result, Some((&message, &recipients)))
+                        .await;
                 });
             }
             let until_wake = batch
@@ -282,11 +348,16 @@ impl Gateway {
         })
     }
 
+    /// Ends a forward: custody acknowledges; a refusal for good goes to the
+    /// dead letters, and for a document, a status 02 (refused) with the
+    /// peer's reason goes back toward its sender for each recipient it did
+    /// not reach; anything else backs off.
     async fn settle_forward(
         &self,
         peer: &GatewayId,
         delivery_id: &str,
         result: Result<Forwarded, ForwardError>,
+        document: Option<(&crate::messages::MessageRecord, &[OrgCode])>,
     ) {
         let mailbox = peer.mailbox();
         let settled = match &result {
@@ -301,13 +372,14 @@ impl Gateway {
             }
             Err(ForwardError::Refused(reason)) => {
                 tracing::warn!(peer = %peer, delivery_id, %reason, "refused by the peer; dead-lettered");
-                self.queue
-                    .dead_letter(
-                        &mailbox,
-                        delivery_id,
-                        &format!("refused by {peer}: {reason}"),
-                    )
-                    .await
+                let reason = format!("refused by {peer}: {reason}");
+                let buried = self.queue.dead_letter(&mailbox, delivery_id, &reason).await;
+                if buried.is_ok()
+                    && let Some((message, recipients)) = document
+                {
+                    self.refusal_back(message, recipients, &reason).await;
+                }
+                buried
             }
             Err(ForwardError::Unavailable(reason)) => {
                 tracing::warn!(peer = %peer, delivery_id, %reason, "forward failed; backing off");
@@ -318,6 +390,42 @@ impl Gateway {
         };
         if let Err(error) = settled {
             tracing::error!(peer = %peer, delivery_id, %error, "settling a forward failed");
+        }
+    }
+
+    /// Tells the sender of a document a peer refused, through the statuses
+    /// it receives: 02 (refused) by each recipient the document did not
+    /// reach, with the reason.
+    async fn refusal_back(
+        &self,
+        message: &crate::messages::MessageRecord,
+        recipients: &[OrgCode],
+        reason: &str,
+    ) {
+        let gateway = self
+            .federation()
+            .map(|f| f.gateway_id.to_string())
+            .unwrap_or_default();
+        for recipient in recipients {
+            let report = crate::status::StatusReport {
+                sender: message.sender.clone(),
+                message_id: message.message_id.clone(),
+                reporter: recipient.clone(),
+                code: crate::status::StatusCode::Refused,
+                description: reason.chars().take(500).collect(),
+                staff: crate::status::Staff {
+                    department: gateway.clone(),
+                    ..Default::default()
+                },
+                at: self.clock.now_millis(),
+            };
+            if let Err(error) = self.record_status(message, report).await {
+                tracing::error!(
+                    sender = %message.sender, message_id = %message.message_id,
+                    recipient = %recipient, %error,
+                    "could not send the refusal back to the sender"
+                );
+            }
         }
     }
 }

@@ -51,14 +51,32 @@ impl Gateway {
         caller: &Agency,
         raw: RawStatus,
     ) -> Result<StatusReceipt, GatewayError> {
-        let sender = OrgCode::parse(&raw.sender, "status.sender")?;
-        let message_id = MessageId::parse(&raw.message_id, "status.message_id")?;
         if !raw.reporter.is_empty() && raw.reporter != caller.code.as_str() {
+            let message_id = MessageId::parse(&raw.message_id, "status.message_id")?;
             return Err(GatewayError::NotInvolved {
                 caller: caller.code.clone(),
                 message_id,
             });
         }
+        let report = self.status_from(raw, caller.code.clone())?;
+        let message = self.existing_message(&report.sender, &report.message_id)?;
+        if !message.recipients.iter().any(|r| r.code == caller.code) {
+            return Err(GatewayError::NotInvolved {
+                caller: caller.code.clone(),
+                message_id: report.message_id,
+            });
+        }
+        self.record_status(&message, report).await
+    }
+
+    /// Checks the fields of a status report by `reporter`.
+    pub(super) fn status_from(
+        &self,
+        raw: RawStatus,
+        reporter: OrgCode,
+    ) -> Result<StatusReport, GatewayError> {
+        let sender = OrgCode::parse(&raw.sender, "status.sender")?;
+        let message_id = MessageId::parse(&raw.message_id, "status.message_id")?;
         let code = StatusCode::from_edxml(raw.code).ok_or_else(|| {
             EnvelopeError::invalid(
                 "status.code",
@@ -68,17 +86,10 @@ impl Gateway {
         if raw.description.chars().count() > self.config.limits.max_text_chars {
             return Err(EnvelopeError::invalid("status.description", "is too long").into());
         }
-        let message = self.existing_message(&sender, &message_id)?;
-        if !message.recipients.iter().any(|r| r.code == caller.code) {
-            return Err(GatewayError::NotInvolved {
-                caller: caller.code.clone(),
-                message_id,
-            });
-        }
-        let report = StatusReport {
+        Ok(StatusReport {
             sender,
             message_id,
-            reporter: caller.code.clone(),
+            reporter,
             code,
             description: raw.description,
             staff: raw.staff,
@@ -87,8 +98,23 @@ impl Gateway {
             } else {
                 self.clock.now_millis()
             },
-        };
-        let (accepted_at, head) = self.queue.report_status(&message, report.clone()).await?;
+        })
+    }
+
+    /// Records a checked status on `message`, queues it toward the sender
+    /// (its own queue, or the peer it is reached through) and signs the
+    /// receipt.
+    pub(super) async fn record_status(
+        &self,
+        message: &crate::messages::MessageRecord,
+        report: StatusReport,
+    ) -> Result<StatusReceipt, GatewayError> {
+        let code = report.code;
+        let mailbox = self.mailbox_of(&report.sender);
+        let (accepted_at, head) = self
+            .queue
+            .report_status(message, report.clone(), mailbox)
+            .await?;
         let audit_head = hex::encode(head);
         let status_label = format!("STATUS_{:02}", code.edxml());
         let canonical = receipt::canonical_text(&CanonicalParts {

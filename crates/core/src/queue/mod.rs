@@ -476,16 +476,20 @@ impl Queue {
     /// Records a recipient's status report on `message` and queues it for
     /// the message's sender, durably; refuses impossible transitions.
     /// Returns when it was accepted and the audit head after it.
+    ///
+    /// The status waits in `mailbox`: the sender's own queue, or the
+    /// outbound queue of the peer the sender is reached through.
     pub async fn report_status(
         &self,
         message: &MessageRecord,
         report: crate::status::StatusReport,
+        mailbox: OrgCode,
     ) -> Result<(UnixMillis, [u8; 32]), QueueError> {
         let now = self.clock.now_millis();
         let rank = message.document.priority.rank();
         let action = message.document.action;
         let wakers = self.wakers.clone();
-        let sender = report.sender.clone();
+        let sender = mailbox.clone();
         self.store
             .writer()
             .write_then(
@@ -526,7 +530,7 @@ impl Queue {
                         last_reason: String::new(),
                         status: Some(report.clone()),
                     };
-                    writes.put(slot.queue_key(&report.sender), store::encode(&entry)?);
+                    writes.put(slot.queue_key(&mailbox), store::encode(&entry)?);
                     Ok::<_, QueueError>((now, head))
                 },
                 move |_| wakers.wake(&sender),

@@ -85,4 +85,27 @@ impl Federation for FederationService {
         })
         .await
     }
+
+    #[instrument(skip_all, fields(peer))]
+    async fn forward_status(
+        &self,
+        request: Request<proto::ForwardStatusRequest>,
+    ) -> Result<Response<proto::ForwardResponse>, Status> {
+        reply(async move {
+            let peer = self.auth.peer(&request)?;
+            tracing::Span::current().record("peer", peer.as_str());
+            let status = request
+                .into_inner()
+                .status
+                .ok_or_else(|| ApiError::missing("status"))?;
+            let receipt = self
+                .gateway
+                .accept_forwarded_status(&peer, convert::raw_status(status))
+                .await?;
+            Ok(Response::new(proto::ForwardResponse {
+                custody: Some(convert::status_receipt(&receipt)),
+            }))
+        })
+        .await
+    }
 }

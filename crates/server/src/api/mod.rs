@@ -13,9 +13,9 @@ mod status;
 
 pub use admin::AdminService;
 pub use auth::Authenticator;
-pub(crate) use convert::document;
 /// The proto envelope → domain conversion, public for the benchmarks.
 pub use convert::raw_envelope;
+pub(crate) use convert::{document, status_report};
 pub use exchange::{ExchangeService, stream_chunk, stream_envelope};
 pub use federation::{FederationService, forward_chunk, forward_header};
 pub use signing::SigningService;
