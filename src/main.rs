@@ -97,6 +97,13 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Peer gateways (federation; admin certificate).
+    Peer {
+        #[command(subcommand)]
+        command: cli::PeerCommand,
+        #[command(flatten)]
+        connection: cli::Connection,
+    },
 }
 
 fn init_logging(default_filter: &str) {
@@ -186,6 +193,10 @@ fn run(command: Command) -> anyhow::Result<()> {
             command,
             connection,
         } => Client::Queue(command, connection),
+        Command::Peer {
+            command,
+            connection,
+        } => Client::Peer(command, connection),
     };
     cli::run(client)
 }

@@ -379,6 +379,23 @@ async fn a_peer_with_another_certificate_is_refused_both_ways() {
         refused.message()
     );
 
+    // The probe names the failing step.
+    let probe = run_probe(&gateways, 0, "VN:GOV:HUB");
+    assert!(
+        !probe.status.success(),
+        "the probe passed with an impostor hub"
+    );
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(
+        text.contains("tcp          ok") && text.contains("tls          FAILED"),
+        "{text}"
+    );
+    assert!(text.contains("not the pinned"), "{text}");
+    assert!(
+        text.contains("outbound queue peer:VN:GOV:HUB: 1 waiting"),
+        "{text}"
+    );
+
     // The real hub comes back: the waiting document goes through.
     drop(gateways.running[1].take());
     let real = std::fs::read_to_string(&gateways.paths[1])
@@ -388,6 +405,33 @@ async fn a_peer_with_another_certificate_is_refused_both_ways() {
     gateways.start(1);
     let delivered = collect(&mut receiver, 1).await;
     assert_eq!(delivered.len(), 1, "delivered once the right hub is back");
+    let probe = run_probe(&gateways, 0, "VN:GOV:HUB");
+    let text = String::from_utf8_lossy(&probe.stdout);
+    assert!(probe.status.success(), "{text}");
+    for step in ["tcp", "tls", "certificate", "round trip"] {
+        assert!(text.contains(&format!("{step:<12} ok")), "{step}: {text}");
+    }
+    let unknown = run_probe(&gateways, 0, "VN:GOV:H99");
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no peer VN:GOV:H99"),
+        "{unknown:?}"
+    );
+}
+
+/// `lienthong peer probe ID` at gateway `index`, as its administrator.
+fn run_probe(gateways: &Gateways, index: usize, peer: &str) -> std::process::Output {
+    let (cert, key) = identity_files("admin");
+    std::process::Command::new(BIN)
+        .args(["peer", "probe", peer])
+        .env(
+            "LIENTHONG_SERVER",
+            format!("https://localhost:{}", gateways.addr(index).port()),
+        )
+        .env("LIENTHONG_TLS_CERT", cert)
+        .env("LIENTHONG_TLS_KEY", key)
+        .env("LIENTHONG_TLS_CA", ca_of(index))
+        .output()
+        .expect("run lienthong peer probe")
 }
 
 /// What the H17 department received, by message id: deliveries, and

@@ -46,6 +46,8 @@ pub enum ClientCommand {
     Trace(TraceArgs),
     /// `lienthong queue ...`
     Queue(QueueCommand, Connection),
+    /// `lienthong peer ...`
+    Peer(PeerCommand, Connection),
 }
 
 /// Runs a client command on an async runtime of its own. The futures are
@@ -67,6 +69,7 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
             ClientCommand::Status(args) => status(args).await,
             ClientCommand::Trace(args) => trace(args).await,
             ClientCommand::Queue(command, connection) => queue(command, &connection).await,
+            ClientCommand::Peer(command, connection) => peer(command, &connection).await,
         }
     })
 }
@@ -966,6 +969,58 @@ pub enum QueueCommand {
     },
 }
 
+/// Peer gateway commands (federation).
+#[derive(Subcommand, Debug)]
+pub enum PeerCommand {
+    /// Check the way to a peer step by step (TCP, TLS with its pinned
+    /// certificate, a round trip) and its outbound queue; exits non-zero
+    /// naming the failing step.
+    Probe {
+        /// The peer's gateway id, e.g. VN:GOV:HUB.
+        id: String,
+    },
+}
+
+/// Runs a peer command.
+pub async fn peer(command: PeerCommand, connection: &Connection) -> anyhow::Result<()> {
+    let mut client = AdminClient::new(connection.channel().await?);
+    match command {
+        PeerCommand::Probe { id } => {
+            let probe = client
+                .probe_peer(proto::ProbePeerRequest { peer: id })
+                .await
+                .map_err(status_error)?
+                .into_inner();
+            println!("peer {} at {}", probe.peer, probe.url);
+            for step in &probe.steps {
+                println!(
+                    "  {:<12} {:<6} {:>9.1} ms  {}",
+                    step.step,
+                    if step.ok { "ok" } else { "FAILED" },
+                    step.micros as f64 / 1000.0,
+                    step.detail
+                );
+            }
+            if let Some(queue) = &probe.queue {
+                let waiting: u64 = queue.depths.iter().map(|d| d.depth).sum();
+                println!(
+                    "outbound queue {}: {waiting} waiting, {} in flight, {} dead, oldest {} s",
+                    queue.agency, queue.in_flight, queue.dead, queue.oldest_age_seconds
+                );
+            }
+            if !probe.ok {
+                let failed = probe
+                    .steps
+                    .iter()
+                    .find(|step| !step.ok)
+                    .map_or("a step", |step| step.step.as_str());
+                bail!("peer {} is not reachable: {failed} failed", probe.peer);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Runs a queue command.
 pub async fn queue(command: QueueCommand, connection: &Connection) -> anyhow::Result<()> {
     let mut client = AdminClient::new(connection.channel().await?);
@@ -977,7 +1032,7 @@ pub async fn queue(command: QueueCommand, connection: &Connection) -> anyhow::Re
                 .map_err(status_error)?
                 .into_inner();
             println!(
-                "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>6} {:>10}",
+                "{:<18} {:>7} {:>7} {:>7} {:>7} {:>9} {:>6} {:>10}",
                 "agency", "flash", "v.urg", "urgent", "normal", "in-flight", "dead", "oldest(s)"
             );
             for stats in &response.agencies {
@@ -989,7 +1044,7 @@ pub async fn queue(command: QueueCommand, connection: &Connection) -> anyhow::Re
                         .map_or(0, |d| d.depth)
                 };
                 println!(
-                    "{:<14} {:>7} {:>7} {:>7} {:>7} {:>9} {:>6} {:>10}",
+                    "{:<18} {:>7} {:>7} {:>7} {:>7} {:>9} {:>6} {:>10}",
                     stats.agency,
                     depth(proto::Priority::Flash),
                     depth(proto::Priority::VeryUrgent),

@@ -244,15 +244,19 @@ async fn serve_store(
     let exchange = ExchangeServer::new(ExchangeService::new(gateway.clone(), auth.clone()))
         .max_decoding_message_size(frame_limit)
         .max_encoding_message_size(frame_limit);
-    let admin = AdminServer::new(AdminService::new(gateway.clone(), auth.clone()));
+    let links = Arc::new(link::GrpcPeerLink::new(gateway.config(), frame_limit)?);
+    let admin = AdminServer::new(AdminService::new(
+        gateway.clone(),
+        auth.clone(),
+        links.clone(),
+    ));
     let signing = SigningServer::new(SigningService::new(gateway.clone(), auth.clone()))
         .max_decoding_message_size(frame_limit)
         .max_encoding_message_size(frame_limit);
     let federation = FederationServer::new(FederationService::new(gateway.clone(), auth))
         .max_decoding_message_size(frame_limit)
         .max_encoding_message_size(frame_limit);
-    let link = link::GrpcPeerLink::new(gateway.config(), frame_limit)?;
-    let forwarders = gateway.spawn_forwarders(Arc::new(link));
+    let forwarders = gateway.spawn_forwarders(links);
 
     let incoming = TcpListenerStream::new(listener).map(|stream| {
         if let Ok(stream) = &stream {

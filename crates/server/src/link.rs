@@ -30,9 +30,30 @@ use crate::{
     store::StoreError,
 };
 
+/// One peer: its lazily connected channel, and what a probe needs.
+struct Peer {
+    channel: Channel,
+    tls: Arc<rustls::ClientConfig>,
+    url: String,
+    connect_timeout: Duration,
+}
+
+/// One step of [`GrpcPeerLink::probe`].
+#[derive(Debug, Clone)]
+pub struct ProbeStep {
+    /// "tcp", "tls", "certificate" or "round trip".
+    pub step: &'static str,
+    /// It passed.
+    pub ok: bool,
+    /// How long it took.
+    pub elapsed: Duration,
+    /// What was found, or why it failed.
+    pub detail: String,
+}
+
 /// One lazily connected channel per peer.
 pub struct GrpcPeerLink {
-    peers: HashMap<GatewayId, Channel>,
+    peers: HashMap<GatewayId, Peer>,
     chunk_bytes: usize,
     frame_limit: usize,
     /// Test-only fault: flip the first content byte of every forward
@@ -111,13 +132,21 @@ impl GrpcPeerLink {
                 .connect_timeout(federation.connect_timeout)
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(Duration::from_secs(30));
-            let connector = tower::service_fn(move |uri: Uri| {
+            let connector = {
                 let tls = tls.clone();
-                async move { connect(uri, tls).await }
-            });
+                tower::service_fn(move |uri: Uri| {
+                    let tls = tls.clone();
+                    async move { connect(uri, tls).await }
+                })
+            };
             peers.insert(
                 peer.id.clone(),
-                endpoint.connect_with_connector_lazy(connector),
+                Peer {
+                    channel: endpoint.connect_with_connector_lazy(connector),
+                    tls,
+                    url: peer.url.clone(),
+                    connect_timeout: federation.connect_timeout,
+                },
             );
         }
         Ok(Self {
@@ -232,9 +261,13 @@ impl PeerLink for GrpcPeerLink {
 
     fn forward(&self, outbound: Outbound) -> ForwardFuture<'_> {
         Box::pin(async move {
-            let channel = self.peers.get(&outbound.peer).cloned().ok_or_else(|| {
-                ForwardError::Unavailable(format!("no link to {}", outbound.peer))
-            })?;
+            let channel = self
+                .peers
+                .get(&outbound.peer)
+                .map(|peer| peer.channel.clone())
+                .ok_or_else(|| {
+                    ForwardError::Unavailable(format!("no link to {}", outbound.peer))
+                })?;
             let header = header(&outbound).await?;
             let (parts, stream) = mpsc::channel(4);
             let chunk_bytes = self.chunk_bytes;
@@ -323,7 +356,7 @@ impl GrpcPeerLink {
         let channel = self
             .peers
             .get(&peer)
-            .cloned()
+            .map(|peer| peer.channel.clone())
             .ok_or_else(|| ForwardError::Unavailable(format!("no link to {peer}")))?;
         let mut client = FederationClient::new(channel);
         let answer = client
@@ -408,5 +441,177 @@ async fn blocking<T: Send + 'static>(
     match tokio::task::spawn_blocking(work).await {
         Ok(result) => result.map_err(|error| error.to_string()),
         Err(error) => Err(format!("internal fault: a blocking read stopped ({error})")),
+    }
+}
+
+impl GrpcPeerLink {
+    /// Checks the way to `peer` step by step, stopping at the first step
+    /// that fails: its URL and the steps; none for a peer not configured.
+    pub async fn probe(&self, peer: &GatewayId) -> Option<(String, Vec<ProbeStep>)> {
+        let link = self.peers.get(peer)?;
+        let url = link.url.clone();
+        Some((url, probe_steps(link).await))
+    }
+}
+
+async fn probe_steps(link: &Peer) -> Vec<ProbeStep> {
+    let mut steps = Vec::new();
+    let limit = link.connect_timeout;
+    let uri: Uri = match link.url.replacen("https://", "http://", 1).parse() {
+        Ok(uri) => uri,
+        Err(error) => {
+            steps.push(step(
+                "tcp",
+                false,
+                Duration::ZERO,
+                format!("bad url {}: {error}", link.url),
+            ));
+            return steps;
+        }
+    };
+    let host = uri
+        .host()
+        .unwrap_or_default()
+        .trim_matches(['[', ']'])
+        .to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let late = |what: &str| {
+        format!(
+            "{what}: no answer within federation.connect_timeout_seconds ({} s)",
+            limit.as_secs()
+        )
+    };
+
+    let started = std::time::Instant::now();
+    let tcp =
+        match tokio::time::timeout(limit, tokio::net::TcpStream::connect((host.as_str(), port)))
+            .await
+        {
+            Ok(Ok(tcp)) => {
+                let detail = tcp.peer_addr().map_or_else(
+                    |_| format!("connected to {host}:{port}"),
+                    |a| format!("connected to {a}"),
+                );
+                steps.push(step("tcp", true, started.elapsed(), detail));
+                tcp
+            }
+            Ok(Err(error)) => {
+                steps.push(step(
+                    "tcp",
+                    false,
+                    started.elapsed(),
+                    format!("{host}:{port}: {error}"),
+                ));
+                return steps;
+            }
+            Err(_) => {
+                steps.push(step(
+                    "tcp",
+                    false,
+                    started.elapsed(),
+                    late(&format!("{host}:{port}")),
+                ));
+                return steps;
+            }
+        };
+
+    let started = std::time::Instant::now();
+    let Ok(name) = ServerName::try_from(host.clone()) else {
+        steps.push(step(
+            "tls",
+            false,
+            Duration::ZERO,
+            format!("{host} is not a valid server name"),
+        ));
+        return steps;
+    };
+    let connector = tokio_rustls::TlsConnector::from(link.tls.clone());
+    let tls = match tokio::time::timeout(limit, connector.connect(name, tcp)).await {
+        Ok(Ok(tls)) => {
+            let session = tls.get_ref().1;
+            let alpn = session.alpn_protocol().map_or("none".to_owned(), |p| {
+                String::from_utf8_lossy(p).into_owned()
+            });
+            let detail = format!("{:?}, ALPN {alpn}", session.protocol_version());
+            steps.push(step("tls", true, started.elapsed(), detail));
+            tls
+        }
+        Ok(Err(error)) => {
+            steps.push(step("tls", false, started.elapsed(), error.to_string()));
+            return steps;
+        }
+        Err(_) => {
+            steps.push(step("tls", false, started.elapsed(), late("handshake")));
+            return steps;
+        }
+    };
+    let presented = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|certificates| certificates.first())
+        .map(|leaf| Fingerprint::of_der(leaf.as_ref()));
+    drop(tls);
+    match presented {
+        Some(fingerprint) => steps.push(step(
+            "certificate",
+            true,
+            Duration::ZERO,
+            format!("{fingerprint}: the pinned certificate, chained to the peer's CA"),
+        )),
+        None => {
+            steps.push(step(
+                "certificate",
+                false,
+                Duration::ZERO,
+                "no certificate presented".into(),
+            ));
+            return steps;
+        }
+    }
+
+    let started = std::time::Instant::now();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(link.channel.clone());
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: "lienthong.v1.Federation".into(),
+    };
+    match tokio::time::timeout(limit, health.check(request)).await {
+        Ok(Ok(answer)) => {
+            use tonic_health::pb::health_check_response::ServingStatus;
+            let serving = answer.into_inner().status == ServingStatus::Serving as i32;
+            let detail = if serving {
+                "health: Federation SERVING"
+            } else {
+                "health: Federation NOT_SERVING"
+            };
+            steps.push(step(
+                "round trip",
+                serving,
+                started.elapsed(),
+                detail.to_owned(),
+            ));
+        }
+        Ok(Err(status)) => steps.push(step(
+            "round trip",
+            false,
+            started.elapsed(),
+            format!("{:?}: {}", status.code(), status.message()),
+        )),
+        Err(_) => steps.push(step(
+            "round trip",
+            false,
+            started.elapsed(),
+            late("health check"),
+        )),
+    }
+    steps
+}
+
+fn step(step: &'static str, ok: bool, elapsed: Duration, detail: String) -> ProbeStep {
+    ProbeStep {
+        step,
+        ok,
+        elapsed,
+        detail,
     }
 }

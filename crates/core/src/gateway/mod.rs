@@ -145,6 +145,9 @@ pub enum GatewayError {
     /// A forwarded document may not take this hop (a loop, too many hops).
     #[error(transparent)]
     Hop(#[from] crate::federation::HopError),
+    /// No peer of this id is configured.
+    #[error("no peer {0} is configured in [federation.peers]")]
+    UnknownPeer(String),
     /// A peer forwarded to a gateway without `[federation]`.
     #[error(
         "this gateway forwards to no peers and takes no forwarded documents ([federation] is not configured)"

@@ -18,12 +18,22 @@ use crate::{
 pub struct AdminService {
     gateway: Arc<Gateway>,
     auth: Authenticator,
+    links: Arc<crate::link::GrpcPeerLink>,
 }
 
 impl AdminService {
-    /// A service over the gateway.
-    pub fn new(gateway: Arc<Gateway>, auth: Authenticator) -> Self {
-        Self { gateway, auth }
+    /// A service over the gateway; `links` are the peer links ProbePeer
+    /// checks.
+    pub fn new(
+        gateway: Arc<Gateway>,
+        auth: Authenticator,
+        links: Arc<crate::link::GrpcPeerLink>,
+    ) -> Self {
+        Self {
+            gateway,
+            auth,
+            links,
+        }
     }
 }
 
@@ -171,6 +181,40 @@ impl Admin for AdminService {
                 .map(|(code, depth)| convert::queue_stats(code.as_str(), depth, now))
                 .collect();
             Ok(Response::new(proto::QueueStatsResponse { agencies }))
+        })
+        .await
+    }
+
+    async fn probe_peer(
+        &self,
+        request: Request<proto::ProbePeerRequest>,
+    ) -> Result<Response<proto::ProbePeerResponse>, Status> {
+        reply(async move {
+            self.auth.admin(&request)?;
+            let peer = request.into_inner().peer;
+            let id = crate::federation::GatewayId::parse(&peer, "peer")?;
+            let Some((url, steps)) = self.links.probe(&id).await else {
+                return Err(crate::gateway::GatewayError::UnknownPeer(peer).into());
+            };
+            let (stats, now) = self.gateway.queue_stats(Some(id.mailbox()))?;
+            let ok = steps.iter().all(|step| step.ok) && steps.len() == 4;
+            Ok(Response::new(proto::ProbePeerResponse {
+                peer,
+                url,
+                ok,
+                steps: steps
+                    .into_iter()
+                    .map(|step| proto::ProbeStep {
+                        step: step.step.to_owned(),
+                        ok: step.ok,
+                        micros: u64::try_from(step.elapsed.as_micros()).unwrap_or(u64::MAX),
+                        detail: step.detail,
+                    })
+                    .collect(),
+                queue: stats
+                    .first()
+                    .map(|(code, depth)| convert::queue_stats(code.as_str(), depth, now)),
+            }))
         })
         .await
     }

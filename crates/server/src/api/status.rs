@@ -104,7 +104,9 @@ fn gateway(error: GatewayError) -> Status {
             Status::permission_denied(error.to_string())
         }
         GatewayError::NoSuchMessage { .. } => Status::not_found(error.to_string()),
-        GatewayError::NoSuchKey { .. } => Status::not_found(error.to_string()),
+        GatewayError::NoSuchKey { .. } | GatewayError::UnknownPeer(_) => {
+            Status::not_found(error.to_string())
+        }
         GatewayError::ShuttingDown => Status::unavailable(error.to_string()),
         GatewayError::StagingFull { .. } => Status::resource_exhausted(error.to_string()),
         // Refusals for good: the forwarding gateway dead-letters the document.
