@@ -39,6 +39,10 @@ fn configs(dir: &Path, edit: impl Fn(&str, String) -> String) -> ([u16; 3], [Pat
                 &format!("127.0.0.1:{port}"),
             );
         }
+        // Quick retries: a gateway that starts later than its peer (a busy
+        // CI machine runs the tests side by side) must not push the first
+        // forward into a long backoff.
+        text.push_str("\n[queue]\nbackoff_initial_millis = 200\nbackoff_max_seconds = 2\n");
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, edit(name, text)).expect("write config");
         path
@@ -243,6 +247,55 @@ async fn a_document_goes_from_a_province_through_the_hub_to_another_province_onc
         )]
     );
 
+    // The origin's trace shows the whole signed route, and it verifies.
+    let trace = sender
+        .trace(proto::TraceRequest {
+            message_id: "fed-1".into(),
+            sender: String::new(),
+        })
+        .await
+        .expect("trace at H56")
+        .into_inner();
+    let route: Vec<(&str, &str, &str)> = trace
+        .hops
+        .iter()
+        .map(|h| (h.gateway.as_str(), h.from.as_str(), h.to.as_str()))
+        .collect();
+    assert_eq!(
+        route,
+        [
+            ("VN:GOV:H56", DEPARTMENT, "VN:GOV:HUB"),
+            ("VN:GOV:HUB", "VN:GOV:H56", "VN:GOV:H17"),
+            ("VN:GOV:H17", "VN:GOV:HUB", H17_DEPARTMENT),
+        ]
+    );
+    let receipts = |dirs: &[&str]| -> Vec<String> {
+        dirs.iter()
+            .flat_map(|dir| {
+                [
+                    "--gateway-cert".to_owned(),
+                    certs()
+                        .join(format!("federation/{dir}/receipts.crt"))
+                        .display()
+                        .to_string(),
+                ]
+            })
+            .collect()
+    };
+    let verified = run_trace(&gateways, &receipts(&["h56", "hub", "h17"]));
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&verified.stderr)
+    );
+    assert!(text.contains("verified: 3 hops"), "{text}");
+    // Without the hub's certificate, the check names the hub's hop.
+    let broken = run_trace(&gateways, &receipts(&["h56", "h17"]));
+    assert!(!broken.status.success());
+    let error = String::from_utf8_lossy(&broken.stderr);
+    assert!(error.contains("hop 2 (VN:GOV:HUB) is broken"), "{error}");
+
     // Sent again: a duplicate at H56, nothing more at H17.
     let again = send(&mut sender, message).await.expect("send again");
     assert!(again.duplicate);
@@ -288,10 +341,10 @@ async fn a_routing_loop_ends_in_a_dead_letter_with_the_reason() {
     .expect("accepted: the loop is found further on");
     let mut found = None;
     for _ in 0..150 {
-        let dead = admin(&gateways, 1)
+        let dead = admin(&gateways, 0)
             .await
             .list_dead_letters(proto::ListDeadLettersRequest {
-                agency: "peer:VN:GOV:H56".into(),
+                agency: "peer:VN:GOV:HUB".into(),
                 limit: 10,
             })
             .await
@@ -304,10 +357,15 @@ async fn a_routing_loop_ends_in_a_dead_letter_with_the_reason() {
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let letter = found.expect("the loop ended in a dead letter at the hub");
+    // The hub sees that H99 would go back to H56, already on the route,
+    // and refuses; H56 dead-letters it with the hub's reason.
+    let letter = found.expect("the loop ended in a dead letter at H56");
     assert_eq!(letter.message_id, "loop-1");
     assert!(
-        letter.reason.contains("routing loop") && letter.reason.contains("VN:GOV:HUB"),
+        letter.reason.contains("refused by VN:GOV:HUB")
+            && letter
+                .reason
+                .contains("routing loop: 000.00.12.H99 would go on to VN:GOV:H56"),
         "{}",
         letter.reason
     );
@@ -366,6 +424,7 @@ async fn a_peer_with_another_certificate_is_refused_both_ways() {
             envelope: Some(unsigned_envelope("x", DEPARTMENT, &[H17_DEPARTMENT], b"")),
             recipients: vec![H17_DEPARTMENT.into()],
             route: vec!["VN:GOV:HUB".into()],
+            hops: Vec::new(),
         })),
     };
     let refused = proto::federation_client::FederationClient::new(channel)
@@ -643,6 +702,7 @@ async fn bad_forwards_are_refused_precisely_and_leave_nothing_behind() {
                 envelope: Some(envelope),
                 recipients: recipients.iter().map(|r| (*r).to_owned()).collect(),
                 route: route.iter().map(|r| (*r).to_owned()).collect(),
+                hops: Vec::new(),
             })),
         }
     };
@@ -709,10 +769,10 @@ async fn bad_forwards_are_refused_precisely_and_leave_nothing_behind() {
             "header.recipients",
         ),
         (
-            "a recipient H17 does not know (it would route back)",
+            "a recipient H17 does not know (it would go back to the hub)",
             vec![header(&route, &["000.00.77.H17"], size), chunk(&content)],
-            Code::InvalidArgument,
-            "000.00.77.H17",
+            Code::FailedPrecondition,
+            "routing loop: 000.00.77.H17 would go on to VN:GOV:HUB",
         ),
         (
             "more bytes than declared",
@@ -766,4 +826,21 @@ async fn bad_forwards_are_refused_precisely_and_leave_nothing_behind() {
         .expect("custody receipt");
     assert!(!custody.duplicate);
     assert!(custody.signature.is_some(), "the custody receipt is signed");
+}
+
+/// `lienthong trace fed-1 --verify ARGS` at H56, as its department.
+fn run_trace(gateways: &Gateways, args: &[String]) -> std::process::Output {
+    let (cert, key) = identity_files("department");
+    std::process::Command::new(BIN)
+        .args(["trace", "fed-1", "--verify"])
+        .args(args)
+        .env(
+            "LIENTHONG_SERVER",
+            format!("https://localhost:{}", gateways.addr(0).port()),
+        )
+        .env("LIENTHONG_TLS_CERT", cert)
+        .env("LIENTHONG_TLS_KEY", key)
+        .env("LIENTHONG_TLS_CA", ca_of(0))
+        .output()
+        .expect("run lienthong trace")
 }

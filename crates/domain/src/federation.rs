@@ -5,8 +5,12 @@
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 
-use crate::envelope::{EnvelopeError, OrgCode};
+use crate::{
+    clock::UnixMillis,
+    envelope::{EnvelopeError, OrgCode},
+};
 
 /// A gateway's id among its peers: `VN:GOV:H56` (a province, by its
 /// level-1 code), `VN:GOV:HUB` (the national hub). 3-64 characters of
@@ -142,6 +146,16 @@ pub enum HopError {
         /// The hops so far.
         route: String,
     },
+    /// A recipient would go on to a gateway already on the route.
+    #[error("routing loop: {code} would go on to {next}, already on the route {route}")]
+    WouldLoop {
+        /// The recipient.
+        code: String,
+        /// The gateway it is routed to.
+        next: GatewayId,
+        /// The hops so far.
+        route: String,
+    },
     /// The document has made the most hops allowed.
     #[error("too many hops: {hops} made, federation.max_hops is {max} (route {route})")]
     TooMany {
@@ -176,6 +190,120 @@ pub fn check_hops(route: &[GatewayId], here: &GatewayId, max_hops: usize) -> Res
             max: max_hops,
             route: text(),
         });
+    }
+    Ok(())
+}
+
+/// One gateway's signed statement about a document it handled: it took
+/// the document from `from` and passed it to `to` (the next gateway), or
+/// delivered it there (`forwarded_at` 0, `to` the recipients). Each hop
+/// names the hash of the one before, so the chain travels with the
+/// document and anyone can check it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hop {
+    /// The gateway that signed it.
+    pub gateway: GatewayId,
+    /// The previous gateway, or the sending agency at the origin.
+    pub from: String,
+    /// The next gateway, or the recipients (comma-separated) where delivered.
+    pub to: String,
+    /// When this gateway accepted the document.
+    pub received_at: UnixMillis,
+    /// When it handed it on; 0 where it was delivered.
+    pub forwarded_at: UnixMillis,
+    /// SHA-256 over the attachments' SHA-256s, in order.
+    pub content_sha256: [u8; 32],
+    /// The message's canonical digest (envelope, files and signatures).
+    pub envelope_sha256: [u8; 32],
+    /// [`SignedHop::hash`] of the hop before; zeros for the first.
+    pub previous_sha256: [u8; 32],
+}
+
+impl Hop {
+    /// The signed text: one field per line.
+    pub fn canonical(&self) -> Vec<u8> {
+        format!(
+            "lienthong-hop-v1\ngateway {}\nfrom {}\nto {}\nreceived_at {}\nforwarded_at {}\ncontent_sha256 {}\nenvelope_sha256 {}\nprevious_sha256 {}\n",
+            self.gateway,
+            self.from,
+            self.to,
+            self.received_at,
+            self.forwarded_at,
+            hex::encode(self.content_sha256),
+            hex::encode(self.envelope_sha256),
+            hex::encode(self.previous_sha256),
+        )
+        .into_bytes()
+    }
+
+    /// Where the document stopped: delivered at this gateway.
+    pub fn is_final(&self) -> bool {
+        self.forwarded_at == 0
+    }
+}
+
+/// A hop with its gateway's signature (SHA-256, the gateway's receipt key)
+/// and that key's certificate (PEM).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHop {
+    /// The statement.
+    pub hop: Hop,
+    /// The signature over [`Hop::canonical`].
+    pub signature: Vec<u8>,
+    /// The signing certificate, PEM.
+    pub certificate: Vec<u8>,
+}
+
+impl SignedHop {
+    /// What the next hop names as `previous_sha256`: SHA-256 of the
+    /// canonical text and the signature.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut digest = Sha256::new();
+        digest.update(self.hop.canonical());
+        digest.update(&self.signature);
+        digest.finalize().into()
+    }
+}
+
+/// The hash a new hop after `chain` names.
+pub fn chain_tip(chain: &[SignedHop]) -> [u8; 32] {
+    chain.last().map_or([0; 32], SignedHop::hash)
+}
+
+/// Checks a chain: each hop names the hash of the one before, takes the
+/// document from the gateway before and from where that one sent it, is
+/// about the same document, and passes `verify` (its signature and
+/// certificate). Answers, for the first hop that fails, its index and why.
+pub fn check_chain(
+    chain: &[SignedHop],
+    verify: impl Fn(&SignedHop) -> Result<(), String>,
+) -> Result<(), (usize, String)> {
+    for (index, signed) in chain.iter().enumerate() {
+        let hop = &signed.hop;
+        let previous = index.checked_sub(1).map(|i| &chain[i]);
+        if hop.previous_sha256 != chain_tip(&chain[..index]) {
+            return Err((index, "does not name the hash of the hop before it".into()));
+        }
+        if let Some(before) = previous {
+            if before.hop.to != hop.gateway.as_str() || hop.from != before.hop.gateway.as_str() {
+                return Err((
+                    index,
+                    format!(
+                        "does not follow the hop before: {} sent to {}, but {} took it from {}",
+                        before.hop.gateway, before.hop.to, hop.gateway, hop.from
+                    ),
+                ));
+            }
+            if before.hop.is_final() {
+                return Err((index, "follows a hop that delivered the document".into()));
+            }
+            if hop.envelope_sha256 != before.hop.envelope_sha256
+                || hop.content_sha256 != before.hop.content_sha256
+            {
+                return Err((index, "is about another document (digests differ)".into()));
+            }
+        }
+        verify(signed).map_err(|reason| (index, reason))?;
     }
     Ok(())
 }
@@ -255,5 +383,68 @@ mod tests {
             ),
             "{long}"
         );
+    }
+
+    fn hop(gateway: &str, from: &str, to: &str, previous: [u8; 32], forwarded: bool) -> SignedHop {
+        let hop = Hop {
+            gateway: id(gateway),
+            from: from.into(),
+            to: to.into(),
+            received_at: 1,
+            forwarded_at: if forwarded { 2 } else { 0 },
+            content_sha256: [7; 32],
+            envelope_sha256: [8; 32],
+            previous_sha256: previous,
+        };
+        SignedHop {
+            signature: hop.canonical(),
+            certificate: gateway.as_bytes().to_vec(),
+            hop,
+        }
+    }
+
+    fn chain() -> Vec<SignedHop> {
+        let a = hop("VN:GOV:H56", "000.00.12.H56", "VN:GOV:HUB", [0; 32], true);
+        let hub = hop("VN:GOV:HUB", "VN:GOV:H56", "VN:GOV:H17", a.hash(), true);
+        let b = hop(
+            "VN:GOV:H17",
+            "VN:GOV:HUB",
+            "000.00.12.H17",
+            hub.hash(),
+            false,
+        );
+        vec![a, hub, b]
+    }
+
+    /// A stand-in signature check: the signature is the canonical text.
+    fn fake_verify(signed: &SignedHop) -> Result<(), String> {
+        if signed.signature == signed.hop.canonical() {
+            Ok(())
+        } else {
+            Err("signature does not verify".into())
+        }
+    }
+
+    #[test]
+    fn a_whole_chain_checks_and_each_break_names_its_hop() {
+        check_chain(&chain(), fake_verify).expect("a good chain");
+        let mut altered = chain();
+        altered[1].hop.to = "VN:GOV:H99".into();
+        let (index, why) = check_chain(&altered, fake_verify).expect_err("altered");
+        assert_eq!(index, 1, "{why}");
+        let mut relinked = chain();
+        relinked[1].hop.to = "VN:GOV:H99".into();
+        relinked[1].signature = relinked[1].hop.canonical();
+        let (index, why) = check_chain(&relinked, fake_verify).expect_err("re-signed");
+        assert_eq!(index, 2, "the next hop no longer names it: {why}");
+        let mut dropped = chain();
+        dropped.remove(1);
+        let (index, _) = check_chain(&dropped, fake_verify).expect_err("a hop missing");
+        assert_eq!(index, 1);
+        let mut other = chain();
+        other[2].hop.content_sha256 = [9; 32];
+        other[2].signature = other[2].hop.canonical();
+        let (index, why) = check_chain(&other, fake_verify).expect_err("another document");
+        assert_eq!((index, why.contains("another document")), (2, true));
     }
 }

@@ -241,10 +241,14 @@ async fn serve_store(
         .build_v1()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
-    let exchange = ExchangeServer::new(ExchangeService::new(gateway.clone(), auth.clone()))
-        .max_decoding_message_size(frame_limit)
-        .max_encoding_message_size(frame_limit);
     let links = Arc::new(link::GrpcPeerLink::new(gateway.config(), frame_limit)?);
+    let exchange = ExchangeServer::new(ExchangeService::new(
+        gateway.clone(),
+        auth.clone(),
+        links.clone(),
+    ))
+    .max_decoding_message_size(frame_limit)
+    .max_encoding_message_size(frame_limit);
     let admin = AdminServer::new(AdminService::new(
         gateway.clone(),
         auth.clone(),
@@ -253,9 +257,10 @@ async fn serve_store(
     let signing = SigningServer::new(SigningService::new(gateway.clone(), auth.clone()))
         .max_decoding_message_size(frame_limit)
         .max_encoding_message_size(frame_limit);
-    let federation = FederationServer::new(FederationService::new(gateway.clone(), auth))
-        .max_decoding_message_size(frame_limit)
-        .max_encoding_message_size(frame_limit);
+    let federation =
+        FederationServer::new(FederationService::new(gateway.clone(), auth, links.clone()))
+            .max_decoding_message_size(frame_limit)
+            .max_encoding_message_size(frame_limit);
     let forwarders = gateway.spawn_forwarders(links);
 
     let incoming = TcpListenerStream::new(listener).map(|stream| {

@@ -331,14 +331,20 @@ impl PeerLink for GrpcPeerLink {
             }
             match answer {
                 Ok(response) => {
-                    let custody = response.into_inner().custody.ok_or_else(|| {
+                    let response = response.into_inner();
+                    let response_hops = response.hops;
+                    let custody = response.custody.ok_or_else(|| {
                         ForwardError::Unavailable(
                             "the peer answered without a custody receipt".into(),
                         )
                     })?;
+                    // A custody answer whose hops do not parse still stands:
+                    // custody is the receipt, the hops are for the trace.
+                    let hops = crate::api::signed_hops(response_hops).unwrap_or_default();
                     Ok(Forwarded {
                         duplicate: custody.duplicate,
                         custody: custody.canonical,
+                        hops,
                     })
                 }
                 Err(status) => Err(classify(&status)),
@@ -371,7 +377,33 @@ impl GrpcPeerLink {
         Ok(Forwarded {
             duplicate: custody.duplicate,
             custody: custody.canonical,
+            hops: Vec::new(),
         })
+    }
+
+    /// The hops `peer` holds for a message (Federation.Hops).
+    pub async fn hops(
+        &self,
+        peer: &GatewayId,
+        sender: &str,
+        message_id: &str,
+        depth: u32,
+    ) -> Result<Vec<proto::HopRecord>, String> {
+        let channel = self
+            .peers
+            .get(peer)
+            .map(|peer| peer.channel.clone())
+            .ok_or_else(|| format!("no link to {peer}"))?;
+        let answer = FederationClient::new(channel)
+            .max_decoding_message_size(self.frame_limit)
+            .hops(proto::HopsRequest {
+                sender: sender.to_owned(),
+                message_id: message_id.to_owned(),
+                depth,
+            })
+            .await
+            .map_err(|status| format!("{:?}: {}", status.code(), status.message()))?;
+        Ok(answer.into_inner().hops)
     }
 }
 
@@ -430,6 +462,7 @@ async fn header(outbound: &Outbound) -> Result<proto::ForwardRequest, ForwardErr
                 .map(ToString::to_string)
                 .collect(),
             route: outbound.route.iter().map(ToString::to_string).collect(),
+            hops: outbound.hops.iter().map(crate::api::hop_record).collect(),
         })),
     })
 }

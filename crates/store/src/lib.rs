@@ -254,6 +254,9 @@ pub mod keys {
     /// `route\0{sender}\0{message id}` → the gateways a forwarded message
     /// went through before this one, origin first (federation).
     pub const ROUTE: &[u8] = b"route\0";
+    /// `hops\0{sender}\0{message id}` → the signed hops of a forwarded
+    /// message as this gateway knows them, origin first (federation).
+    pub const HOPS: &[u8] = b"hops\0";
     /// `meta\0audit-head` → (last audit seq, its hash).
     pub const META_AUDIT_HEAD: &[u8] = b"meta\0audit-head";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).

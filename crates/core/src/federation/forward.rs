@@ -3,7 +3,10 @@
 use std::{future::Future, pin::Pin};
 
 use crate::{
-    envelope::OrgCode, federation::GatewayId, messages::MessageRecord, status::StatusReport,
+    envelope::OrgCode,
+    federation::{GatewayId, SignedHop},
+    messages::MessageRecord,
+    status::StatusReport,
     store::BlobStore,
 };
 
@@ -22,6 +25,8 @@ pub struct Outbound {
     pub route: Vec<GatewayId>,
     /// Where the files are.
     pub blobs: BlobStore,
+    /// The signed hops so far, this gateway's hop to the peer last.
+    pub hops: Vec<SignedHop>,
 }
 
 /// The peer took custody: its signed receipt, as it sent it.
@@ -31,6 +36,8 @@ pub struct Forwarded {
     pub custody: Vec<u8>,
     /// True when the peer had the document already (a re-forward after a crash).
     pub duplicate: bool,
+    /// The hops as the peer holds them now.
+    pub hops: Vec<SignedHop>,
 }
 
 /// Why a forward did not end in custody.

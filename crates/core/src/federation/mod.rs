@@ -13,5 +13,6 @@ mod forward;
 pub use self::config::{FederationConfig, PeerConfig};
 pub use self::forward::{ForwardError, ForwardFuture, Forwarded, Outbound, PeerLink};
 pub use lienthong_domain::federation::{
-    GatewayId, HopError, PEER_MAILBOX, Route, check_hops, level1, route,
+    GatewayId, Hop, HopError, PEER_MAILBOX, Route, SignedHop, chain_tip, check_chain, check_hops,
+    level1, route,
 };

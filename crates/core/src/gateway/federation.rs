@@ -13,8 +13,8 @@ use super::{Gateway, GatewayError};
 use crate::{
     envelope::{Address, EnvelopeError, GroupName, OrgCode, RawEnvelope},
     federation::{
-        FederationConfig, ForwardError, Forwarded, GatewayId, Outbound, PeerConfig, PeerLink,
-        Route, check_hops,
+        FederationConfig, ForwardError, Forwarded, GatewayId, Hop, Outbound, PeerConfig, PeerLink,
+        Route, SignedHop, chain_tip, check_chain, check_hops,
     },
     pki::Fingerprint,
     queue::Leased,
@@ -59,6 +59,8 @@ pub struct ForwardRequest {
     /// The gateways the document went through, origin first, the
     /// forwarding peer last.
     pub route: Vec<String>,
+    /// The signed hops so far, origin first, the forwarding peer's last.
+    pub hops: Vec<SignedHop>,
 }
 
 impl Gateway {
@@ -123,6 +125,83 @@ impl Gateway {
         self.record_status(&message, report).await
     }
 
+    /// Signs `hop` with the gateway's receipt key.
+    fn sign_hop(&self, hop: Hop) -> Result<SignedHop, GatewayError> {
+        let (key, certificate) = self.hop_key.as_ref().ok_or(GatewayError::NotFederated)?;
+        let signature = crate::pki::sign_plain(key, &hop.canonical())?;
+        Ok(SignedHop {
+            hop,
+            signature,
+            certificate: certificate.clone(),
+        })
+    }
+
+    /// A peer's hops must form an intact chain (each signature verifies
+    /// with its certificate; whose certificates they are is for the reader
+    /// of the trace to judge) ending with the peer's own hop to here.
+    fn check_incoming_hops(
+        &self,
+        peer: &GatewayId,
+        hops: &[SignedHop],
+    ) -> Result<(), GatewayError> {
+        let Some(last) = hops.last() else {
+            return Ok(());
+        };
+        let here = self
+            .federation()
+            .map(|f| f.gateway_id.as_str())
+            .unwrap_or_default();
+        if &last.hop.gateway != peer || last.hop.to != here {
+            return Err(EnvelopeError::invalid(
+                "header.hops",
+                format!("the last hop must be {peer}'s, to {here}"),
+            )
+            .into());
+        }
+        check_chain(hops, verify_hop_signature).map_err(|(index, why)| {
+            EnvelopeError::invalid(format!("header.hops[{index}]"), why).into()
+        })
+    }
+
+    /// The hops of a message as this gateway knows them, for its sender or
+    /// recipients (the same check as [`Gateway::trace`]).
+    pub fn hops(
+        &self,
+        caller: &crate::registry::Agency,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Vec<SignedHop>, GatewayError> {
+        self.trace(caller, sender, message_id)?;
+        let sender = if sender.is_empty() {
+            caller.code.clone()
+        } else {
+            OrgCode::parse(sender, "sender")?
+        };
+        let message_id = crate::envelope::MessageId::parse(message_id, "message_id")?;
+        Ok(self.queue.hops_of(&sender, &message_id)?)
+    }
+
+    /// The hops kept for a message, for a peer (Federation.Hops).
+    pub fn hops_for_peer(
+        &self,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<Vec<SignedHop>, GatewayError> {
+        let sender = OrgCode::parse(sender, "sender")?;
+        let message_id = crate::envelope::MessageId::parse(message_id, "message_id")?;
+        Ok(self.queue.hops_of(&sender, &message_id)?)
+    }
+
+    /// Keeps a longer chain of a message's hops, learned from a peer.
+    pub async fn learn_hops(
+        &self,
+        sender: &OrgCode,
+        message_id: &crate::envelope::MessageId,
+        hops: Vec<SignedHop>,
+    ) -> Result<(), GatewayError> {
+        Ok(self.queue.extend_hops(sender, message_id, hops).await?)
+    }
+
     /// The federation settings, when this gateway has peers.
     pub fn federation(&self) -> Option<&FederationConfig> {
         self.config.federation.as_ref()
@@ -183,22 +262,49 @@ impl Gateway {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let (recipients, policy) = self.route_under_policy(&envelope, &addresses)?;
-        // Not registered here and routed straight back: unknown, not a
-        // ping-pong between two gateways.
-        if let Some(bounced) = recipients
-            .iter()
-            .find(|r| r.gateway().as_ref() == Some(peer))
-        {
-            return Err(RoutingError::Unknown {
-                field: "header.recipients".to_owned(),
-                code: bounced.code.clone(),
+        // A recipient routed on to a gateway already on the route would
+        // loop: refused here, one hop early.
+        for recipient in &recipients {
+            if let Some(next) = recipient.gateway().filter(|next| route.contains(next)) {
+                return Err(crate::federation::HopError::WouldLoop {
+                    code: recipient.code.to_string(),
+                    next,
+                    route: route
+                        .iter()
+                        .map(GatewayId::as_str)
+                        .collect::<Vec<_>>()
+                        .join(" → "),
+                }
+                .into());
             }
-            .into());
         }
+        let mut hops = request.hops;
+        self.check_incoming_hops(peer, &hops)?;
         let _room = self.staging_room_for(&request.sizes)?;
         let staged = self.stage_stream(&envelope, &request.sizes, chunks).await?;
+        // Delivered here (to some recipients at least): this gateway's own
+        // last hop closes the chain.
+        let local: Vec<String> = recipients
+            .iter()
+            .filter(|r| r.gateway().is_none())
+            .map(|r| r.code.to_string())
+            .collect();
+        if !local.is_empty() && !hops.is_empty() {
+            let last = &hops[hops.len() - 1].hop;
+            let hop = Hop {
+                gateway: federation.gateway_id.clone(),
+                from: peer.to_string(),
+                to: local.join(","),
+                received_at: self.clock.now_millis(),
+                forwarded_at: 0,
+                content_sha256: last.content_sha256,
+                envelope_sha256: last.envelope_sha256,
+                previous_sha256: chain_tip(&hops),
+            };
+            hops.push(self.sign_hop(hop)?);
+        }
         let receipt = self
-            .accept(envelope, staged, recipients, policy, route.clone())
+            .accept(envelope, staged, recipients, policy, route.clone(), hops)
             .await?;
         tracing::info!(
             peer = %peer,
@@ -241,6 +347,9 @@ impl Gateway {
         let mut wake = self.queue.subscribe(&mailbox);
         let mut shutdown = self.shutdown.clone();
         let mut running: JoinSet<()> = JoinSet::new();
+        // Forwards in a row that did not reach the peer: the backoff of
+        // the next one grows with them, not with the document's attempts.
+        let failures = Arc::new(std::sync::atomic::AtomicU32::new(0));
         tracing::info!(peer = %peer, "forwarder started");
         loop {
             wake.borrow_and_update();
@@ -269,7 +378,7 @@ impl Gateway {
                     timeout + Duration::from_secs(5),
                 );
                 let this = self.clone();
-                let (link, peer) = (link.clone(), peer.clone());
+                let (link, peer, failures) = (link.clone(), peer.clone(), failures.clone());
                 running.spawn(async move {
                     let delivery_id = leased.delivery_id.to_string();
                     let late = || {
@@ -283,7 +392,8 @@ impl Gateway {
                         let result = tokio::time::timeout(timeout, call)
                             .await
                             .unwrap_or_else(|_| late());
-                        this.settle_forward(&peer, &delivery_id, result, None).await;
+                        this.settle_forward(&peer, &delivery_id, result, None, &failures)
+                            .await;
                         return;
                     }
                     let message = leased.message.clone();
@@ -297,8 +407,14 @@ impl Gateway {
                         }
                         Err(error) => (Err(ForwardError::Refused(error.to_string())), Vec::new()),
                     };
-                    this.settle_forward(&peer, &delivery_id, result, Some((&message, &recipients)))
-                        .await;
+                    this.settle_forward(
+                        &peer,
+                        &delivery_id,
+                        result,
+                        Some((&message, &recipients)),
+                        &failures,
+                    )
+                    .await;
                 });
             }
             let until_wake = batch
@@ -339,11 +455,35 @@ impl Gateway {
         }
         let mut route = self.queue.route_of(&message.sender, &message.message_id)?;
         route.push(federation.gateway_id.clone());
+        // The chain so far, without this gateway's own "delivered" hop
+        // (for recipients it has locally), then its hop to `peer`.
+        let mut hops = self.queue.hops_of(&message.sender, &message.message_id)?;
+        if hops
+            .last()
+            .is_some_and(|last| last.hop.is_final() && last.hop.gateway == federation.gateway_id)
+        {
+            hops.pop();
+        }
+        let hop = Hop {
+            gateway: federation.gateway_id.clone(),
+            from: hops.last().map_or_else(
+                || message.sender.to_string(),
+                |last| last.hop.gateway.to_string(),
+            ),
+            to: peer.to_string(),
+            received_at: message.accepted_at,
+            forwarded_at: self.clock.now_millis(),
+            content_sha256: content_sha256(&message),
+            envelope_sha256: message.content_digest.0,
+            previous_sha256: chain_tip(&hops),
+        };
+        hops.push(self.sign_hop(hop)?);
         Ok(Outbound {
             peer: peer.clone(),
             message,
             recipients,
             route,
+            hops,
             blobs: self.store.blobs().clone(),
         })
     }
@@ -358,7 +498,12 @@ impl Gateway {
         delivery_id: &str,
         result: Result<Forwarded, ForwardError>,
         document: Option<(&crate::messages::MessageRecord, &[OrgCode])>,
+        failures: &std::sync::atomic::AtomicU32,
     ) {
+        use std::sync::atomic::Ordering;
+        if !matches!(result, Err(ForwardError::Unavailable(_))) {
+            failures.store(0, Ordering::Relaxed);
+        }
         let mailbox = peer.mailbox();
         let settled = match &result {
             Ok(forwarded) => {
@@ -368,6 +513,14 @@ impl Gateway {
                     duplicate = forwarded.duplicate,
                     "custody received"
                 );
+                if let Some((message, _)) = document
+                    && let Err(error) = self
+                        .queue
+                        .extend_hops(&message.sender, &message.message_id, forwarded.hops.clone())
+                        .await
+                {
+                    tracing::warn!(peer = %peer, delivery_id, %error, "keeping the custody hops failed");
+                }
                 self.queue.ack(&mailbox, delivery_id).await
             }
             Err(ForwardError::Refused(reason)) => {
@@ -382,9 +535,14 @@ impl Gateway {
                 buried
             }
             Err(ForwardError::Unavailable(reason)) => {
-                tracing::warn!(peer = %peer, delivery_id, %reason, "forward failed; backing off");
+                let failed = failures.fetch_add(1, Ordering::Relaxed) + 1;
+                let delay = self.queue.backoff(failed);
+                tracing::warn!(
+                    peer = %peer, delivery_id, %reason, retry_in_ms = delay.as_millis() as u64,
+                    "forward failed; backing off"
+                );
                 self.queue
-                    .nack(&mailbox, delivery_id, Duration::ZERO, reason)
+                    .nack_unreached(&mailbox, delivery_id, delay, reason)
                     .await
             }
         };
@@ -428,4 +586,24 @@ impl Gateway {
             }
         }
     }
+}
+
+/// SHA-256 over the attachments' SHA-256s, in order.
+fn content_sha256(message: &crate::messages::MessageRecord) -> [u8; 32] {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for attachment in &message.attachments {
+        digest.update(attachment.sha256.0);
+    }
+    digest.finalize().into()
+}
+
+/// A hop's signature verifies with the certificate it carries.
+pub fn verify_hop_signature(signed: &SignedHop) -> Result<(), String> {
+    crate::pki::verify_plain(
+        &signed.hop.canonical(),
+        &signed.signature,
+        &signed.certificate,
+    )
+    .map_err(|error| format!("its signature does not verify: {error}"))
 }

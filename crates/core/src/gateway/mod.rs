@@ -222,6 +222,9 @@ pub struct Gateway {
     receive_room: budget::ByteBudget,
     /// The peers' routes (federation); empty without peers.
     routes: Vec<(crate::federation::GatewayId, Vec<crate::federation::Route>)>,
+    /// What hop records are signed with (federation): the receipt key and
+    /// its certificate (PEM).
+    hop_key: Option<(pki::SigningKey, Vec<u8>)>,
 }
 
 impl Gateway {
@@ -238,6 +241,7 @@ impl Gateway {
         let verifier = Verifier::new(trust, config.pki.rules, clock.clone());
         let keys = signing::open_keystore(&config, &registry)?;
         let receipts = signing::receipt_signer(&config)?;
+        let hop_key = signing::hop_key(&config)?;
         let client_cas = pki::certificates_from_pem(&[trust::read_file(&config.tls.client_ca)?])?;
         let client_trust = pki::TrustStore::build(client_cas, Vec::new(), Vec::new())?;
         let staging_room = budget::ByteBudget::new(config.flow.max_staged_bytes);
@@ -248,6 +252,7 @@ impl Gateway {
             .map(crate::federation::FederationConfig::routes)
             .unwrap_or_default();
         Ok(Self {
+            hop_key,
             routes,
             config,
             store,

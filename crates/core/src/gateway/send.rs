@@ -28,8 +28,15 @@ impl Gateway {
     ) -> Result<SignedReceipt, GatewayError> {
         let envelope = raw.validate(&self.config.limits)?;
         let (recipients, policy) = self.admit(caller, &envelope)?;
-        self.accept(envelope, Vec::new(), recipients, policy, Vec::new())
-            .await
+        self.accept(
+            envelope,
+            Vec::new(),
+            recipients,
+            policy,
+            Vec::new(),
+            Vec::new(),
+        )
+        .await
     }
 
     /// Accepts a large document whose content arrives in `chunks` after the
@@ -50,7 +57,7 @@ impl Gateway {
         let (recipients, policy) = self.admit(caller, &envelope)?;
         let _room = self.staging_room_for(&sizes)?;
         let staged = self.stage_stream(&envelope, &sizes, chunks).await?;
-        self.accept(envelope, staged, recipients, policy, Vec::new())
+        self.accept(envelope, staged, recipients, policy, Vec::new(), Vec::new())
             .await
     }
 
@@ -195,6 +202,7 @@ impl Gateway {
         recipients: Vec<routing::Recipient>,
         policy: crate::registry::Policy,
         route: Vec<crate::federation::GatewayId>,
+        hops: Vec<crate::federation::SignedHop>,
     ) -> Result<SignedReceipt, GatewayError> {
         // A small document is hashed and verified right here: that is CPU
         // work of a few hundred µs, and handing it to the blocking pool and
@@ -235,7 +243,7 @@ impl Gateway {
             let store = self.store.clone();
             blocking(move || messages::write_content(&store, &envelope, staged)).await?;
         }
-        let receipt = self.queue.enqueue_routed(record, route).await?;
+        let receipt = self.queue.enqueue_routed(record, route, hops).await?;
         tracing::info!(
             sender = %receipt.message.sender,
             message_id = %receipt.message.message_id,

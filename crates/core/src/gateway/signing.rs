@@ -61,6 +61,24 @@ pub(super) fn receipt_signer(
     Ok(Some(signer))
 }
 
+/// The key and certificate (PEM) hop records are signed with: the
+/// receipt key, when the gateway forwards (federation).
+pub(super) fn hop_key(
+    config: &crate::config::Config,
+) -> Result<Option<(pki::SigningKey, Vec<u8>)>, GatewayError> {
+    let (Some(receipts), Some(_)) = (&config.receipts, &config.federation) else {
+        return Ok(None);
+    };
+    let passphrase = keystore_passphrase(config)?;
+    let certificate = read_file(&receipts.certificate)?;
+    let key = pki::signing_key_from_pem(
+        &certificate,
+        &read_file(&receipts.key)?,
+        passphrase.as_ref(),
+    )?;
+    Ok(Some((key, certificate)))
+}
+
 impl Gateway {
     /// Imports a key with its certificate for an agency and role: checked,
     /// encrypted, stored durably, then usable.

@@ -256,7 +256,7 @@ impl Queue {
     /// durable write; answers once it is durable. A repeat of the same
     /// content answers the first receipt, marked duplicate.
     pub async fn enqueue(&self, message: MessageRecord) -> Result<Receipt, QueueError> {
-        self.enqueue_routed(message, Vec::new()).await
+        self.enqueue_routed(message, Vec::new(), Vec::new()).await
     }
 
     /// Like [`Queue::enqueue`], for a message a peer forwarded: `route`
@@ -266,6 +266,7 @@ impl Queue {
         &self,
         message: MessageRecord,
         route: Vec<crate::federation::GatewayId>,
+        hops: Vec<crate::federation::SignedHop>,
     ) -> Result<Receipt, QueueError> {
         let clock = self.clock.clone();
         let wakers = self.wakers.clone();
@@ -273,7 +274,9 @@ impl Queue {
         self.store
             .writer()
             .write_then(
-                move |writes| enqueue_job(writes, &blobs, message, &route, clock.now_millis()),
+                move |writes| {
+                    enqueue_job(writes, &blobs, message, &route, &hops, clock.now_millis())
+                },
                 move |receipt: &Receipt| {
                     if !receipt.duplicate {
                         for mailbox in crate::routing::mailboxes(&receipt.message.recipients) {
@@ -285,6 +288,49 @@ impl Queue {
             .await
     }
 
+    /// The signed hops of a forwarded message as this gateway knows them,
+    /// origin first; empty for a message that never crossed gateways.
+    pub fn hops_of(
+        &self,
+        sender: &OrgCode,
+        message_id: &MessageId,
+    ) -> Result<Vec<crate::federation::SignedHop>, QueueError> {
+        self.list_under(&hops_key(sender, message_id))
+    }
+
+    /// The list stored under `key`; empty when there is none.
+    fn list_under<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Vec<T>, QueueError> {
+        match self.store.kv().get(key)? {
+            Some(bytes) => Ok(store::decode(key, &bytes)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Keeps `hops` as the message's chain when it is longer than the one
+    /// kept (a custody answer or a peer's longer view); durable before it
+    /// answers.
+    pub async fn extend_hops(
+        &self,
+        sender: &OrgCode,
+        message_id: &MessageId,
+        hops: Vec<crate::federation::SignedHop>,
+    ) -> Result<(), QueueError> {
+        let key = hops_key(sender, message_id);
+        self.store
+            .writer()
+            .write(move |writes| {
+                let kept: Vec<crate::federation::SignedHop> = match writes.get(&key)? {
+                    Some(bytes) => store::decode(&key, &bytes)?,
+                    None => Vec::new(),
+                };
+                if hops.len() > kept.len() {
+                    writes.put(key, store::encode(&hops)?);
+                }
+                Ok::<_, QueueError>(())
+            })
+            .await
+    }
+
     /// The gateways a forwarded message went through before this one,
     /// origin first; empty for a message sent here.
     pub fn route_of(
@@ -292,11 +338,7 @@ impl Queue {
         sender: &OrgCode,
         message_id: &MessageId,
     ) -> Result<Vec<crate::federation::GatewayId>, QueueError> {
-        let key = route_key(sender, message_id);
-        match self.store.kv().get(&key)? {
-            Some(bytes) => Ok(store::decode(&key, &bytes)?),
-            None => Ok(Vec::new()),
-        }
+        self.list_under(&route_key(sender, message_id))
     }
 
     /// A new stream id.
@@ -409,6 +451,33 @@ impl Queue {
         delay: Duration,
         reason: &str,
     ) -> Result<(), QueueError> {
+        self.give_back(recipient, delivery_id, delay, reason, false)
+            .await
+    }
+
+    /// Like [`Queue::nack`], for a delivery that never reached its
+    /// recipient (a peer gateway that could not be reached): the attempt
+    /// is not counted, so an outage of a peer never dead-letters what
+    /// waits for it.
+    pub async fn nack_unreached(
+        &self,
+        recipient: &OrgCode,
+        delivery_id: &str,
+        delay: Duration,
+        reason: &str,
+    ) -> Result<(), QueueError> {
+        self.give_back(recipient, delivery_id, delay, reason, true)
+            .await
+    }
+
+    async fn give_back(
+        &self,
+        recipient: &OrgCode,
+        delivery_id: &str,
+        delay: Duration,
+        reason: &str,
+        unreached: bool,
+    ) -> Result<(), QueueError> {
         let id = DeliveryId::parse(delivery_id)?;
         let previous = self.block(recipient, id, true)?;
         let attempts = previous.map_or(0, |lease| lease.attempts);
@@ -432,6 +501,9 @@ impl Queue {
                 let mut entry: QueueEntry = store::decode(&key, &bytes)?;
                 entry.not_before = not_before;
                 entry.last_reason = reason;
+                if unreached {
+                    entry.attempts = entry.attempts.saturating_sub(1);
+                }
                 let mut event = Event::message(
                     EventKind::Retried,
                     &entry.sender,
@@ -610,11 +682,19 @@ fn route_key(sender: &OrgCode, message_id: &MessageId) -> Vec<u8> {
     )
 }
 
+fn hops_key(sender: &OrgCode, message_id: &MessageId) -> Vec<u8> {
+    keys::join(
+        keys::HOPS,
+        &[sender.as_str().as_bytes(), message_id.as_str().as_bytes()],
+    )
+}
+
 fn enqueue_job(
     writes: &mut WriteSet<'_>,
     blobs: &store::BlobStore,
     message: MessageRecord,
     route: &[crate::federation::GatewayId],
+    hops: &[crate::federation::SignedHop],
     now: UnixMillis,
 ) -> Result<Receipt, QueueError> {
     let receipt = messages::accept(writes, blobs, message, now)?;
@@ -626,6 +706,12 @@ fn enqueue_job(
         writes.put(
             route_key(&message.sender, &message.message_id),
             store::encode(&route)?,
+        );
+    }
+    if !hops.is_empty() {
+        writes.put(
+            hops_key(&message.sender, &message.message_id),
+            store::encode(&hops)?,
         );
     }
     let rank = message.document.priority.rank();

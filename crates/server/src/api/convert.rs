@@ -552,3 +552,58 @@ pub fn status_receipt(receipt: &crate::gateway::StatusReceipt) -> proto::Receipt
         }),
     }
 }
+
+/// A signed hop as proto.
+pub fn hop_record(signed: &crate::federation::SignedHop) -> proto::HopRecord {
+    let hop = &signed.hop;
+    proto::HopRecord {
+        gateway: hop.gateway.to_string(),
+        from: hop.from.clone(),
+        to: hop.to.clone(),
+        received_at: hop.received_at,
+        forwarded_at: hop.forwarded_at,
+        content_sha256: hop.content_sha256.to_vec(),
+        envelope_sha256: hop.envelope_sha256.to_vec(),
+        previous_sha256: hop.previous_sha256.to_vec(),
+        signature: signed.signature.clone(),
+        certificate: signed.certificate.clone(),
+    }
+}
+
+/// A hop from proto, its fields checked for shape (the chain is checked
+/// by the core).
+pub fn signed_hop(
+    record: proto::HopRecord,
+    index: usize,
+) -> Result<crate::federation::SignedHop, ApiError> {
+    let field = |name: &str| format!("hops[{index}].{name}");
+    let digest = |bytes: Vec<u8>, name: &str| -> Result<[u8; 32], ApiError> {
+        <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| ApiError::invalid(field(name), "must be 32 bytes (SHA-256)"))
+    };
+    Ok(crate::federation::SignedHop {
+        hop: crate::federation::Hop {
+            gateway: crate::federation::GatewayId::parse(&record.gateway, &field("gateway"))?,
+            from: record.from,
+            to: record.to,
+            received_at: record.received_at,
+            forwarded_at: record.forwarded_at,
+            content_sha256: digest(record.content_sha256, "content_sha256")?,
+            envelope_sha256: digest(record.envelope_sha256, "envelope_sha256")?,
+            previous_sha256: digest(record.previous_sha256, "previous_sha256")?,
+        },
+        signature: record.signature,
+        certificate: record.certificate,
+    })
+}
+
+/// Hops from proto, in order.
+pub fn signed_hops(
+    records: Vec<proto::HopRecord>,
+) -> Result<Vec<crate::federation::SignedHop>, ApiError> {
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(index, record)| signed_hop(record, index))
+        .collect()
+}

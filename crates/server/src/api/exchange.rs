@@ -17,12 +17,21 @@ use crate::{
 pub struct ExchangeService {
     gateway: Arc<Gateway>,
     auth: Authenticator,
+    links: Arc<crate::link::GrpcPeerLink>,
 }
 
 impl ExchangeService {
-    /// A service over the gateway.
-    pub fn new(gateway: Arc<Gateway>, auth: Authenticator) -> Self {
-        Self { gateway, auth }
+    /// A service over the gateway; `links` complete the routes Trace shows.
+    pub fn new(
+        gateway: Arc<Gateway>,
+        auth: Authenticator,
+        links: Arc<crate::link::GrpcPeerLink>,
+    ) -> Self {
+        Self {
+            gateway,
+            auth,
+            links,
+        }
     }
 }
 
@@ -173,8 +182,30 @@ impl Exchange for ExchangeService {
             let entries = self
                 .gateway
                 .trace(&caller, &request.sender, &request.message_id)?;
+            let known = self
+                .gateway
+                .hops(&caller, &request.sender, &request.message_id)?;
+            let depth = self
+                .gateway
+                .federation()
+                .map_or(0, |f| u32::try_from(f.max_hops).unwrap_or(16));
+            let sender = if request.sender.is_empty() {
+                caller.code.to_string()
+            } else {
+                request.sender.clone()
+            };
+            let hops = super::complete_hops(
+                &self.gateway,
+                &self.links,
+                &sender,
+                &request.message_id,
+                known,
+                depth,
+            )
+            .await;
             Ok(Response::new(proto::TraceResponse {
                 events: entries.iter().map(convert::trace_event).collect(),
+                hops: hops.iter().map(convert::hop_record).collect(),
             }))
         })
         .await

@@ -17,12 +17,21 @@ use crate::{
 pub struct FederationService {
     gateway: Arc<Gateway>,
     auth: Authenticator,
+    links: Arc<crate::link::GrpcPeerLink>,
 }
 
 impl FederationService {
-    /// A service over the gateway.
-    pub fn new(gateway: Arc<Gateway>, auth: Authenticator) -> Self {
-        Self { gateway, auth }
+    /// A service over the gateway; `links` complete routes from further on.
+    pub fn new(
+        gateway: Arc<Gateway>,
+        auth: Authenticator,
+        links: Arc<crate::link::GrpcPeerLink>,
+    ) -> Self {
+        Self {
+            gateway,
+            auth,
+            links,
+        }
     }
 }
 
@@ -44,11 +53,15 @@ pub fn forward_header(first: Option<proto::ForwardRequest>) -> Result<ForwardReq
         .envelope
         .ok_or_else(|| ApiError::missing("header.envelope"))?;
     let sizes = envelope.attachments.iter().map(|a| a.size).collect();
+    if header.hops.len() > 64 {
+        return Err(ApiError::invalid("header.hops", "more than 64 hops"));
+    }
     Ok(ForwardRequest {
         envelope: convert::raw_envelope(envelope),
         sizes,
         recipients: header.recipients,
         route: header.route,
+        hops: convert::signed_hops(header.hops)?,
     })
 }
 
@@ -79,8 +92,13 @@ impl Federation for FederationService {
                 Err(status) => Err(GatewayError::StreamBroken(status.message().to_owned())),
             });
             let receipt = self.gateway.accept_forwarded(&peer, header, chunks).await?;
+            let message = &receipt.receipt.message;
+            let hops = self
+                .gateway
+                .hops_for_peer(message.sender.as_str(), message.message_id.as_str())?;
             Ok(Response::new(proto::ForwardResponse {
                 custody: Some(convert::receipt(&receipt)),
+                hops: hops.iter().map(convert::hop_record).collect(),
             }))
         })
         .await
@@ -104,8 +122,75 @@ impl Federation for FederationService {
                 .await?;
             Ok(Response::new(proto::ForwardResponse {
                 custody: Some(convert::status_receipt(&receipt)),
+                hops: Vec::new(),
             }))
         })
         .await
     }
+
+    #[instrument(skip_all, fields(peer))]
+    async fn hops(
+        &self,
+        request: Request<proto::HopsRequest>,
+    ) -> Result<Response<proto::HopsResponse>, Status> {
+        reply(async move {
+            let peer = self.auth.peer(&request)?;
+            tracing::Span::current().record("peer", peer.as_str());
+            let request = request.into_inner();
+            let hops = complete_hops(
+                &self.gateway,
+                &self.links,
+                &request.sender,
+                &request.message_id,
+                self.gateway
+                    .hops_for_peer(&request.sender, &request.message_id)?,
+                request.depth,
+            )
+            .await;
+            Ok(Response::new(proto::HopsResponse {
+                hops: hops.iter().map(convert::hop_record).collect(),
+            }))
+        })
+        .await
+    }
+}
+
+/// `hops`, completed from the gateway the last one forwarded to, when it
+/// is a peer (at most `depth` calls onward); a longer chain is kept.
+/// Failures leave the chain as it is: a trace shows what is known.
+pub async fn complete_hops(
+    gateway: &Gateway,
+    links: &crate::link::GrpcPeerLink,
+    sender: &str,
+    message_id: &str,
+    hops: Vec<crate::federation::SignedHop>,
+    depth: u32,
+) -> Vec<crate::federation::SignedHop> {
+    let Some(last) = hops.last() else {
+        return hops;
+    };
+    if last.hop.is_final() || depth == 0 {
+        return hops;
+    }
+    let Ok(next) = crate::federation::GatewayId::parse(&last.hop.to, "to") else {
+        return hops;
+    };
+    let longer = match links.hops(&next, sender, message_id, depth - 1).await {
+        Ok(records) => match convert::signed_hops(records) {
+            Ok(longer) if longer.len() > hops.len() && longer.starts_with(&hops) => longer,
+            _ => return hops,
+        },
+        Err(error) => {
+            tracing::debug!(peer = %next, %error, "asking a peer for the rest of a route failed");
+            return hops;
+        }
+    };
+    if let (Ok(sender), Ok(id)) = (
+        crate::envelope::OrgCode::parse(sender, "sender"),
+        crate::envelope::MessageId::parse(message_id, "message_id"),
+    ) && let Err(error) = gateway.learn_hops(&sender, &id, longer.clone()).await
+    {
+        tracing::warn!(%error, "keeping a longer route failed");
+    }
+    longer
 }

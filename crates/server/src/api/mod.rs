@@ -15,9 +15,9 @@ pub use admin::AdminService;
 pub use auth::Authenticator;
 /// The proto envelope → domain conversion, public for the benchmarks.
 pub use convert::raw_envelope;
-pub(crate) use convert::{document, status_report};
+pub(crate) use convert::{document, hop_record, signed_hops, status_report};
 pub use exchange::{ExchangeService, stream_chunk, stream_envelope};
-pub use federation::{FederationService, forward_chunk, forward_header};
+pub use federation::{FederationService, complete_hops, forward_chunk, forward_header};
 pub use signing::SigningService;
 pub use status::ApiError;
 
