@@ -195,6 +195,34 @@ def render(directory):
                 ceiling_text, ratio = "–", "–"
             w(f"| `{name}` | {fmt_time(c['median_ns'])} | {rate(per_s)} /s | {ceiling_text} | {ratio} |")
         w("")
+    federation = sorted(
+        (json.load(open(p)) for p in glob.glob(os.path.join(directory, "federation", "*.json"))),
+        key=lambda r: r["date"],
+    )
+    if federation:
+        w("## Federation: documents forwarded across gateways")
+        w("")
+        w("Written by `benches/federation.sh`. The same 10 KB documents with one signature")
+        w("go from a department of province H56 through the national hub to a department")
+        w("of H17: three release gateways on this machine, each verifying, storing durably")
+        w("and giving custody before the next takes over; a document counts once H17's")
+        w("recipient acknowledged it. The ceiling is one gateway's end-to-end figure in the")
+        w("same run (Send → the recipient's ack at the same gateway).")
+        w("")
+        w("| commit | date | one gateway, acknowledged docs/s | H56 → hub → H17, acknowledged docs/s | **ratio** | p50 / p99 Send → ack at H17 | errors |")
+        w("|---|---|---|---|---|---|---|")
+        for r in federation:
+            single, forwarded = r["single"], r["federation"]
+            acked = lambda run: run["acknowledged"] / run["seconds"] if run["seconds"] else 0.0
+            latency = forwarded.get("end_to_end_latency") or {}
+            errors = sum(forwarded.get("errors", {}).values())
+            ratio = acked(forwarded) / acked(single) if acked(single) else 0.0
+            w(
+                f"| `{r['commit']}` | {r['date']} | {acked(single):,.0f} /s "
+                f"| {acked(forwarded):,.0f} /s | **{ratio:.2f}** "
+                f"| {latency.get('p50_ms', 0):.1f} / {latency.get('p99_ms', 0):.1f} ms | {errors} |"
+            )
+        w("")
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
     if os.path.exists(notes):
         w(open(notes).read().rstrip())

@@ -80,6 +80,23 @@ pub struct BenchArgs {
         default_value = "https://localhost:50051"
     )]
     server: String,
+    /// CA certificate (PEM) of the gateway's server certificate; default:
+    /// the test PKI's root.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Federation: the receiving agency is at this other gateway (the
+    /// document crosses gateways); `--to` is then a directory holding the
+    /// receiving agency's `department.crt`/`.key`, e.g.
+    /// certs-test/federation/h17.
+    #[arg(long, requires_all = ["receiver_ca", "to_code"])]
+    receiver_server: Option<String>,
+    /// CA certificate (PEM) of the receiving gateway's server certificate.
+    #[arg(long)]
+    receiver_ca: Option<PathBuf>,
+    /// The receiving agency's org code, when its certificate does not name
+    /// it (federation).
+    #[arg(long)]
+    to_code: Option<String>,
     /// The gateway's process id, to sample its memory (RSS) every second.
     #[arg(long)]
     server_pid: Option<u32>,
@@ -212,8 +229,39 @@ impl BenchArgs {
             server: self.server.clone(),
             tls_cert: Some(self.certs.join(dir).join(format!("{name}.crt"))),
             tls_key: Some(self.certs.join(dir).join(format!("{name}.key"))),
-            tls_ca: Some(self.certs.join("ca/root.crt")),
+            tls_ca: Some(
+                self.ca
+                    .clone()
+                    .unwrap_or_else(|| self.certs.join("ca/root.crt")),
+            ),
         }
+    }
+
+    /// The receiving agency: at this gateway, or (federation) at
+    /// `--receiver-server`, holding `{--to}/department.crt`.
+    fn recipient(&self) -> Connection {
+        match (&self.receiver_server, &self.receiver_ca) {
+            (Some(server), Some(ca)) => {
+                let dir = PathBuf::from(&self.to);
+                Connection {
+                    server: server.clone(),
+                    tls_cert: Some(dir.join("department.crt")),
+                    tls_key: Some(dir.join("department.key")),
+                    tls_ca: Some(ca.clone()),
+                }
+            }
+            _ => self.identity(&self.to, "agencies"),
+        }
+    }
+
+    /// An administrator of the recipient's gateway.
+    fn recipient_admin(&self) -> Connection {
+        let mut admin = self.identity("admin", "admin");
+        if let (Some(server), Some(ca)) = (&self.receiver_server, &self.receiver_ca) {
+            admin.server = server.clone();
+            admin.tls_ca = Some(ca.clone());
+        }
+        admin
     }
 }
 
@@ -298,9 +346,12 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         bail!("--clients and --connections must be at least 1");
     }
     let sender = args.identity(&args.from, "agencies");
-    let recipient = args.identity(&args.to, "agencies");
+    let recipient = args.recipient();
     let from = code_of(&sender, &args.from)?;
-    let to = code_of(&recipient, &args.to)?;
+    let to = match &args.to_code {
+        Some(code) => code.clone(),
+        None => code_of(&recipient, &args.to)?,
+    };
     let pool = Arc::new(documents(
         &args.certs,
         &args.from,
@@ -523,7 +574,7 @@ async fn receive_and_ack(channel: Channel, shared: Arc<Shared>, prefix: String) 
 }
 
 async fn queue_depth(args: &BenchArgs, code: &str) -> anyhow::Result<Depth> {
-    let admin = args.identity("admin", "admin");
+    let admin = args.recipient_admin();
     let mut client = AdminClient::new(admin.channel().await?);
     let stats = client
         .queue_stats(proto::QueueStatsRequest {
