@@ -510,7 +510,11 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         receipt.message_id, receipt.from
     );
     for recipient in &receipt.recipients {
-        println!("  queued for {}", recipient.code);
+        if recipient.via.starts_with("forwarded to ") {
+            println!("  {} {}", recipient.code, recipient.via);
+        } else {
+            println!("  queued for {}", recipient.code);
+        }
     }
     for attachment in &receipt.attachments {
         println!(
