@@ -479,9 +479,15 @@ async fn a_peer_with_another_certificate_is_refused_both_ways() {
 
 /// `lienthong peer probe ID` at gateway `index`, as its administrator.
 fn run_probe(gateways: &Gateways, index: usize, peer: &str) -> std::process::Output {
-    let (cert, key) = identity_files("admin");
+    cli_at(gateways, index, "admin", &["peer", "probe", peer])
+}
+
+/// The `lienthong` CLI against gateway `index`, as the certs-test identity
+/// `who`, trusting that gateway's own CA.
+fn cli_at(gateways: &Gateways, index: usize, who: &str, args: &[&str]) -> std::process::Output {
+    let (cert, key) = identity_files(who);
     std::process::Command::new(BIN)
-        .args(["peer", "probe", peer])
+        .args(args)
         .env(
             "LIENTHONG_SERVER",
             format!("https://localhost:{}", gateways.addr(index).port()),
@@ -490,7 +496,7 @@ fn run_probe(gateways: &Gateways, index: usize, peer: &str) -> std::process::Out
         .env("LIENTHONG_TLS_KEY", key)
         .env("LIENTHONG_TLS_CA", ca_of(index))
         .output()
-        .expect("run lienthong peer probe")
+        .expect("run lienthong")
 }
 
 /// What the H17 department received, by message id: deliveries, and
@@ -830,17 +836,7 @@ async fn bad_forwards_are_refused_precisely_and_leave_nothing_behind() {
 
 /// `lienthong trace fed-1 --verify ARGS` at H56, as its department.
 fn run_trace(gateways: &Gateways, args: &[String]) -> std::process::Output {
-    let (cert, key) = identity_files("department");
-    std::process::Command::new(BIN)
-        .args(["trace", "fed-1", "--verify"])
-        .args(args)
-        .env(
-            "LIENTHONG_SERVER",
-            format!("https://localhost:{}", gateways.addr(0).port()),
-        )
-        .env("LIENTHONG_TLS_CERT", cert)
-        .env("LIENTHONG_TLS_KEY", key)
-        .env("LIENTHONG_TLS_CA", ca_of(0))
-        .output()
-        .expect("run lienthong trace")
+    let mut all = vec!["trace", "fed-1", "--verify"];
+    all.extend(args.iter().map(String::as_str));
+    cli_at(gateways, 0, "department", &all)
 }

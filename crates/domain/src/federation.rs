@@ -270,6 +270,19 @@ pub fn chain_tip(chain: &[SignedHop]) -> [u8; 32] {
     chain.last().map_or([0; 32], SignedHop::hash)
 }
 
+/// The part of `chain` that reached `here`: every hop before `here`'s own
+/// first one. What `here` forwards builds on this part alone, whatever else
+/// it has learned of the chain since (a custody answer extends the chain it
+/// keeps with the hops of the branch that peer took; a document for
+/// recipients behind two peers has two branches).
+pub fn received_part<'a>(chain: &'a [SignedHop], here: &GatewayId) -> &'a [SignedHop] {
+    let end = chain
+        .iter()
+        .position(|signed| &signed.hop.gateway == here)
+        .unwrap_or(chain.len());
+    &chain[..end]
+}
+
 /// Checks a chain: each hop names the hash of the one before, takes the
 /// document from the gateway before and from where that one sent it, is
 /// about the same document, and passes `verify` (its signature and
@@ -446,5 +459,16 @@ mod tests {
         other[2].signature = other[2].hop.canonical();
         let (index, why) = check_chain(&other, fake_verify).expect_err("another document");
         assert_eq!((index, why.contains("another document")), (2, true));
+    }
+
+    #[test]
+    fn a_gateway_forwards_on_what_reached_it_not_on_a_branch_it_learned_later() {
+        let chain = chain();
+        let hub = id("VN:GOV:HUB");
+        // The hub keeps [H56, HUB, H17] after H17's custody answer; a
+        // second forward (to another peer) builds on H56's hop alone.
+        assert_eq!(received_part(&chain, &hub), &chain[..1]);
+        assert!(received_part(&chain, &id("VN:GOV:H56")).is_empty());
+        assert_eq!(received_part(&chain, &id("VN:GOV:H18")), &chain[..]);
     }
 }

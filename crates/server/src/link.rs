@@ -261,13 +261,9 @@ impl PeerLink for GrpcPeerLink {
 
     fn forward(&self, outbound: Outbound) -> ForwardFuture<'_> {
         Box::pin(async move {
-            let channel = self
-                .peers
-                .get(&outbound.peer)
-                .map(|peer| peer.channel.clone())
-                .ok_or_else(|| {
-                    ForwardError::Unavailable(format!("no link to {}", outbound.peer))
-                })?;
+            let mut client = self
+                .client(&outbound.peer)
+                .map_err(ForwardError::Unavailable)?;
             let header = header(&outbound).await?;
             let (parts, stream) = mpsc::channel(4);
             let chunk_bytes = self.chunk_bytes;
@@ -312,9 +308,6 @@ impl PeerLink for GrpcPeerLink {
                 }
                 Ok::<(), String>(())
             });
-            let mut client = FederationClient::new(channel)
-                .max_encoding_message_size(self.frame_limit)
-                .max_decoding_message_size(self.frame_limit);
             let answer = client.forward(ReceiverStream::new(stream)).await;
             match producer.await {
                 Ok(Ok(())) => {}
@@ -354,17 +347,24 @@ impl PeerLink for GrpcPeerLink {
 }
 
 impl GrpcPeerLink {
+    /// A Federation client on `peer`'s channel, with the gateway's frame
+    /// limit both ways.
+    fn client(&self, peer: &GatewayId) -> Result<FederationClient<Channel>, String> {
+        let link = self
+            .peers
+            .get(peer)
+            .ok_or_else(|| format!("no link to {peer}"))?;
+        Ok(FederationClient::new(link.channel.clone())
+            .max_encoding_message_size(self.frame_limit)
+            .max_decoding_message_size(self.frame_limit))
+    }
+
     async fn forward_status_to(
         &self,
         peer: GatewayId,
         report: StatusReport,
     ) -> Result<Forwarded, ForwardError> {
-        let channel = self
-            .peers
-            .get(&peer)
-            .map(|peer| peer.channel.clone())
-            .ok_or_else(|| ForwardError::Unavailable(format!("no link to {peer}")))?;
-        let mut client = FederationClient::new(channel);
+        let mut client = self.client(&peer).map_err(ForwardError::Unavailable)?;
         let answer = client
             .forward_status(proto::ForwardStatusRequest {
                 status: Some(crate::api::status_report(&report)),
@@ -389,13 +389,8 @@ impl GrpcPeerLink {
         message_id: &str,
         depth: u32,
     ) -> Result<Vec<proto::HopRecord>, String> {
-        let channel = self
-            .peers
-            .get(peer)
-            .map(|peer| peer.channel.clone())
-            .ok_or_else(|| format!("no link to {peer}"))?;
-        let answer = FederationClient::new(channel)
-            .max_decoding_message_size(self.frame_limit)
+        let answer = self
+            .client(peer)?
             .hops(proto::HopsRequest {
                 sender: sender.to_owned(),
                 message_id: message_id.to_owned(),

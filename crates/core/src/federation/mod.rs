@@ -14,5 +14,5 @@ pub use self::config::{FederationConfig, PeerConfig};
 pub use self::forward::{ForwardError, ForwardFuture, Forwarded, Outbound, PeerLink};
 pub use lienthong_domain::federation::{
     GatewayId, Hop, HopError, PEER_MAILBOX, Route, SignedHop, chain_tip, check_chain, check_hops,
-    level1, route,
+    level1, received_part, route,
 };

@@ -14,7 +14,7 @@ use crate::{
     envelope::{Address, EnvelopeError, GroupName, OrgCode, RawEnvelope},
     federation::{
         FederationConfig, ForwardError, Forwarded, GatewayId, Hop, Outbound, PeerConfig, PeerLink,
-        Route, SignedHop, chain_tip, check_chain, check_hops,
+        Route, SignedHop, chain_tip, check_chain, check_hops, received_part,
     },
     pki::Fingerprint,
     queue::Leased,
@@ -79,20 +79,25 @@ impl Gateway {
         }
     }
 
-    /// Whether `code` is an agency of another gateway: not registered here
-    /// and routed to a peer.
+    /// The peer an agency of another gateway is reached through: `code` is
+    /// not registered here and a route takes it to that peer.
+    fn peer_for(&self, code: &OrgCode) -> Option<&GatewayId> {
+        if self.registry.agency(code).is_some() {
+            return None;
+        }
+        crate::federation::route(code, &self.routes)
+    }
+
+    /// Whether `code` is an agency of another gateway.
     pub(super) fn is_remote(&self, code: &OrgCode) -> bool {
-        self.registry.agency(code).is_none()
-            && crate::federation::route(code, &self.routes).is_some()
+        self.peer_for(code).is_some()
     }
 
     /// Where a status for `sender` waits: its own queue, or the outbound
     /// queue of the peer an agency of another gateway is reached through.
     pub(super) fn mailbox_of(&self, sender: &OrgCode) -> OrgCode {
-        match crate::federation::route(sender, &self.routes) {
-            Some(peer) if self.registry.agency(sender).is_none() => peer.mailbox(),
-            _ => sender.clone(),
-        }
+        self.peer_for(sender)
+            .map_or_else(|| sender.clone(), GatewayId::mailbox)
     }
 
     /// Takes a status report a peer hands back on a document this gateway
@@ -164,21 +169,17 @@ impl Gateway {
     }
 
     /// The hops of a message as this gateway knows them, for its sender or
-    /// recipients (the same check as [`Gateway::trace`]).
+    /// recipients (the same check as [`Gateway::trace`]), with the message's
+    /// sender and id.
     pub fn hops(
         &self,
         caller: &crate::registry::Agency,
         sender: &str,
         message_id: &str,
-    ) -> Result<Vec<SignedHop>, GatewayError> {
-        self.trace(caller, sender, message_id)?;
-        let sender = if sender.is_empty() {
-            caller.code.clone()
-        } else {
-            OrgCode::parse(sender, "sender")?
-        };
-        let message_id = crate::envelope::MessageId::parse(message_id, "message_id")?;
-        Ok(self.queue.hops_of(&sender, &message_id)?)
+    ) -> Result<(OrgCode, crate::envelope::MessageId, Vec<SignedHop>), GatewayError> {
+        let record = self.involved_message(caller, sender, message_id)?;
+        let hops = self.queue.hops_of(&record.sender, &record.message_id)?;
+        Ok((record.sender, record.message_id, hops))
     }
 
     /// The hops kept for a message, for a peer (Federation.Hops).
@@ -455,15 +456,11 @@ impl Gateway {
         }
         let mut route = self.queue.route_of(&message.sender, &message.message_id)?;
         route.push(federation.gateway_id.clone());
-        // The chain so far, without this gateway's own "delivered" hop
-        // (for recipients it has locally), then its hop to `peer`.
-        let mut hops = self.queue.hops_of(&message.sender, &message.message_id)?;
-        if hops
-            .last()
-            .is_some_and(|last| last.hop.is_final() && last.hop.gateway == federation.gateway_id)
-        {
-            hops.pop();
-        }
+        // The chain as it reached this gateway (not its own "delivered"
+        // hop, nor a branch learned from another peer's custody), then its
+        // hop to `peer`.
+        let kept = self.queue.hops_of(&message.sender, &message.message_id)?;
+        let mut hops = received_part(&kept, &federation.gateway_id).to_vec();
         let hop = Hop {
             gateway: federation.gateway_id.clone(),
             from: hops.last().map_or_else(

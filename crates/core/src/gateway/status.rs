@@ -157,6 +157,21 @@ impl Gateway {
         sender: &str,
         message_id: &str,
     ) -> Result<Vec<crate::audit::Entry>, GatewayError> {
+        let record = self.involved_message(caller, sender, message_id)?;
+        let entries = crate::audit::trace(self.store.kv(), &record.sender, &record.message_id)?;
+        Ok(expand_accepted(entries, &record))
+    }
+
+    /// The message `sender` (the caller when empty) sent as `message_id`,
+    /// for its sender and recipients only: anyone else is told it does not
+    /// exist, as for an unknown id (another answer would tell outsiders
+    /// which ids are in use).
+    pub(super) fn involved_message(
+        &self,
+        caller: &crate::registry::Agency,
+        sender: &str,
+        message_id: &str,
+    ) -> Result<crate::messages::MessageRecord, GatewayError> {
         use crate::envelope::{MessageId, OrgCode};
         let sender = if sender.is_empty() {
             caller.code.clone()
@@ -168,13 +183,10 @@ impl Gateway {
         let involved =
             record.sender == caller.code || record.recipients.iter().any(|r| r.code == caller.code);
         if !involved {
-            // The same answer as for a message that does not exist: a
-            // different one would tell outsiders which ids are in use.
             tracing::debug!(caller = %caller.code, %sender, %message_id, "trace by an agency not involved");
             return Err(GatewayError::NoSuchMessage { sender, message_id });
         }
-        let entries = crate::audit::trace(self.store.kv(), &sender, &message_id)?;
-        Ok(expand_accepted(entries, &record))
+        Ok(record)
     }
 }
 

@@ -182,23 +182,18 @@ impl Exchange for ExchangeService {
             let entries = self
                 .gateway
                 .trace(&caller, &request.sender, &request.message_id)?;
-            let known = self
-                .gateway
-                .hops(&caller, &request.sender, &request.message_id)?;
+            let (sender, message_id, known) =
+                self.gateway
+                    .hops(&caller, &request.sender, &request.message_id)?;
             let depth = self
                 .gateway
                 .federation()
                 .map_or(0, |f| u32::try_from(f.max_hops).unwrap_or(16));
-            let sender = if request.sender.is_empty() {
-                caller.code.to_string()
-            } else {
-                request.sender.clone()
-            };
             let hops = super::complete_hops(
                 &self.gateway,
                 &self.links,
-                &sender,
-                &request.message_id,
+                sender.as_str(),
+                message_id.as_str(),
                 known,
                 depth,
             )
