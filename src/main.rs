@@ -104,6 +104,12 @@ enum Command {
         #[command(flatten)]
         connection: cli::Connection,
     },
+    /// Signatures inside PDFs: verify them offline, or sign a PDF with your
+    /// agency's key held by the gateway.
+    Pdf {
+        #[command(subcommand)]
+        command: cli::PdfCommand,
+    },
 }
 
 fn init_logging(default_filter: &str) {
@@ -197,6 +203,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             command,
             connection,
         } => Client::Peer(command, connection),
+        Command::Pdf { command } => Client::Pdf(command),
     };
     cli::run(client)
 }

@@ -364,7 +364,7 @@ async fn admin_manages_signers_policies_and_trust() {
         .into_inner()
         .policies;
     let types: Vec<&str> = policies.iter().map(|p| p.document_type.as_str()).collect();
-    assert_eq!(types, ["*", "plan", "treasury.payment-order"]);
+    assert_eq!(types, ["*", "cong-van", "plan", "treasury.payment-order"]);
 
     let trust = admin
         .list_trust(proto::ListTrustRequest {})

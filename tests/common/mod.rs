@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod faults;
+pub mod pdfs;
 
 use std::{
     io::{BufRead, BufReader},

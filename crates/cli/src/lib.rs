@@ -4,11 +4,13 @@
 mod bench;
 mod group;
 mod inbox;
+mod pdf;
 mod pki;
 mod trace;
 
 pub use self::bench::{BenchArgs, bench};
 pub use self::group::{GroupCommand, group};
+pub use self::pdf::{PdfCommand, pdf};
 pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
 pub use self::trace::{StatusArgs, TraceArgs, status, trace};
 
@@ -48,6 +50,8 @@ pub enum ClientCommand {
     Queue(QueueCommand, Connection),
     /// `lienthong peer ...`
     Peer(PeerCommand, Connection),
+    /// `lienthong pdf ...`
+    Pdf(PdfCommand),
 }
 
 /// Runs a client command on an async runtime of its own. The futures are
@@ -70,6 +74,7 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
             ClientCommand::Trace(args) => trace(args).await,
             ClientCommand::Queue(command, connection) => queue(command, &connection).await,
             ClientCommand::Peer(command, connection) => peer(command, &connection).await,
+            ClientCommand::Pdf(command) => pdf(command).await,
         }
     })
 }
@@ -780,8 +785,11 @@ fn print_delivery_report(report: &proto::VerificationReport) {
             .unwrap_or_default();
         format!("{} as {role}", signer.agency)
     };
+    let place = report.embedded.as_ref().map_or(String::new(), |place| {
+        format!(" [revision {} of {}]", place.revision, place.revisions)
+    });
     println!(
-        "  verified {}: {indication} ({registered}) {}",
+        "  verified {}: {indication} ({registered}) {}{place}",
         report.attachment, report.message
     );
 }

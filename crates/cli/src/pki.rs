@@ -117,6 +117,16 @@ pub struct VerifyArgs {
     /// The detached CMS signature (DER).
     #[arg(long)]
     signature: PathBuf,
+    #[command(flatten)]
+    trust: OfflineTrust,
+    /// Print the reports as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The trust material of an offline check.
+#[derive(Args, Debug)]
+pub(crate) struct OfflineTrust {
     /// Trusted certificates (PEM): self-signed ones are anchors, the others
     /// help build chains.
     #[arg(long, required = true, num_args = 1..)]
@@ -124,18 +134,20 @@ pub struct VerifyArgs {
     /// CRLs (PEM or DER); without a fresh CRL for each CA the result is TRY_LATER.
     #[arg(long, num_args = 1..)]
     crl: Vec<PathBuf>,
-    /// Print the reports as JSON.
-    #[arg(long)]
-    json: bool,
 }
 
-/// Verifies offline and prints the reports; fails unless all passed.
-pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
-    let content = read(&args.content, "content")?;
-    let signature = read(&args.signature, "signature")?;
+impl OfflineTrust {
+    /// A verifier over it: the self-signed `--trust` certificates are
+    /// anchors, the others intermediates; the `--crl` files.
+    pub(crate) fn verifier(&self) -> anyhow::Result<Verifier> {
+        offline_verifier(&self.trust, &self.crl)
+    }
+}
+
+fn offline_verifier(trust: &[PathBuf], crl: &[PathBuf]) -> anyhow::Result<Verifier> {
     let mut anchors = Vec::new();
     let mut intermediates = Vec::new();
-    for path in &args.trust {
+    for path in trust {
         let certificates = pki::certificates_from_pem(&[read(path, "trusted certificate")?])
             .with_context(|| format!("reading {}", path.display()))?;
         for certificate in certificates {
@@ -149,8 +161,7 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     if anchors.is_empty() {
         bail!("--trust names no self-signed root: give the root CA certificate");
     }
-    let crls = args
-        .crl
+    let crls = crl
         .iter()
         .map(|path| {
             pki::crl_from_bytes(&read(path, "CRL")?)
@@ -158,19 +169,16 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let trust = TrustStore::build(anchors, intermediates, crls)?;
-    let verifier = Verifier::new(
+    Ok(Verifier::new(
         trust,
         CryptoRules::default(),
         std::sync::Arc::new(SystemClock),
-    );
-    let name = args
-        .content
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("content")
-        .to_owned();
-    let reports = verifier.verify(&content, &signature, &name, &|_| None);
-    if args.json {
+    ))
+}
+
+/// Prints reports (or their JSON); fails unless all passed.
+pub(crate) fn print_reports(reports: &[Report], json: bool) -> anyhow::Result<()> {
+    if json {
         println!("{}", serde_json::to_string_pretty(&reports)?);
     } else {
         for (index, report) in reports.iter().enumerate() {
@@ -186,6 +194,21 @@ pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
             reports.len()
         )
     }
+}
+
+/// Verifies offline and prints the reports; fails unless all passed.
+pub fn verify(args: VerifyArgs) -> anyhow::Result<()> {
+    let content = read(&args.content, "content")?;
+    let signature = read(&args.signature, "signature")?;
+    let verifier = args.trust.verifier()?;
+    let name = args
+        .content
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("content")
+        .to_owned();
+    let reports = verifier.verify(&content, &signature, &name, &|_| None);
+    print_reports(&reports, args.json)
 }
 
 fn indication_name(report: &Report) -> String {
@@ -208,6 +231,19 @@ pub fn print_report(number: usize, report: &Report) {
         indication_name(report)
     );
     println!("  {}", report.message);
+    if let Some(place) = &report.embedded {
+        println!(
+            "  field     {} (revision {} of {}{})",
+            place.field,
+            place.revision,
+            place.revisions,
+            if place.whole_document {
+                ", the whole document"
+            } else {
+                ""
+            }
+        );
+    }
     if let Some(signer) = &report.signer {
         println!("  signer    {}", signer.subject);
         println!("  issuer    {}", signer.issuer);
@@ -250,7 +286,7 @@ pub enum KeyCommand {
     List,
 }
 
-fn parse_role(role: &str) -> anyhow::Result<proto::SignerRole> {
+pub(crate) fn parse_role(role: &str) -> anyhow::Result<proto::SignerRole> {
     Ok(match Role::parse(role) {
         Some(Role::Organization) => proto::SignerRole::Organization,
         Some(Role::Head) => proto::SignerRole::Head,
@@ -377,6 +413,9 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
             let chunks = ChunkReader {
                 file: Some(file),
                 failed: failed.clone(),
+                wrap: |chunk| proto::SignStreamRequest {
+                    part: Some(proto::sign_stream_request::Part::Chunk(chunk)),
+                },
             };
             let first = proto::SignStreamRequest {
                 part: Some(proto::sign_stream_request::Part::Key(key)),
@@ -425,15 +464,17 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a file as SignStream chunks of 1 MiB. A read error ends the stream
-/// and is kept, so that the signature made so far is thrown away.
-struct ChunkReader {
-    file: Option<std::fs::File>,
-    failed: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
+/// Reads a file as stream messages of 1 MiB chunks. A read error ends the
+/// stream and is kept, so that what was made of it is thrown away.
+pub(crate) struct ChunkReader<T> {
+    pub(crate) file: Option<std::fs::File>,
+    pub(crate) failed: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
+    /// Makes the stream message of a chunk.
+    pub(crate) wrap: fn(Vec<u8>) -> T,
 }
 
-impl Iterator for ChunkReader {
-    type Item = proto::SignStreamRequest;
+impl<T> Iterator for ChunkReader<T> {
+    type Item = T;
 
     fn next(&mut self) -> Option<Self::Item> {
         use std::io::Read;
@@ -451,9 +492,7 @@ impl Iterator for ChunkReader {
                 }
                 None
             }
-            Ok(_) => Some(proto::SignStreamRequest {
-                part: Some(proto::sign_stream_request::Part::Chunk(buffer)),
-            }),
+            Ok(_) => Some((self.wrap)(buffer)),
         }
     }
 }

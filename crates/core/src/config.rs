@@ -66,9 +66,81 @@ struct RawConfig {
     receipts: RawReceipts,
     flow: RawFlow,
     federation: crate::federation::config::RawFederation,
+    pdf: RawPdf,
     agencies: Vec<RawAgency>,
     signers: Vec<RawSigner>,
     policies: Vec<RawPolicy>,
+}
+
+/// `[pdf]`: bounds on what a PDF may make the gateway do.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPdf {
+    max_revisions: usize,
+    max_fields: usize,
+    signature_reserve_bytes: usize,
+    max_image_bytes: u64,
+}
+
+impl Default for RawPdf {
+    fn default() -> Self {
+        let pdf = PdfConfig::default();
+        Self {
+            max_revisions: pdf.limits.max_revisions,
+            max_fields: pdf.limits.max_fields,
+            signature_reserve_bytes: pdf.limits.signature_reserve,
+            max_image_bytes: pdf.max_image_bytes,
+        }
+    }
+}
+
+impl RawPdf {
+    fn build(self) -> Result<PdfConfig, ConfigError> {
+        if !(1..=10_000).contains(&self.max_revisions) {
+            return Err(invalid("pdf.max_revisions", "must be between 1 and 10000"));
+        }
+        if !(1..=1_000_000).contains(&self.max_fields) {
+            return Err(invalid("pdf.max_fields", "must be between 1 and 1000000"));
+        }
+        if !(4096..=1 << 20).contains(&self.signature_reserve_bytes) {
+            return Err(invalid(
+                "pdf.signature_reserve_bytes",
+                "must be between 4096 and 1048576",
+            ));
+        }
+        if !(1..=64 << 20).contains(&self.max_image_bytes) {
+            return Err(invalid(
+                "pdf.max_image_bytes",
+                "must be between 1 byte and 64 MiB",
+            ));
+        }
+        Ok(PdfConfig {
+            limits: lienthong_pdf::Limits {
+                max_revisions: self.max_revisions,
+                max_fields: self.max_fields,
+                signature_reserve: self.signature_reserve_bytes,
+            },
+            max_image_bytes: self.max_image_bytes,
+        })
+    }
+}
+
+/// Signatures inside PDFs: what a PDF may make the gateway do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PdfConfig {
+    /// Revisions, fields and the signature reserve.
+    pub limits: lienthong_pdf::Limits,
+    /// Largest signature image (PNG) SignPdf takes.
+    pub max_image_bytes: u64,
+}
+
+impl Default for PdfConfig {
+    fn default() -> Self {
+        Self {
+            limits: lienthong_pdf::Limits::default(),
+            max_image_bytes: 1 << 20,
+        }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,6 +336,8 @@ struct RawPolicy {
     any_of_roles: Vec<String>,
     #[serde(default)]
     allowed_recipients: Vec<String>,
+    #[serde(default)]
+    signing_order: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -513,6 +587,8 @@ pub struct Config {
     pub receipts: Option<ReceiptsConfig>,
     /// Peer gateways; none when `[federation]` names no gateway id.
     pub federation: Option<crate::federation::FederationConfig>,
+    /// Signatures inside PDFs.
+    pub pdf: PdfConfig,
 }
 
 /// The gateway's own signing certificate and key for receipts.
@@ -709,6 +785,7 @@ impl RawConfig {
             ));
         }
         Ok(Config {
+            pdf: self.pdf.build()?,
             federation,
             receipts,
             keystore,
@@ -777,6 +854,7 @@ fn build_policy(raw: &RawPolicy, field: &str) -> Result<Policy, ConfigError> {
         document_type: raw.document_type.clone(),
         required_roles: roles(&raw.required_roles, "required_roles")?,
         any_of_roles: roles(&raw.any_of_roles, "any_of_roles")?,
+        signing_order: roles(&raw.signing_order, "signing_order")?,
         allowed_recipients: raw
             .allowed_recipients
             .iter()

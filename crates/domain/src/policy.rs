@@ -28,6 +28,32 @@ pub struct Policy {
     pub any_of_roles: Vec<Role>,
     /// If not empty, the only agencies this type may be sent to.
     pub allowed_recipients: Vec<OrgCode>,
+    /// If not empty, roles whose valid signatures must be embedded in one
+    /// PDF attachment in this order, each later one covering the revision
+    /// the one before signed (NĐ 30/2020: the head, then the organization's
+    /// seal over it).
+    pub signing_order: Vec<Role>,
+}
+
+/// A policy as record version 1 stored it: without `signing_order`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PolicyV1 {
+    document_type: String,
+    required_roles: Vec<Role>,
+    any_of_roles: Vec<Role>,
+    allowed_recipients: Vec<OrgCode>,
+}
+
+impl From<PolicyV1> for Policy {
+    fn from(old: PolicyV1) -> Self {
+        Policy {
+            document_type: old.document_type,
+            required_roles: old.required_roles,
+            any_of_roles: old.any_of_roles,
+            allowed_recipients: old.allowed_recipients,
+            signing_order: Vec::new(),
+        }
+    }
 }
 
 /// Why a document was refused under its policy.
@@ -56,6 +82,19 @@ impl Policy {
             required_roles: Vec::new(),
             any_of_roles: vec![Role::Organization, Role::Head],
             allowed_recipients: Vec::new(),
+            signing_order: Vec::new(),
+        }
+    }
+
+    /// Công văn (official dispatch), NĐ 30/2020: the head signs the PDF,
+    /// then the organization's seal is applied over that signature.
+    pub fn cong_van() -> Self {
+        Self {
+            document_type: "cong-van".to_owned(),
+            required_roles: Vec::new(),
+            any_of_roles: Vec::new(),
+            allowed_recipients: Vec::new(),
+            signing_order: vec![Role::Head, Role::Organization],
         }
     }
 
@@ -73,7 +112,80 @@ impl Policy {
                 self.document_type
             )));
         }
+        for (index, role) in self.signing_order.iter().enumerate() {
+            if self.signing_order[..index].contains(role) {
+                return Err(InvalidPolicy(format!(
+                    "the signing order names {} twice",
+                    role.name()
+                )));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether one PDF attachment carries valid embedded signatures of the
+    /// sender's `signing_order` roles, each in a later revision than the one
+    /// before; otherwise what was found, in words.
+    fn check_order(&self, sender: &OrgCode, reports: &[Report]) -> Result<(), String> {
+        let wanted = self
+            .signing_order
+            .iter()
+            .map(|r| r.name())
+            .collect::<Vec<_>>()
+            .join(", then ");
+        let mut attachments: Vec<&str> = reports
+            .iter()
+            .filter(|r| r.embedded.is_some())
+            .map(|r| r.attachment.as_str())
+            .collect();
+        attachments.dedup();
+        let mut found = Vec::new();
+        for attachment in attachments {
+            // (revision, role) of the sender's valid embedded signatures.
+            let mut signed: Vec<(u32, Role)> = reports
+                .iter()
+                .filter(|r| r.attachment == attachment && r.passed())
+                .filter_map(|r| {
+                    let (agency, role) = r.signer.as_ref()?.registered.clone()?;
+                    (agency == *sender).then_some((r.embedded.as_ref()?.revision, role))
+                })
+                .collect();
+            signed.sort();
+            let mut after = 0;
+            let in_order = self.signing_order.iter().all(|role| {
+                match signed.iter().find(|(rev, r)| r == role && *rev > after) {
+                    Some((rev, _)) => {
+                        after = *rev;
+                        true
+                    }
+                    None => false,
+                }
+            });
+            if in_order {
+                return Ok(());
+            }
+            let seen = signed
+                .iter()
+                .map(|(rev, role)| format!("{} at revision {rev}", role.name()))
+                .collect::<Vec<_>>()
+                .join(", ");
+            found.push(format!(
+                "{attachment:?} has {}",
+                if seen.is_empty() {
+                    "none".to_owned()
+                } else {
+                    seen
+                }
+            ));
+        }
+        let found = if found.is_empty() {
+            "no PDF attachment carries embedded signatures".to_owned()
+        } else {
+            found.join("; ")
+        };
+        Err(format!(
+            "valid signatures of {sender}'s {wanted} are required, in that order, embedded in one PDF with each later one covering the one before: {found}"
+        ))
     }
 
     /// No reasons: allowed; otherwise a refusal under this policy.
@@ -133,6 +245,11 @@ impl Policy {
                 role_list(&self.any_of_roles).replace(", ", " or ")
             ));
         }
+        if !self.signing_order.is_empty()
+            && let Err(reason) = self.check_order(sender, reports)
+        {
+            reasons.push(reason);
+        }
         let failed = reports.iter().filter(|r| !r.passed()).count();
         if !reasons.is_empty() && failed > 0 {
             reasons.push(format!(
@@ -172,7 +289,59 @@ mod tests {
             }),
             checks: Vec::new(),
             verified_at: 0,
+            embedded: None,
         }
+    }
+
+    fn embedded(agency: &str, role: Role, revision: u32) -> Report {
+        Report {
+            embedded: Some(crate::report::Embedded {
+                field: format!("Sig{revision}"),
+                revision,
+                revisions: 2,
+                whole_document: revision == 2,
+            }),
+            ..report(agency, role, true)
+        }
+    }
+
+    #[test]
+    fn cong_van_wants_the_head_then_the_seal_over_it() {
+        let policy = Policy::cong_van();
+        let sender = code(COMMUNE);
+        let good = [
+            embedded(COMMUNE, Role::Head, 1),
+            embedded(COMMUNE, Role::Organization, 2),
+        ];
+        assert_eq!(policy.check_signatures(&sender, &good), Ok(()));
+        let reversed = [
+            embedded(COMMUNE, Role::Organization, 1),
+            embedded(COMMUNE, Role::Head, 2),
+        ];
+        let refusal = policy
+            .check_signatures(&sender, &reversed)
+            .expect_err("seal first");
+        assert!(
+            refusal.reasons[0].contains("head, then organization")
+                && refusal.reasons[0].contains("organization at revision 1, head at revision 2"),
+            "{refusal:?}"
+        );
+        let detached = [
+            report(COMMUNE, Role::Head, true),
+            report(COMMUNE, Role::Organization, true),
+        ];
+        let refusal = policy
+            .check_signatures(&sender, &detached)
+            .expect_err("detached signatures prove no order");
+        assert!(
+            refusal.reasons[0].contains("no PDF attachment"),
+            "{refusal:?}"
+        );
+        let foreign = [
+            embedded(COMMUNE, Role::Head, 1),
+            embedded(OTHER, Role::Organization, 2),
+        ];
+        assert!(policy.check_signatures(&sender, &foreign).is_err());
     }
 
     fn treasury() -> Policy {
@@ -181,6 +350,7 @@ mod tests {
             required_roles: vec![Role::AccountOwner, Role::ChiefAccountant],
             any_of_roles: Vec::new(),
             allowed_recipients: vec![code("000.00.90.H56")],
+            signing_order: Vec::new(),
         }
     }
 

@@ -177,6 +177,56 @@ pub struct Report {
     pub checks: Vec<Check>,
     /// When it was verified.
     pub verified_at: UnixMillis,
+    /// Where the signature sits when it is embedded in the document (a PDF
+    /// signature field); `None` for a detached CMS signature.
+    pub embedded: Option<Embedded>,
+}
+
+/// Where an embedded signature sits in its document: the field that holds
+/// it and the revision (incremental update) it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Embedded {
+    /// The signature field's full name (`Sig1`, `form.Seal`).
+    pub field: String,
+    /// The revision the signature covers, 1 for the original document's.
+    pub revision: u32,
+    /// How many revisions the document has.
+    pub revisions: u32,
+    /// Whether the signature covers the whole file as received (nothing was
+    /// appended after it).
+    pub whole_document: bool,
+}
+
+/// The layouts records were stored in by earlier versions.
+pub mod legacy {
+    use super::*;
+
+    /// A report as record version 1 stored it: without `embedded`.
+    #[derive(Debug, Clone, Deserialize)]
+    pub struct ReportV1 {
+        attachment: String,
+        indication: Indication,
+        sub_indication: Option<SubIndication>,
+        message: String,
+        signer: Option<SignerFacts>,
+        checks: Vec<Check>,
+        verified_at: UnixMillis,
+    }
+
+    impl From<ReportV1> for Report {
+        fn from(old: ReportV1) -> Self {
+            Report {
+                attachment: old.attachment,
+                indication: old.indication,
+                sub_indication: old.sub_indication,
+                message: old.message,
+                signer: old.signer,
+                checks: old.checks,
+                verified_at: old.verified_at,
+                embedded: None,
+            }
+        }
+    }
 }
 
 impl Report {

@@ -169,6 +169,30 @@ impl Verifier {
             cms_der,
             attachment,
             lookup,
+            None,
+        )
+    }
+
+    /// Verifies a signature embedded in a document (PAdES): `parts` are the
+    /// signed byte ranges; `claimed_time` (seconds) is the time the document
+    /// claims, used when the CMS carries no signing-time attribute.
+    pub fn verify_embedded(
+        &self,
+        parts: &[&[u8]],
+        cms_der: &[u8],
+        attachment: &str,
+        lookup: SignerLookup<'_>,
+        claimed_time: Option<i64>,
+    ) -> Vec<Report> {
+        verify::verify(
+            &self.trust(),
+            &self.rules,
+            self.clock.now_millis(),
+            Content::Parts(parts),
+            cms_der,
+            attachment,
+            lookup,
+            claimed_time,
         )
     }
 

@@ -114,6 +114,7 @@ impl Checks {
             signer,
             checks: self.checks,
             verified_at: now,
+            embedded: None,
         }
     }
 }
@@ -137,6 +138,9 @@ pub enum Content<'a> {
     Bytes(&'a [u8]),
     /// A file, hashed as it is read.
     File(&'a std::path::Path),
+    /// Pieces hashed one after the other: the byte ranges a PDF signature
+    /// covers.
+    Parts(&'a [&'a [u8]]),
 }
 
 impl Content<'_> {
@@ -146,6 +150,16 @@ impl Content<'_> {
             Content::Bytes(bytes) => hash(algorithm, bytes)
                 .map(|d| (d.to_vec(), bytes.len() as u64))
                 .map_err(|e| e.to_string()),
+            Content::Parts(parts) => {
+                let mut hasher = Hasher::new(algorithm).map_err(|e| e.to_string())?;
+                let mut length = 0u64;
+                for part in *parts {
+                    hasher.update(part).map_err(|e| e.to_string())?;
+                    length += part.len() as u64;
+                }
+                let digest = hasher.finish().map_err(|e| e.to_string())?;
+                Ok((digest.to_vec(), length))
+            }
             Content::File(path) => {
                 use std::io::Read;
                 let mut file = std::fs::File::open(path)
@@ -170,7 +184,10 @@ impl Content<'_> {
     }
 }
 
-/// Verifies `cms_der` over `content`: one report per signer.
+/// Verifies `cms_der` over `content`: one report per signer. A
+/// `claimed_time` (seconds) stands in for a missing signing-time attribute:
+/// the `/M` of a PAdES signature, which carries no such attribute.
+#[allow(clippy::too_many_arguments)]
 pub fn verify(
     trust: &TrustStore,
     rules: &CryptoRules,
@@ -179,6 +196,7 @@ pub fn verify(
     cms_der: &[u8],
     attachment: &str,
     lookup: SignerLookup<'_>,
+    claimed_time: Option<i64>,
 ) -> Vec<Report> {
     let format_failure = |sentence: String| {
         let mut checks = Checks::new();
@@ -213,7 +231,15 @@ pub fn verify(
         .iter()
         .map(|info| {
             verify_signer(
-                trust, rules, now, content, info, &untrusted, attachment, lookup,
+                trust,
+                rules,
+                now,
+                content,
+                info,
+                &untrusted,
+                attachment,
+                lookup,
+                claimed_time,
             )
         })
         .collect()
@@ -229,6 +255,7 @@ fn verify_signer(
     untrusted: &[X509],
     attachment: &str,
     lookup: SignerLookup<'_>,
+    claimed_time: Option<i64>,
 ) -> Report {
     let mut checks = Checks::new();
     checks.pass("format", "CMS SignedData parsed");
@@ -241,7 +268,8 @@ fn verify_signer(
         return checks.report(attachment, None, now);
     };
     let der = certificate.to_der().unwrap_or_default();
-    let signing_time = info.signing_time();
+    let attribute_time = info.signing_time();
+    let signing_time = attribute_time.or(claimed_time);
     let fingerprint = Fingerprint::of_der(&der);
     let signer = SignerFacts {
         subject: name_text(certificate.subject_name()),
@@ -259,7 +287,10 @@ fn verify_signer(
         "signer_certificate",
         format!("{} (sha256 {fingerprint})", signer.subject),
     );
-    checks.record("signed_attributes", signed_attributes(info, signing_time));
+    checks.record(
+        "signed_attributes",
+        signed_attributes(info, attribute_time, claimed_time),
+    );
     checks.record("content_digest", content_digest(info, content, attachment));
     checks.record(
         "signature_value",
@@ -292,7 +323,11 @@ fn verify_signer(
 
 type Outcome = Result<String, (SubIndication, String)>;
 
-fn signed_attributes(info: &ffi::SignerInfo<'_>, signing_time: Option<i64>) -> Outcome {
+fn signed_attributes(
+    info: &ffi::SignerInfo<'_>,
+    signing_time: Option<i64>,
+    claimed_time: Option<i64>,
+) -> Outcome {
     let mut missing = Vec::new();
     if !info.has_signed_attribute(Nid::PKCS9_CONTENTTYPE) {
         missing.push("content type");
@@ -300,10 +335,12 @@ fn signed_attributes(info: &ffi::SignerInfo<'_>, signing_time: Option<i64>) -> O
     if info.message_digest().is_none() {
         missing.push("message digest");
     }
-    if signing_time.is_none() {
+    if signing_time.is_none() && claimed_time.is_none() {
         missing.push("signing time");
     }
-    if missing.is_empty() {
+    if missing.is_empty() && signing_time.is_none() {
+        Ok("content type and message digest are signed; the signing time is the one the document claims (/M)".to_owned())
+    } else if missing.is_empty() {
         Ok("content type, message digest and signing time are signed".to_owned())
     } else {
         Err((

@@ -328,22 +328,42 @@ pub fn canonical_digest<T: serde::Serialize>(value: &T) -> Result<ContentHash, S
     Ok(ContentHash::of(&bytes))
 }
 
-/// Decodes a record written by [`encode`].
+/// Decodes a record written by [`encode`], by this version or an earlier
+/// one. While the record decodes, [`decoding_version`] tells a type whose
+/// layout changed which layout the bytes are in.
 pub fn decode<T: serde::de::DeserializeOwned>(key: &[u8], bytes: &[u8]) -> Result<T, StoreError> {
     let corrupt = |reason: String| StoreError::Corrupt {
         key: printable_key(key),
         reason,
     };
     match bytes.split_first() {
-        Some((&RECORD_VERSION, rest)) => {
-            postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()))
+        Some((&version, rest)) if (1..=RECORD_VERSION).contains(&version) => {
+            let previous = DECODING.replace(version);
+            let decoded = postcard::from_bytes(rest).map_err(|e| corrupt(e.to_string()));
+            DECODING.set(previous);
+            decoded
         }
-        Some((version, _)) => Err(corrupt(format!("unknown record version {version}"))),
+        Some((version, _)) => Err(corrupt(format!(
+            "unknown record version {version}: the store was written by a newer version of lienthong"
+        ))),
         None => Err(corrupt("empty record".to_owned())),
     }
 }
 
-const RECORD_VERSION: u8 = 1;
+/// The record version [`decode`] is reading on this thread; the current
+/// one outside [`decode`]. Version 1 lacked `Report::embedded` and
+/// `Policy::signing_order`; types that gained fields read it to choose
+/// their legacy layout.
+pub fn decoding_version() -> u8 {
+    DECODING.get()
+}
+
+/// The version of every record [`encode`] writes.
+pub const RECORD_VERSION: u8 = 2;
+
+thread_local! {
+    static DECODING: std::cell::Cell<u8> = const { std::cell::Cell::new(RECORD_VERSION) };
+}
 
 /// A key with NULs and other bytes escaped, for messages.
 pub fn printable_key(key: &[u8]) -> String {

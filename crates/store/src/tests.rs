@@ -310,6 +310,29 @@ fn records_round_trip_and_reject_unknown_versions() {
 }
 
 #[test]
+fn an_older_record_version_decodes_and_says_which() {
+    #[derive(serde::Deserialize)]
+    struct Seen(#[serde(deserialize_with = "seen_version")] u8);
+    fn seen_version<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+        let _: u8 = serde::Deserialize::deserialize(d)?;
+        Ok(decoding_version())
+    }
+    let mut bytes = encode(&0u8).expect("encode");
+    assert_eq!(bytes[0], RECORD_VERSION);
+    assert_eq!(
+        decode::<Seen>(b"k", &bytes).expect("current").0,
+        RECORD_VERSION
+    );
+    bytes[0] = 1;
+    assert_eq!(decode::<Seen>(b"k", &bytes).expect("version 1").0, 1);
+    assert_eq!(
+        decoding_version(),
+        RECORD_VERSION,
+        "restored after decoding"
+    );
+}
+
+#[test]
 fn a_lock_released_shortly_after_is_waited_for() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("sled");

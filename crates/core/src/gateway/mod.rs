@@ -5,6 +5,7 @@
 mod admin;
 mod budget;
 mod federation;
+mod pdf;
 mod receive;
 mod send;
 mod signing;
@@ -16,6 +17,7 @@ use std::{sync::Arc, time::Duration};
 use tokio::sync::watch;
 
 pub use self::federation::ForwardRequest;
+pub use self::pdf::SignedPdf;
 #[cfg(test)]
 pub(crate) use self::receive::contain_session;
 pub use self::signing::SignSession;
@@ -156,6 +158,9 @@ pub enum GatewayError {
     /// The client's stream broke before the document was complete.
     #[error("the stream broke before the document was complete: {0}")]
     StreamBroken(String),
+    /// A PDF that cannot be read, or signed as asked.
+    #[error(transparent)]
+    Pdf(lienthong_pdf::PdfError),
 }
 
 /// A message handed to its recipient, with its bytes.

@@ -356,6 +356,12 @@ impl Gateway {
                 )),
             }
         }
+        // Signatures inside PDF attachments count like detached ones.
+        for (attachment, content) in envelope.attachments.iter().zip(contents) {
+            if lienthong_pdf::is_pdf_media_type(&attachment.media_type) {
+                reports.extend(self.verify_pdf_attachment(&attachment.name, *content, &lookup));
+            }
+        }
         reports
     }
 }

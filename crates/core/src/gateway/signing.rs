@@ -114,7 +114,7 @@ impl Gateway {
     }
 
     /// The key `caller` may sign with: only its own agency's.
-    fn own_key(
+    pub(super) fn own_key(
         &self,
         caller: &Agency,
         agency: &str,

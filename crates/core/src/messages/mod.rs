@@ -80,6 +80,7 @@ pub struct MessageRecord {
     /// Every agency it is queued for, and the address that reached it.
     pub recipients: Vec<Recipient>,
     /// The verification report of each signature, kept with the message.
+    #[serde(deserialize_with = "reports_of_any_version")]
     pub reports: Vec<Report>,
     /// Digest of the canonical content, to tell a retry from a reuse of the id.
     pub content_digest: ContentHash,
@@ -88,6 +89,20 @@ pub struct MessageRecord {
     /// The audit chain's head hash right after it was accepted; set when
     /// it is written.
     pub audit_head: [u8; 32],
+}
+
+/// Reports as the record version being decoded stored them: version 1
+/// had no `embedded` placement.
+fn reports_of_any_version<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<Report>, D::Error> {
+    if store::decoding_version() == 1 {
+        let old: Vec<lienthong_domain::report::legacy::ReportV1> =
+            Deserialize::deserialize(deserializer)?;
+        Ok(old.into_iter().map(Report::from).collect())
+    } else {
+        Deserialize::deserialize(deserializer)
+    }
 }
 
 impl MessageRecord {

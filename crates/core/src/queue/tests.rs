@@ -698,3 +698,87 @@ async fn content_is_released_after_its_last_delivery_and_the_retention() {
         assert!(!blobs.contains(&purged));
     }
 }
+
+/// A message record written before reports had `embedded` (record
+/// version 1) still reads, its reports with no placement.
+#[test]
+fn a_message_stored_by_record_version_1_reads_back() {
+    use crate::pki::{Check, Fingerprint, Indication, Report, SignerFacts, SubIndication};
+    use serde::Serialize;
+
+    #[derive(Serialize)]
+    struct OldReport {
+        attachment: String,
+        indication: Indication,
+        sub_indication: Option<SubIndication>,
+        message: String,
+        signer: Option<SignerFacts>,
+        checks: Vec<Check>,
+        verified_at: i64,
+    }
+    #[derive(Serialize)]
+    struct OldRecord<'a> {
+        message_id: &'a MessageId,
+        sender: &'a OrgCode,
+        to: &'a Vec<crate::envelope::Address>,
+        document: &'a DocumentInfo,
+        attachments: &'a Vec<StoredAttachment>,
+        signatures: &'a Vec<crate::messages::StoredSignature>,
+        recipients: &'a Vec<crate::routing::Recipient>,
+        reports: Vec<OldReport>,
+        content_digest: ContentHash,
+        accepted_at: i64,
+        audit_head: [u8; 32],
+    }
+    let report = Report {
+        attachment: "cv.pdf".to_owned(),
+        indication: Indication::TotalPassed,
+        sub_indication: None,
+        message: "valid".to_owned(),
+        signer: Some(SignerFacts {
+            subject: "CN=x".to_owned(),
+            issuer: "CN=y".to_owned(),
+            serial_hex: "01".to_owned(),
+            fingerprint: Fingerprint([7; 32]),
+            signing_time: Some(5),
+            registered: Some((code(SENDER), crate::pki::Role::Head)),
+        }),
+        checks: vec![Check {
+            name: "chain".to_owned(),
+            passed: true,
+            detail: "ok".to_owned(),
+        }],
+        verified_at: 9,
+        embedded: None,
+    };
+    let record = message("M-1", Priority::Normal, b"x").verified(vec![report.clone()]);
+    let old = OldRecord {
+        message_id: &record.message_id,
+        sender: &record.sender,
+        to: &record.to,
+        document: &record.document,
+        attachments: &record.attachments,
+        signatures: &record.signatures,
+        recipients: &record.recipients,
+        reports: vec![OldReport {
+            attachment: report.attachment.clone(),
+            indication: report.indication,
+            sub_indication: report.sub_indication,
+            message: report.message.clone(),
+            signer: report.signer.clone(),
+            checks: report.checks.clone(),
+            verified_at: report.verified_at,
+        }],
+        content_digest: record.content_digest,
+        accepted_at: record.accepted_at,
+        audit_head: record.audit_head,
+    };
+    let mut bytes = crate::store::encode(&old).expect("encode");
+    bytes[0] = 1;
+    let back: MessageRecord = crate::store::decode(b"m", &bytes).expect("version 1 decodes");
+    assert_eq!(back, record);
+    let current = crate::store::encode(&record).expect("encode");
+    assert_ne!(current[0], 1, "new records are written in the new layout");
+    let again: MessageRecord = crate::store::decode(b"m", &current).expect("current decodes");
+    assert_eq!(again, record);
+}

@@ -203,7 +203,12 @@ impl Registry {
             Ok(())
         })?;
         for_each(&store, keys::POLICY, |key, value| {
-            let policy: Policy = store::decode(key, value)?;
+            // Record version 1 had no signing order.
+            let policy: Policy = if value.first() == Some(&1) {
+                store::decode::<lienthong_domain::policy::PolicyV1>(key, value)?.into()
+            } else {
+                store::decode(key, value)?
+            };
             cache.policies.insert(policy.document_type.clone(), policy);
             Ok(())
         })?;

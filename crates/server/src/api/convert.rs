@@ -341,6 +341,15 @@ pub fn report(report: &Report) -> proto::VerificationReport {
             })
             .collect(),
         verified_at: Some(timestamp(report.verified_at)),
+        embedded: report
+            .embedded
+            .as_ref()
+            .map(|place| proto::EmbeddedSignature {
+                field: place.field.clone(),
+                revision: place.revision,
+                revisions: place.revisions,
+                whole_document: place.whole_document,
+            }),
     }
 }
 
@@ -399,6 +408,11 @@ pub fn policy(policy: &Policy) -> proto::Policy {
             .iter()
             .map(ToString::to_string)
             .collect(),
+        signing_order: policy
+            .signing_order
+            .iter()
+            .map(|r| role(*r) as i32)
+            .collect(),
     }
 }
 
@@ -412,6 +426,7 @@ pub fn policy_from(policy: proto::Policy) -> Result<Policy, ApiError> {
     Ok(Policy {
         required_roles: roles(&policy.required_roles, "policy.required_roles")?,
         any_of_roles: roles(&policy.any_of_roles, "policy.any_of_roles")?,
+        signing_order: roles(&policy.signing_order, "policy.signing_order")?,
         allowed_recipients: policy
             .allowed_recipients
             .iter()

@@ -1,8 +1,9 @@
 //! `lienthong.v1.Signing`: Verify, Sign, SignStream and CoSign over the
 //! gateway's held keys.
 
-use std::sync::Arc;
+use std::{pin::Pin, sync::Arc};
 
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::{ApiError, Authenticator, convert, reply};
@@ -27,8 +28,112 @@ impl SigningService {
     }
 }
 
+/// The answer of a SignPdf call: the summary, then the signed PDF.
+type SignPdfStream = Pin<Box<dyn Stream<Item = Result<proto::SignPdfResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Signing for SigningService {
+    type SignPdfStream = SignPdfStream;
+
+    async fn sign_pdf(
+        &self,
+        request: Request<Streaming<proto::SignPdfRequest>>,
+    ) -> Result<Response<SignPdfStream>, Status> {
+        reply(async move {
+            use proto::sign_pdf_request::Part;
+            let caller = self.auth.agency(&request)?;
+            let mut stream = request.into_inner();
+            let first = stream.message().await?.ok_or(ApiError::invalid(
+                "options",
+                "the stream is empty; send the options first",
+            ))?;
+            let Some(Part::Options(options)) = first.part else {
+                return Err(ApiError::invalid(
+                    "options",
+                    "the first message must carry the options",
+                ));
+            };
+            let key = options
+                .key
+                .ok_or_else(|| ApiError::missing("options.key"))?;
+            let role = convert::role_from(key.role, "options.key.role")?;
+            let appearance = match options.appearance {
+                None => None,
+                Some(appearance) => {
+                    let rect: [f32; 4] = appearance.rect.as_slice().try_into().map_err(|_| {
+                        ApiError::invalid(
+                            "options.appearance.rect",
+                            format!(
+                                "needs 4 numbers x1, y1, x2, y2; got {}",
+                                appearance.rect.len()
+                            ),
+                        )
+                    })?;
+                    if appearance.page == 0 {
+                        return Err(ApiError::invalid(
+                            "options.appearance.page",
+                            "pages count from 1",
+                        ));
+                    }
+                    if appearance.png.is_empty() {
+                        return Err(ApiError::missing("options.appearance.png"));
+                    }
+                    Some(lienthong_pdf::Appearance {
+                        png: appearance.png,
+                        page: appearance.page,
+                        rect,
+                    })
+                }
+            };
+            let sign_options = lienthong_pdf::SignOptions {
+                field: (!options.field.is_empty()).then_some(options.field),
+                reason: (!options.reason.is_empty()).then_some(options.reason),
+                appearance,
+                signing_time: 0,
+            };
+            let chunks = stream.map(|message| match message {
+                Ok(proto::SignPdfRequest {
+                    part: Some(Part::Chunk(chunk)),
+                }) => Ok(chunk),
+                Ok(proto::SignPdfRequest {
+                    part: Some(Part::Options(_)),
+                }) => Err(crate::envelope::EnvelopeError::invalid(
+                    "options",
+                    "the options were given twice",
+                )
+                .into()),
+                Ok(proto::SignPdfRequest { part: None }) => {
+                    Err(crate::envelope::EnvelopeError::invalid(
+                        "part",
+                        "a message with neither options nor a chunk",
+                    )
+                    .into())
+                }
+                Err(status) => Err(crate::gateway::GatewayError::StreamBroken(
+                    status.message().to_owned(),
+                )),
+            });
+            let signed = self
+                .gateway
+                .sign_pdf(
+                    &caller,
+                    &key.agency,
+                    role,
+                    options.size,
+                    sign_options,
+                    chunks,
+                )
+                .await?;
+            let chunk = usize::try_from(self.gateway.config().limits.delivery_chunk_bytes)
+                .unwrap_or(1 << 20)
+                .max(1);
+            Ok(Response::new(
+                Box::pin(send_signed_pdf(signed, chunk, key.agency, role)) as SignPdfStream,
+            ))
+        })
+        .await
+    }
+
     async fn verify(
         &self,
         request: Request<proto::VerifyRequest>,
@@ -42,10 +147,13 @@ impl Signing for SigningService {
             } else {
                 request.attachment
             };
-            let reports = self
-                .gateway
-                .verify(request.content, request.cms_der, attachment)
-                .await?;
+            let reports = if request.cms_der.is_empty() {
+                self.gateway.verify_pdf(request.content, attachment).await?
+            } else {
+                self.gateway
+                    .verify(request.content, request.cms_der, attachment)
+                    .await?
+            };
             Ok(Response::new(proto::VerifyResponse {
                 reports: reports.iter().map(convert::report).collect(),
             }))
@@ -162,4 +270,68 @@ impl SigningService {
         }
         Ok(())
     }
+}
+
+/// Streams a signed PDF: the summary, then the staged original and the
+/// update, `chunk` bytes at a time, read on a blocking thread as the
+/// client takes them.
+fn send_signed_pdf(
+    signed: crate::gateway::SignedPdf,
+    chunk: usize,
+    agency: String,
+    role: crate::pki::Role,
+) -> impl Stream<Item = Result<proto::SignPdfResponse, Status>> + Send {
+    use proto::sign_pdf_response::Part;
+    let (sender, receiver) = tokio::sync::mpsc::channel(2);
+    let summary = proto::SignedPdf {
+        field: signed.signed.field.clone(),
+        revision: signed.signed.revision,
+        size: signed.input.size() + signed.update.len() as u64,
+        signer: Some(convert::certificate_facts(&signed.facts, &agency, role)),
+    };
+    tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let send = |part: Part| {
+            sender
+                .blocking_send(Ok(proto::SignPdfResponse { part: Some(part) }))
+                .is_ok()
+        };
+        if !send(Part::Signed(summary)) {
+            return;
+        }
+        let mut file = match std::fs::File::open(signed.input.path()) {
+            Ok(file) => file,
+            Err(error) => {
+                tracing::error!(%error, "reading a staged PDF back");
+                let _ = sender.blocking_send(Err(Status::internal(
+                    "an internal fault in the gateway; see its log",
+                )));
+                return;
+            }
+        };
+        let mut buffer = vec![0u8; chunk];
+        loop {
+            match file.read(&mut buffer) {
+                Ok(0) => break,
+                Ok(read) => {
+                    if !send(Part::Chunk(buffer[..read].to_vec())) {
+                        return;
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "reading a staged PDF back");
+                    let _ = sender.blocking_send(Err(Status::internal(
+                        "an internal fault in the gateway; see its log",
+                    )));
+                    return;
+                }
+            }
+        }
+        for piece in signed.update.chunks(chunk) {
+            if !send(Part::Chunk(piece.to_vec())) {
+                return;
+            }
+        }
+    });
+    ReceiverStream::new(receiver)
 }

@@ -115,12 +115,28 @@ fn gateway(error: GatewayError) -> Status {
         }
         GatewayError::StreamIdle(_) => Status::deadline_exceeded(error.to_string()),
         GatewayError::StreamBroken(_) => Status::cancelled(error.to_string()),
+        GatewayError::Pdf(error) => pdf(error),
         GatewayError::Seed { .. } => {
             tracing::error!(error = %error, "configured registration refused");
             Status::internal("the gateway's configured registrations failed; see its log")
         }
         GatewayError::Internal(_) => {
             tracing::error!(error = %error, "internal fault");
+            Status::internal("an internal fault in the gateway; see its log")
+        }
+    }
+}
+
+fn pdf(error: lienthong_pdf::PdfError) -> Status {
+    use lienthong_pdf::PdfError;
+    match error {
+        PdfError::Unreadable(_)
+        | PdfError::TooManyRevisions(_)
+        | PdfError::TooManyFields(_)
+        | PdfError::Image(_) => Status::invalid_argument(error.to_string()),
+        PdfError::Refused(_) => Status::failed_precondition(error.to_string()),
+        PdfError::Io(_) | PdfError::Signing(_) => {
+            tracing::error!(error = %error, "internal fault with a PDF");
             Status::internal("an internal fault in the gateway; see its log")
         }
     }
