@@ -376,6 +376,21 @@ async fn changes_after_signing_are_named_and_pyhanko_agrees() {
             "the content of page 1 (object 4 0) was changed",
         ),
         (
+            // The trailer names the page content as the document
+            // information, whose updates are otherwise allowed.
+            "page content replaced as the document information",
+            vec![(
+                4,
+                format!(
+                    "<< /Length {} >>\nstream\n{}\nendstream",
+                    new_text.len(),
+                    String::from_utf8_lossy(new_text)
+                )
+                .into_bytes(),
+            )],
+            "the content of page 1 (object 4 0) was changed",
+        ),
+        (
             "annotation added",
             vec![
                 (
@@ -402,7 +417,17 @@ async fn changes_after_signing_are_named_and_pyhanko_agrees() {
         ),
     ];
     for (case, objects, named) in cases {
-        let changed = pdfs::append_update(&signed, &objects);
+        let mut changed = pdfs::append_update(&signed, &objects);
+        if case.contains("document information") {
+            let trailer = changed
+                .windows(12)
+                .rposition(|w| w == b"/Root 1 0 R ")
+                .expect("the new trailer");
+            changed.splice(
+                trailer..trailer + 12,
+                b"/Root 1 0 R /Info 4 0 R ".iter().copied(),
+            );
+        }
         let file = dir.path().join(format!("{}.pdf", case.replace(' ', "-")));
         std::fs::write(&file, &changed).expect("write");
         let reports = verify(&server, &changed).await;

@@ -97,16 +97,40 @@ fn array_items<'a>(document: &'a Document, object: Option<&'a Object>) -> Vec<&'
     }
 }
 
+/// The pages of a document by object, and the content streams each draws.
+struct Pages {
+    numbers: BTreeMap<ObjectId, u32>,
+    contents: BTreeMap<ObjectId, u32>,
+}
+
+impl Pages {
+    fn of(document: &Document) -> Self {
+        let numbers: BTreeMap<ObjectId, u32> = document
+            .get_pages()
+            .into_iter()
+            .map(|(n, id)| (id, n))
+            .collect();
+        let mut contents = BTreeMap::new();
+        for (page, number) in &numbers {
+            for stream in document.get_page_contents(*page) {
+                contents.entry(stream).or_insert(*number);
+            }
+        }
+        Self { numbers, contents }
+    }
+}
+
+/// Most changes of each kind one revision reports; the rest are counted.
+const MAX_REPORTED: usize = 32;
+
 /// A person-readable name for an object of `document`.
-fn describe(document: &Document, pages: &BTreeMap<ObjectId, u32>, id: ObjectId) -> String {
+fn describe(document: &Document, pages: &Pages, id: ObjectId) -> String {
     let object = document.objects.get(&id);
-    if let Some(page) = pages.get(&id) {
+    if let Some(page) = pages.numbers.get(&id) {
         return format!("page {page} ({})", label(id));
     }
-    for (page_id, number) in pages {
-        if document.get_page_contents(*page_id).contains(&id) {
-            return format!("the content of page {number} ({})", label(id));
-        }
+    if let Some(number) = pages.contents.get(&id) {
+        return format!("the content of page {number} ({})", label(id));
     }
     let Some(dict) = object.and_then(|o| dict(document, o)) else {
         return label(id);
@@ -155,21 +179,28 @@ fn key_list(keys: &[Vec<u8>]) -> String {
 /// What the update from `old` to `new` changed.
 pub(crate) fn changes(old: &Document, new: &Document) -> Vec<Change> {
     let mut out = Vec::new();
-    let pages_new: BTreeMap<ObjectId, u32> =
-        new.get_pages().into_iter().map(|(n, id)| (id, n)).collect();
-    let pages_old: BTreeMap<ObjectId, u32> =
-        old.get_pages().into_iter().map(|(n, id)| (id, n)).collect();
+    let pages_new = Pages::of(new);
+    let pages_old = Pages::of(old);
     let (Some((old_root, _)), Some((new_root, new_catalog))) = (catalog(old), catalog(new)) else {
         out.push(Change::Forbidden(
             "the update has no document catalog".to_owned(),
         ));
         return out;
     };
+    // What the document draws and uses: everything reachable from its
+    // catalog.
+    let used = reachable(new, &[new_root]);
+    // The information dictionary may be updated (ModDate, Producer), but
+    // only a plain dictionary the document itself does not use: a trailer
+    // naming a page's content as its /Info gets no pass.
     let info = new
         .trailer
         .get(b"Info")
         .ok()
-        .and_then(|i| i.as_reference().ok());
+        .and_then(|i| i.as_reference().ok())
+        .filter(|id| {
+            matches!(new.objects.get(id), Some(Object::Dictionary(_))) && !used.contains(id)
+        });
 
     let added: Vec<ObjectId> = new
         .objects
@@ -352,7 +383,7 @@ pub(crate) fn changes(old: &Document, new: &Document) -> Vec<Change> {
     }
 
     // Annotation arrays of pages that did not change themselves.
-    for (page, _) in pages_new.iter() {
+    for page in pages_new.numbers.keys() {
         let Some(after) = new.objects.get(page).and_then(|o| o.as_dict().ok()) else {
             continue;
         };
@@ -404,7 +435,7 @@ pub(crate) fn changes(old: &Document, new: &Document) -> Vec<Change> {
             }
             continue;
         }
-        if pages_new.contains_key(id) {
+        if pages_new.numbers.contains_key(id) {
             let other: Vec<Vec<u8>> = keys
                 .iter()
                 .filter(|k| k.as_slice() != b"Annots")
@@ -461,7 +492,6 @@ pub(crate) fn changes(old: &Document, new: &Document) -> Vec<Change> {
         )));
     }
     // Added objects the document now uses that no rule allows.
-    let used = reachable(new, &[new_root]);
     for id in &added {
         if !allowed.contains(id) && !handled.contains(id) && used.contains(id) {
             out.push(Change::Forbidden(format!(
@@ -469,6 +499,30 @@ pub(crate) fn changes(old: &Document, new: &Document) -> Vec<Change> {
                 describe(new, &pages_new, *id)
             )));
         }
+    }
+    bounded(out)
+}
+
+/// At most [`MAX_REPORTED`] changes of each kind, and how many more there
+/// were.
+fn bounded(changes: Vec<Change>) -> Vec<Change> {
+    let (mut forbidden, mut signatures) = (0usize, 0usize);
+    let mut out = Vec::new();
+    for change in changes {
+        let count = match &change {
+            Change::Forbidden(_) => &mut forbidden,
+            Change::Signature(_) => &mut signatures,
+        };
+        *count += 1;
+        if *count <= MAX_REPORTED {
+            out.push(change);
+        }
+    }
+    if forbidden > MAX_REPORTED {
+        out.push(Change::Forbidden(format!(
+            "and {} more changes",
+            forbidden - MAX_REPORTED
+        )));
     }
     out
 }

@@ -91,7 +91,11 @@ pub(crate) fn revisions(bytes: &[u8], limits: &Limits) -> Result<Vec<Revision>, 
         if bytes.get(end) == Some(&b'\n') {
             end += 1;
         }
-        ends.push((end, bare));
+        // A revision ends with `startxref`, the offset, then `%%EOF`; a
+        // `%%EOF` anywhere else (inside a stream) ends nothing.
+        if ends_a_revision(&bytes[..bare - 5]) {
+            ends.push((end, bare));
+        }
         if ends.len() > limits.max_revisions {
             return Err(PdfError::TooManyRevisions(limits.max_revisions));
         }
@@ -128,6 +132,21 @@ pub(crate) fn revisions(bytes: &[u8], limits: &Limits) -> Result<Vec<Revision>, 
         }
     }
     Ok(out)
+}
+
+/// Whether `before` (the bytes before a `%%EOF`) ends with `startxref`,
+/// white space and a number, as a revision's end does.
+fn ends_a_revision(before: &[u8]) -> bool {
+    let trimmed = before.trim_ascii_end();
+    let digits = trimmed
+        .iter()
+        .rev()
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    digits > 0
+        && trimmed[..trimmed.len() - digits]
+            .trim_ascii_end()
+            .ends_with(b"startxref")
 }
 
 /// The first position of `needle` in `haystack`.
@@ -276,5 +295,61 @@ pub(crate) fn offset_of(document: &Document, id: ObjectId) -> Option<usize> {
             usize::try_from(*offset).ok()
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_startxref_before_eof_ends_a_revision() {
+        assert!(ends_a_revision(b"trailer\n<< >>\nstartxref\n1234\n"));
+        assert!(ends_a_revision(b"startxref\r\n0\r\n"));
+        assert!(!ends_a_revision(b"stream\nbinary bytes "));
+        assert!(!ends_a_revision(b"startxref\n"));
+        assert!(!ends_a_revision(b"xstartxref 12 junk"));
+    }
+
+    #[test]
+    fn a_fake_eof_inside_a_stream_is_no_revision() {
+        // Revision 1: a catalog and an empty page tree.
+        let mut file = b"%PDF-1.7\n".to_vec();
+        let mut offsets = Vec::new();
+        for (number, body) in [
+            (1, "<< /Type /Catalog /Pages 2 0 R >>"),
+            (2, "<< /Type /Pages /Kids [] /Count 0 >>"),
+        ] {
+            offsets.push(file.len());
+            file.extend_from_slice(format!("{number} 0 obj\n{body}\nendobj\n").as_bytes());
+        }
+        let first = file.len();
+        file.extend_from_slice(
+            format!(
+                "xref\n0 3\n0000000000 65535 f\r\n{:010} 00000 n\r\n{:010} 00000 n\r\ntrailer\n<< /Size 3 /Root 1 0 R >>\nstartxref\n{first}\n%%EOF\n",
+                offsets[0], offsets[1]
+            )
+            .as_bytes(),
+        );
+        // Revision 2: a stream whose bytes hold a %%EOF, which ends no
+        // revision (no startxref before it).
+        let stream = file.len();
+        file.extend_from_slice(
+            b"3 0 obj\n<< /Length 11 >>\nstream\n12\n%%EOF\nab\nendstream\nendobj\n",
+        );
+        let second = file.len();
+        file.extend_from_slice(
+            format!(
+                "xref\n3 1\n{stream:010} 00000 n\r\ntrailer\n<< /Size 4 /Root 1 0 R /Prev {first} >>\nstartxref\n{second}\n%%EOF\n"
+            )
+            .as_bytes(),
+        );
+        let revisions = revisions(&file, &Limits::default()).expect("reads");
+        let ends: Vec<usize> = revisions.iter().map(|r| r.end).collect();
+        assert_eq!(
+            ends,
+            [stream, file.len()],
+            "the %%EOF in the stream is no revision"
+        );
     }
 }
