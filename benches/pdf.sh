@@ -1,0 +1,146 @@
+#!/usr/bin/env bash
+# Signatures inside PDFs, measured (issue 15), written into BENCHMARKS.md:
+#
+#   criterion   benches/pdf.rs: a full verification of a 1 MB PDF with two
+#               signatures and signing one, beside the detached CMS
+#               verification and signature of the same 1 MB in the same run
+#               (the figures they are compared with).
+#   memory      a release gateway signs a 64 MiB PDF (SignPdf, streamed) and
+#               takes it in a SendStream (its signature verified at intake),
+#               while its anonymous memory (RssAnon: the heap, not the
+#               mapped file) is sampled every 10 ms; the growth is set
+#               against the 1 MiB chunk and the 64 MiB document.
+#
+# Usage: benches/pdf.sh [--label NAME]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+label=current
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --label) label="$2"; shift 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/lienthong-pdf-bench.XXXXXX")
+gateway_pid=""
+cleanup() {
+    if [ -n "$gateway_pid" ]; then kill "$gateway_pid" 2>/dev/null || true; wait "$gateway_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "building (release)"
+cargo build --release --locked >&2
+bin=target/release/lienthong
+commit=$(git rev-parse --short HEAD)
+
+step "criterion: benches/pdf.rs"
+rm -rf target/criterion/pdf
+cargo bench --locked --bench pdf -- --warm-up-time 1 --measurement-time 5 >&2
+
+step "memory: a 64 MiB PDF (64 pages, a 1 MiB scan on each)"
+python3 - "$work/big.pdf" <<'PY'
+import os, sys
+pages, side = 64, 1024            # 1024 x 1024 grey pixels: 1 MiB per page
+objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
+kids = []
+for i in range(pages):
+    page, content, image = 3 + 3 * i, 4 + 3 * i, 5 + 3 * i
+    kids.append(b"%d 0 R" % page)
+    objects[page] = (b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents %d 0 R "
+                     b"/Resources << /XObject << /Scan %d 0 R >> >> >>" % (content, image))
+    draw = b"q 595 0 0 842 0 0 cm /Scan Do Q"
+    objects[content] = b"<< /Length %d >>\nstream\n" % len(draw) + draw + b"\nendstream"
+    pixels = os.urandom(side * side)
+    objects[image] = (b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /ColorSpace /DeviceGray "
+                      b"/BitsPerComponent 8 /Length %d >>\nstream\n" % (side, side, len(pixels))
+                      + pixels + b"\nendstream")
+objects[2] = b"<< /Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d >>" % pages
+size = max(objects) + 1
+with open(sys.argv[1], "wb") as out:
+    out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
+    offsets = {}
+    for number in sorted(objects):
+        offsets[number] = out.tell()
+        out.write(b"%d 0 obj\n" % number + objects[number] + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f\r\n" % size)
+    for number in range(1, size):
+        out.write(b"%010d 00000 n\r\n" % offsets[number])
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref))
+PY
+ls -l "$work/big.pdf" >&2
+
+step "memory: starting the gateway"
+export LIENTHONG_KEYSTORE_PASSPHRASE=bench-only-passphrase
+"$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" 2> "$work/gateway.log" &
+gateway_pid=$!
+address=""
+for _ in $(seq 1 100); do
+    address=$(grep -o 'address=[0-9.:]*' "$work/gateway.log" | head -1 | cut -d= -f2 || true)
+    [ -n "$address" ] && break
+    sleep 0.1
+done
+[ -n "$address" ] || { cat "$work/gateway.log" >&2; echo "gateway did not start" >&2; exit 1; }
+export LIENTHONG_SERVER="https://localhost:${address##*:}" LIENTHONG_TLS_CA=certs-test/ca/root.crt
+"$bin" key import --agency 000.00.12.H56 --role organization \
+    --cert certs-test/signers/department-organization.crt \
+    --key certs-test/signers/department-organization.key \
+    --tls-cert certs-test/admin/admin.crt --tls-key certs-test/admin/admin.key >&2
+export LIENTHONG_TLS_CERT=certs-test/agencies/department.crt LIENTHONG_TLS_KEY=certs-test/agencies/department.key
+
+# Runs a command while sampling the gateway's RssAnon; prints the baseline
+# and the peak in KiB as JSON.
+sampled() {
+    python3 - "$gateway_pid" "$@" <<'PY'
+import json, subprocess, sys, time
+pid, command = sys.argv[1], sys.argv[2:]
+def anon():
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return 0
+baseline = anon()
+process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+peak, start = baseline, time.monotonic()
+while process.poll() is None:
+    peak = max(peak, anon())
+    time.sleep(0.01)
+seconds = time.monotonic() - start
+if process.returncode != 0:
+    sys.exit(f"{command[0]} failed with {process.returncode}")
+print(json.dumps({"baseline_kib": baseline, "peak_kib": peak, "seconds": seconds}))
+PY
+}
+step "memory: SignPdf of the 64 MiB PDF"
+sign=$(sampled "$bin" pdf sign --role organization --in "$work/big.pdf" --out "$work/big-signed.pdf")
+echo "$sign" >&2
+step "memory: SendStream of the signed 64 MiB PDF (its seal verified at intake)"
+send=$(sampled "$bin" send --to 000.00.31.H56 --code 1/BENCH --subject "64 MiB" --stream "$work/big-signed.pdf")
+echo "$send" >&2
+
+mkdir -p benches/results/pdf
+python3 - "$label" "$commit" "$sign" "$send" "$(stat -c %s "$work/big.pdf")" > "benches/results/pdf/$label.json" <<'PY'
+import datetime, glob, json, os, sys
+label, commit, sign, send, size = sys.argv[1:6]
+def median_ns(name):
+    path = os.path.join("target", "criterion", "pdf", name, "new", "estimates.json")
+    return json.load(open(path))["median"]["point_estimate"]
+print(json.dumps({
+    "label": label,
+    "commit": commit,
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "criterion_ns": {name: median_ns(name) for name in (
+        "verify_1MB_two_signatures", "detached_cms_verify_1MB", "sign_1MB", "detached_cms_sign_1MB")},
+    "document_bytes": int(size),
+    "chunk_bytes": 1 << 20,
+    "sign_pdf": json.loads(sign),
+    "send_stream": json.loads(send),
+}, indent=1))
+PY
+python3 benches/report.py render benches/results > BENCHMARKS.md
+step "wrote benches/results/pdf/$label.json and BENCHMARKS.md"
