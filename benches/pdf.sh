@@ -5,11 +5,12 @@
 #               signatures and signing one, beside the detached CMS
 #               verification and signature of the same 1 MB in the same run
 #               (the figures they are compared with).
-#   memory      a release gateway signs a 64 MiB PDF (SignPdf, streamed) and
-#               takes it in a SendStream (its signature verified at intake),
-#               while its anonymous memory (RssAnon: the heap, not the
-#               mapped file) is sampled every 10 ms; the growth is set
-#               against the 1 MiB chunk and the 64 MiB document.
+#   memory      a fresh release gateway signs a PDF of 16, then 64 MiB
+#               (SignPdf, streamed), and another takes the signed one in a
+#               SendStream (its signature verified at intake), while its
+#               anonymous memory (RssAnon: the heap, not the mapped file) is
+#               sampled every 10 ms; the growth is set against the 1 MiB
+#               chunk and the document, for both sizes.
 #
 # Usage: benches/pdf.sh [--label NAME]
 set -euo pipefail
@@ -41,10 +42,11 @@ step "criterion: benches/pdf.rs"
 rm -rf target/criterion/pdf
 cargo bench --locked --bench pdf -- --warm-up-time 1 --measurement-time 5 >&2
 
-step "memory: a 64 MiB PDF (64 pages, a 1 MiB scan on each)"
-python3 - "$work/big.pdf" <<'PY'
+# A PDF of PAGES pages, a 1 MiB scan (1024 x 1024 grey) on each.
+make_pdf() {
+    python3 - "$1" "$2" <<'PY'
 import os, sys
-pages, side = 64, 1024            # 1024 x 1024 grey pixels: 1 MiB per page
+path, pages, side = sys.argv[1], int(sys.argv[2]), 1024
 objects = {1: b"<< /Type /Catalog /Pages 2 0 R >>"}
 kids = []
 for i in range(pages):
@@ -60,7 +62,7 @@ for i in range(pages):
                       + pixels + b"\nendstream")
 objects[2] = b"<< /Type /Pages /Kids [" + b" ".join(kids) + b"] /Count %d >>" % pages
 size = max(objects) + 1
-with open(sys.argv[1], "wb") as out:
+with open(path, "wb") as out:
     out.write(b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n")
     offsets = {}
     for number in sorted(objects):
@@ -72,25 +74,28 @@ with open(sys.argv[1], "wb") as out:
         out.write(b"%010d 00000 n\r\n" % offsets[number])
     out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (size, xref))
 PY
-ls -l "$work/big.pdf" >&2
+}
 
-step "memory: starting the gateway"
-export LIENTHONG_KEYSTORE_PASSPHRASE=bench-only-passphrase
-"$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" 2> "$work/gateway.log" &
-gateway_pid=$!
-address=""
-for _ in $(seq 1 100); do
-    address=$(grep -o 'address=[0-9.:]*' "$work/gateway.log" | head -1 | cut -d= -f2 || true)
-    [ -n "$address" ] && break
-    sleep 0.1
-done
-[ -n "$address" ] || { cat "$work/gateway.log" >&2; echo "gateway did not start" >&2; exit 1; }
-export LIENTHONG_SERVER="https://localhost:${address##*:}" LIENTHONG_TLS_CA=certs-test/ca/root.crt
-"$bin" key import --agency 000.00.12.H56 --role organization \
-    --cert certs-test/signers/department-organization.crt \
-    --key certs-test/signers/department-organization.key \
-    --tls-cert certs-test/admin/admin.crt --tls-key certs-test/admin/admin.key >&2
-export LIENTHONG_TLS_CERT=certs-test/agencies/department.crt LIENTHONG_TLS_KEY=certs-test/agencies/department.key
+# Starts a fresh gateway (its own data directory) holding the department's
+# organization key; sets gateway_pid and LIENTHONG_SERVER.
+start_gateway() {
+    if [ -n "$gateway_pid" ]; then kill "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; fi
+    rm -rf "$work/data" "$work/gateway.log"
+    "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" 2> "$work/gateway.log" &
+    gateway_pid=$!
+    local address=""
+    for _ in $(seq 1 100); do
+        address=$(grep -o 'address=[0-9.:]*' "$work/gateway.log" | head -1 | cut -d= -f2 || true)
+        [ -n "$address" ] && break
+        sleep 0.1
+    done
+    [ -n "$address" ] || { cat "$work/gateway.log" >&2; echo "gateway did not start" >&2; exit 1; }
+    export LIENTHONG_SERVER="https://localhost:${address##*:}"
+    "$bin" key import --agency 000.00.12.H56 --role organization \
+        --cert certs-test/signers/department-organization.crt \
+        --key certs-test/signers/department-organization.key \
+        --tls-cert certs-test/admin/admin.crt --tls-key certs-test/admin/admin.key >&2
+}
 
 # Runs a command while sampling the gateway's RssAnon; prints the baseline
 # and the peak in KiB as JSON.
@@ -116,17 +121,28 @@ if process.returncode != 0:
 print(json.dumps({"baseline_kib": baseline, "peak_kib": peak, "seconds": seconds}))
 PY
 }
-step "memory: SignPdf of the 64 MiB PDF"
-sign=$(sampled "$bin" pdf sign --role organization --in "$work/big.pdf" --out "$work/big-signed.pdf")
-echo "$sign" >&2
-step "memory: SendStream of the signed 64 MiB PDF (its seal verified at intake)"
-send=$(sampled "$bin" send --to 000.00.31.H56 --code 1/BENCH --subject "64 MiB" --stream "$work/big-signed.pdf")
-echo "$send" >&2
+
+export LIENTHONG_KEYSTORE_PASSPHRASE=bench-only-passphrase LIENTHONG_TLS_CA=certs-test/ca/root.crt
+export LIENTHONG_TLS_CERT=certs-test/agencies/department.crt LIENTHONG_TLS_KEY=certs-test/agencies/department.key
+memory="["
+for pages in 16 64; do
+    step "memory: a PDF of $pages pages, a 1 MiB scan on each"
+    make_pdf "$work/big.pdf" "$pages"
+    size=$(stat -c %s "$work/big.pdf")
+    start_gateway
+    sign=$(sampled "$bin" pdf sign --role organization --in "$work/big.pdf" --out "$work/big-signed.pdf")
+    echo "SignPdf: $sign" >&2
+    start_gateway
+    send=$(sampled "$bin" send --to 000.00.31.H56 --code "$pages/BENCH" --subject "$pages MiB" --stream "$work/big-signed.pdf")
+    echo "SendStream: $send" >&2
+    memory="$memory{\"document_bytes\": $size, \"sign_pdf\": $sign, \"send_stream\": $send},"
+done
+memory="${memory%,}]"
 
 mkdir -p benches/results/pdf
-python3 - "$label" "$commit" "$sign" "$send" "$(stat -c %s "$work/big.pdf")" > "benches/results/pdf/$label.json" <<'PY'
+python3 - "$label" "$commit" "$memory" > "benches/results/pdf/$label.json" <<'PY'
 import datetime, glob, json, os, sys
-label, commit, sign, send, size = sys.argv[1:6]
+label, commit, memory = sys.argv[1:4]
 def median_ns(name):
     path = os.path.join("target", "criterion", "pdf", name, "new", "estimates.json")
     return json.load(open(path))["median"]["point_estimate"]
@@ -136,10 +152,8 @@ print(json.dumps({
     "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     "criterion_ns": {name: median_ns(name) for name in (
         "verify_1MB_two_signatures", "detached_cms_verify_1MB", "sign_1MB", "detached_cms_sign_1MB")},
-    "document_bytes": int(size),
     "chunk_bytes": 1 << 20,
-    "sign_pdf": json.loads(sign),
-    "send_stream": json.loads(send),
+    "memory": json.loads(memory),
 }, indent=1))
 PY
 python3 benches/report.py render benches/results > BENCHMARKS.md
