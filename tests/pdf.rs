@@ -174,7 +174,39 @@ fn cong_van(message_id: &str, pdf: &[u8]) -> proto::Envelope {
     envelope
 }
 
-/// pyHanko head then seal, on both bases: the gateway verifies both
+/// Sends an envelope with SendStream: the envelope with each attachment's
+/// size, then its content in 4 KiB chunks.
+async fn send_streamed(
+    client: &mut proto::exchange_client::ExchangeClient<tonic::transport::Channel>,
+    mut envelope: proto::Envelope,
+) -> Result<proto::Receipt, tonic::Status> {
+    use proto::send_stream_request::Part;
+    let contents: Vec<(String, Vec<u8>)> = envelope
+        .attachments
+        .iter_mut()
+        .map(|a| {
+            a.size = a.content.len() as u64;
+            (a.name.clone(), std::mem::take(&mut a.content))
+        })
+        .collect();
+    let mut requests = vec![proto::SendStreamRequest {
+        part: Some(Part::Envelope(envelope)),
+    }];
+    for (name, data) in contents {
+        for chunk in data.chunks(4096) {
+            requests.push(proto::SendStreamRequest {
+                part: Some(Part::Chunk(proto::ContentChunk {
+                    attachment: name.clone(),
+                    data: chunk.to_vec(),
+                })),
+            });
+        }
+    }
+    let response = client.send_stream(tokio_stream::iter(requests)).await?;
+    Ok(response.into_inner().receipt.expect("receipt"))
+}
+
+/// pyHanko head then seal, on both bases (the second sent by SendStream): the gateway verifies both
 /// TOTAL_PASSED with their fields and revisions, the `cong-van` policy is
 /// satisfied, and the district receives the PDF byte for byte with the
 /// reports.
@@ -223,9 +255,15 @@ async fn pyhanko_head_then_seal_passes_cong_van() {
                 proto::SignerRole::Organization as i32
             ]
         );
-        let receipt = send(&mut department, cong_van(&format!("CV-{index}"), &pdf))
-            .await
-            .unwrap_or_else(|status| panic!("{kind}: cong-van refused: {status:?}"));
+        // The xref-stream one goes by SendStream: staged on disk, its
+        // signatures read from the staged file.
+        let envelope = cong_van(&format!("CV-{index}"), &pdf);
+        let sent = if index == 0 {
+            send(&mut department, envelope).await
+        } else {
+            send_streamed(&mut department, envelope).await
+        };
+        let receipt = sent.unwrap_or_else(|status| panic!("{kind}: cong-van refused: {status:?}"));
         assert!(!receipt.message_id.is_empty());
         let delivery = drain(&mut district).await.pop().expect("delivered");
         let received = envelope_of(&delivery);
