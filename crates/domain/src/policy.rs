@@ -138,6 +138,7 @@ impl Policy {
             .filter(|r| r.embedded.is_some())
             .map(|r| r.attachment.as_str())
             .collect();
+        attachments.sort_unstable();
         attachments.dedup();
         let mut found = Vec::new();
         for attachment in attachments {
