@@ -763,7 +763,7 @@ async fn gateway_signatures_satisfy_pyhanko_and_pdfsig() {
     server.stop().await;
 }
 
-/// Bad input to SignPdf and to PDF verification: each a clear code, and
+/// Bad input to SignPdf (9 cases) and to PDF verification: each a clear code, and
 /// nothing left in the staging area.
 #[tokio::test]
 async fn bad_pdf_input_is_refused_and_leaves_nothing() {
@@ -811,6 +811,12 @@ async fn bad_pdf_input_is_refused_and_leaves_nothing() {
             options(base.len() as u64 + 10),
             base.clone(),
             Code::Cancelled,
+        ),
+        (
+            "bytes before the header",
+            options(base.len() as u64 + 6),
+            [b"JUNK\r\n".as_slice(), &base].concat(),
+            Code::FailedPrecondition,
         ),
         (
             "a broken PNG",

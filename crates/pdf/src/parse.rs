@@ -287,8 +287,14 @@ pub(crate) fn signature_fields(
     Ok(out)
 }
 
-/// Where an uncompressed object starts in the file, per the newest
-/// cross-reference section.
+/// How many bytes come before the `%PDF-` header (readers skip up to
+/// 1 KiB of them, and lopdf counts offsets from the header).
+pub(crate) fn header_offset(bytes: &[u8]) -> usize {
+    find(&bytes[..bytes.len().min(1024 + 5)], b"%PDF-").unwrap_or(0)
+}
+
+/// Where an uncompressed object starts, counted from the `%PDF-` header,
+/// per the newest cross-reference section.
 pub(crate) fn offset_of(document: &Document, id: ObjectId) -> Option<usize> {
     match document.reference_table.get(id.0)? {
         lopdf::xref::XrefEntry::Normal { offset, generation } if *generation == id.1 => {

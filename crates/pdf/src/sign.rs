@@ -288,6 +288,12 @@ pub fn sign(
     options: &SignOptions,
     limits: &Limits,
 ) -> Result<(Vec<u8>, Signed), PdfError> {
+    if parse::header_offset(input) != 0 {
+        return Err(PdfError::Refused(
+            "the file has bytes before its %PDF- header; save it again from a PDF tool, then sign"
+                .to_owned(),
+        ));
+    }
     let revisions = parse::revisions(input, limits)?;
     let Some(last) = revisions.last() else {
         return Err(PdfError::Unreadable("no revision could be read".to_owned()));

@@ -299,7 +299,9 @@ fn verify_field(
     let hex_ok = hole.first() == Some(&b'<')
         && hole.last() == Some(&b'>')
         && hole[1..hole.len() - 1].iter().all(u8::is_ascii_hexdigit);
-    let at = parse::offset_of(last, id);
+    // lopdf counts offsets from the `%PDF-` header; the byte range counts
+    // from the file's first byte.
+    let at = parse::offset_of(last, id).map(|offset| offset + parse::header_offset(bytes));
     let placed = at.is_some_and(|start| {
         start < range.a
             && parse::find(&bytes[start..range.a], b"endobj").is_none()
