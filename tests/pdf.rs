@@ -568,6 +568,89 @@ fn keystore_config(data: &Path) -> lienthong::config::Config {
     config
 }
 
+/// A certification signature allowing no change (DocMDP P=1): valid
+/// alone; a signature field added after it is a modification for it; the
+/// gateway refuses to sign such a document.
+#[tokio::test]
+async fn a_certification_without_changes_allows_no_later_signature() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(keystore_config(&dir.path().join("data"))).await;
+    let base = pdfs::hand_written(0);
+    let certified = pdfs::hand_signed_as(
+        &base,
+        &certs().join("signers/department-head"),
+        &certs().join("ca/agency-ca.crt"),
+        b"",
+        true,
+    );
+    let reports = verify(&server, &certified).await;
+    assert!(reports.len() == 1 && passed(&reports[0]), "{reports:#?}");
+
+    // An empty signature field added afterwards, for someone to sign.
+    let next = pdfs::next_object(&certified);
+    let field = pdfs::next_object(&base) + 1;
+    let later = pdfs::append_update(
+        &certified,
+        &[
+            (
+                next,
+                b"<< /FT /Sig /T (Later) /Type /Annot /Subtype /Widget /Rect [0 0 0 0] /P 3 0 R >>"
+                    .to_vec(),
+            ),
+            (
+                1,
+                format!(
+                    "<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [{field} 0 R {next} 0 R] /SigFlags 3 >> /Perms << /DocMDP {} 0 R >> >>",
+                    field - 1
+                )
+                .into_bytes(),
+            ),
+        ],
+    );
+    let reports = verify(&server, &later).await;
+    assert_eq!(reports.len(), 1);
+    assert!(
+        reports[0].message.contains("allows no change (DocMDP P=1)")
+            && reports[0]
+                .message
+                .contains("signature field \"Later\" was added"),
+        "{}",
+        reports[0].message
+    );
+
+    import_key(
+        &server,
+        proto::SignerRole::Organization,
+        "signers/department-organization",
+    )
+    .await;
+    let mut signing = proto::signing_client::SigningClient::new(server.channel("department").await);
+    let messages = vec![
+        proto::SignPdfRequest {
+            part: Some(proto::sign_pdf_request::Part::Options(
+                proto::SignPdfOptions {
+                    key: Some(proto::KeyRef {
+                        agency: DEPARTMENT.into(),
+                        role: proto::SignerRole::Organization as i32,
+                    }),
+                    size: certified.len() as u64,
+                    ..Default::default()
+                },
+            )),
+        },
+        proto::SignPdfRequest {
+            part: Some(proto::sign_pdf_request::Part::Chunk(certified.clone())),
+        },
+    ];
+    let status = signing
+        .sign_pdf(tokio_stream::iter(messages))
+        .await
+        .expect_err("certified with no changes allowed");
+    assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains("DocMDP P=1"), "{status:?}");
+    server.stop().await;
+}
+
 async fn import_key(server: &TestServer, role: proto::SignerRole, file: &str) {
     let base = certs().join(file);
     server

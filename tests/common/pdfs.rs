@@ -206,20 +206,42 @@ pub fn object_body(pdf: &[u8], id: u32) -> Vec<u8> {
 /// byte range leaves, by `in_hole` (empty for an honest signature), signed
 /// by `identity` with `openssl cms` over exactly the two ranges.
 pub fn hand_signed(base: &[u8], identity: &Path, agency_ca: &Path, in_hole: &[u8]) -> Vec<u8> {
+    hand_signed_as(base, identity, agency_ca, in_hole, false)
+}
+
+/// [`hand_signed`], as a certification signature allowing no change
+/// (DocMDP P=1) when `certify_no_changes`.
+pub fn hand_signed_as(
+    base: &[u8],
+    identity: &Path,
+    agency_ca: &Path,
+    in_hole: &[u8],
+    certify_no_changes: bool,
+) -> Vec<u8> {
     const RESERVE: usize = 8192;
     let next = next_object(base);
     let (sig, field) = (next, next + 1);
     let placeholder = "[0 0000000000 0000000000 0000000000]";
+    let reference = if certify_no_changes {
+        "/Reference [<< /Type /SigRef /TransformMethod /DocMDP /TransformParams << /Type /TransformParams /P 1 /V /1.2 >> >>] "
+    } else {
+        ""
+    };
     let mut signature = format!(
-        "<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached /M (D:20261202090000Z) /ByteRange {placeholder} /Contents <"
+        "<< /Type /Sig /Filter /Adobe.PPKLite /SubFilter /ETSI.CAdES.detached /M (D:20261202090000Z) {reference}/ByteRange {placeholder} /Contents <"
     )
     .into_bytes();
     signature.extend(std::iter::repeat_n(b'0', 2 * RESERVE));
     signature.push(b'>');
     signature.extend_from_slice(in_hole);
     signature.extend_from_slice(b" >>");
+    let perms = if certify_no_changes {
+        format!(" /Perms << /DocMDP {sig} 0 R >>")
+    } else {
+        String::new()
+    };
     let catalog = format!(
-        "<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [{field} 0 R] /SigFlags 3 >> >>"
+        "<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [{field} 0 R] /SigFlags 3 >>{perms} >>"
     );
     let widget = format!(
         "<< /FT /Sig /T (Hand) /V {sig} 0 R /Type /Annot /Subtype /Widget /F 132 /Rect [0 0 0 0] /P 3 0 R >>"
