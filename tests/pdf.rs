@@ -75,6 +75,21 @@ fn pyhanko_sign(pyhanko: &Path, input: &Path, output: &Path, field: &str, identi
     );
 }
 
+/// Writes `base` into `dir` and has pyHanko sign it as the department's
+/// head in field ChuKyLanhDao: the path of the signed file.
+fn pyhanko_head(pyhanko: &Path, dir: &Path, base: &[u8]) -> PathBuf {
+    let (input, head) = (dir.join("base.pdf"), dir.join("head.pdf"));
+    std::fs::write(&input, base).expect("write");
+    pyhanko_sign(
+        pyhanko,
+        &input,
+        &head,
+        "ChuKyLanhDao",
+        "signers/department-head",
+    );
+    head
+}
+
 /// pyHanko's one-line verdicts, `FIELD:SHA256:INTACT:TRUSTED,UNTOUCHED`.
 fn pyhanko_validate(pyhanko: &Path, file: &Path) -> String {
     let out = Command::new(pyhanko)
@@ -328,15 +343,7 @@ async fn a_flipped_byte_is_a_hash_failure() {
     let Some(pyhanko) = pyhanko() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(&dir.path().join("data")).await;
-    let (input, head) = (dir.path().join("base.pdf"), dir.path().join("head.pdf"));
-    std::fs::write(&input, pdfs::hand_written(0)).expect("write");
-    pyhanko_sign(
-        &pyhanko,
-        &input,
-        &head,
-        "ChuKyLanhDao",
-        "signers/department-head",
-    );
+    let head = pyhanko_head(&pyhanko, dir.path(), &pdfs::hand_written(0));
     let mut pdf = std::fs::read(&head).expect("read");
     assert!(verify(&server, &pdf).await.iter().all(passed), "control");
     let at = pdf.windows(3).position(|w| w == b"123").expect("the text");
@@ -369,7 +376,6 @@ async fn changes_after_signing_are_named_and_pyhanko_agrees() {
     let Some(pyhanko) = pyhanko() else { return };
     let dir = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(&dir.path().join("data")).await;
-    let (input, head) = (dir.path().join("base.pdf"), dir.path().join("head.pdf"));
     // The hidden overlay: in the signed revision, but drawn by no page.
     let hidden = b"BT /F1 18 Tf 72 690 Td (So tien: 900.000.000 dong) Tj ET";
     let mut base = pdfs::hand_written(0);
@@ -385,14 +391,7 @@ async fn changes_after_signing_are_named_and_pyhanko_agrees() {
             .into_bytes(),
         )],
     );
-    std::fs::write(&input, &base).expect("write");
-    pyhanko_sign(
-        &pyhanko,
-        &input,
-        &head,
-        "ChuKyLanhDao",
-        "signers/department-head",
-    );
+    let head = pyhanko_head(&pyhanko, dir.path(), &base);
     let signed = std::fs::read(&head).expect("read");
     let page = String::from_utf8(pdfs::object_body(&signed, 3)).expect("page");
     let next = pdfs::next_object(&signed);
@@ -625,30 +624,55 @@ async fn a_certification_without_changes_allows_no_later_signature() {
     )
     .await;
     let mut signing = proto::signing_client::SigningClient::new(server.channel("department").await);
-    let messages = vec![
-        proto::SignPdfRequest {
-            part: Some(proto::sign_pdf_request::Part::Options(
-                proto::SignPdfOptions {
-                    key: Some(proto::KeyRef {
-                        agency: DEPARTMENT.into(),
-                        role: proto::SignerRole::Organization as i32,
-                    }),
-                    size: certified.len() as u64,
-                    ..Default::default()
-                },
-            )),
-        },
-        proto::SignPdfRequest {
-            part: Some(proto::sign_pdf_request::Part::Chunk(certified.clone())),
-        },
-    ];
-    let status = signing
-        .sign_pdf(tokio_stream::iter(messages))
-        .await
-        .expect_err("certified with no changes allowed");
+    let status = sign_pdf(
+        &mut signing,
+        organization_options(certified.len() as u64),
+        &certified,
+    )
+    .await
+    .expect_err("certified with no changes allowed");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");
     assert!(status.message().contains("DocMDP P=1"), "{status:?}");
     server.stop().await;
+}
+
+/// The department's organization key, for SignPdf.
+fn organization_options(size: u64) -> proto::SignPdfOptions {
+    proto::SignPdfOptions {
+        key: Some(proto::KeyRef {
+            agency: DEPARTMENT.into(),
+            role: proto::SignerRole::Organization as i32,
+        }),
+        size,
+        ..Default::default()
+    }
+}
+
+/// One SignPdf call: the options, then the PDF in 100-byte chunks; the
+/// signed PDF, or the status it ended with (at once or part way).
+async fn sign_pdf(
+    signing: &mut proto::signing_client::SigningClient<tonic::transport::Channel>,
+    options: proto::SignPdfOptions,
+    pdf: &[u8],
+) -> Result<Vec<u8>, tonic::Status> {
+    let messages = std::iter::once(proto::SignPdfRequest {
+        part: Some(proto::sign_pdf_request::Part::Options(options)),
+    })
+    .chain(pdf.chunks(100).map(|chunk| proto::SignPdfRequest {
+        part: Some(proto::sign_pdf_request::Part::Chunk(chunk.to_vec())),
+    }))
+    .collect::<Vec<_>>();
+    let mut answer = signing
+        .sign_pdf(tokio_stream::iter(messages))
+        .await?
+        .into_inner();
+    let mut out = Vec::new();
+    while let Some(message) = answer.message().await? {
+        if let Some(proto::sign_pdf_response::Part::Chunk(chunk)) = message.part {
+            out.extend_from_slice(&chunk);
+        }
+    }
+    Ok(out)
 }
 
 async fn import_key(server: &TestServer, role: proto::SignerRole, file: &str) {
@@ -861,14 +885,7 @@ async fn bad_pdf_input_is_refused_and_leaves_nothing() {
     .await;
     let mut signing = proto::signing_client::SigningClient::new(server.channel("department").await);
     let base = pdfs::hand_written(0);
-    let options = |size: u64| proto::SignPdfOptions {
-        key: Some(proto::KeyRef {
-            agency: DEPARTMENT.into(),
-            role: proto::SignerRole::Organization as i32,
-        }),
-        size,
-        ..Default::default()
-    };
+    let options = organization_options;
     let certified_not = b"%PDF-1.7\nthis is not a PDF at all\n%%EOF\n".to_vec();
     let cases: Vec<(&str, proto::SignPdfOptions, Vec<u8>, Code)> = vec![
         (
@@ -954,32 +971,7 @@ async fn bad_pdf_input_is_refused_and_leaves_nothing() {
         ),
     ];
     for (case, options, pdf, code) in cases {
-        let messages = std::iter::once(proto::SignPdfRequest {
-            part: Some(proto::sign_pdf_request::Part::Options(options)),
-        })
-        .chain(pdf.chunks(100).map(|chunk| proto::SignPdfRequest {
-            part: Some(proto::sign_pdf_request::Part::Chunk(chunk.to_vec())),
-        }))
-        .collect::<Vec<_>>();
-        let outcome = match signing.sign_pdf(tokio_stream::iter(messages)).await {
-            Err(status) => Err(status),
-            Ok(answer) => {
-                let mut answer = answer.into_inner();
-                let mut failure = None;
-                loop {
-                    match answer.message().await {
-                        Ok(Some(_)) => {}
-                        Ok(None) => break,
-                        Err(status) => {
-                            failure = Some(status);
-                            break;
-                        }
-                    }
-                }
-                failure.map_or(Ok(()), Err)
-            }
-        };
-        let status = outcome.expect_err(case);
+        let status = sign_pdf(&mut signing, options, &pdf).await.expect_err(case);
         assert_eq!(status.code(), code, "{case}: {status:?}");
         println!(
             "bad input: SignPdf {case}: {:?}: {}",
@@ -988,52 +980,18 @@ async fn bad_pdf_input_is_refused_and_leaves_nothing() {
         );
     }
     // A second field of the same name.
-    let signed = {
-        let messages = vec![
-            proto::SignPdfRequest {
-                part: Some(proto::sign_pdf_request::Part::Options(
-                    proto::SignPdfOptions {
-                        field: "Seal".into(),
-                        ..options(base.len() as u64)
-                    },
-                )),
-            },
-            proto::SignPdfRequest {
-                part: Some(proto::sign_pdf_request::Part::Chunk(base.clone())),
-            },
-        ];
-        let mut answer = signing
-            .sign_pdf(tokio_stream::iter(messages))
-            .await
-            .expect("sign")
-            .into_inner();
-        let mut out = Vec::new();
-        while let Some(message) = answer.message().await.expect("answer") {
-            if let Some(proto::sign_pdf_response::Part::Chunk(chunk)) = message.part {
-                out.extend_from_slice(&chunk);
-            }
-        }
-        out
+    let seal = |size| proto::SignPdfOptions {
+        field: "Seal".into(),
+        ..options(size)
     };
+    let signed = sign_pdf(&mut signing, seal(base.len() as u64), &base)
+        .await
+        .expect("sign");
     assert!(
         signed.starts_with(&base),
         "the original bytes come first, unchanged"
     );
-    let messages = vec![
-        proto::SignPdfRequest {
-            part: Some(proto::sign_pdf_request::Part::Options(
-                proto::SignPdfOptions {
-                    field: "Seal".into(),
-                    ..options(signed.len() as u64)
-                },
-            )),
-        },
-        proto::SignPdfRequest {
-            part: Some(proto::sign_pdf_request::Part::Chunk(signed.clone())),
-        },
-    ];
-    let status = signing
-        .sign_pdf(tokio_stream::iter(messages))
+    let status = sign_pdf(&mut signing, seal(signed.len() as u64), &signed)
         .await
         .expect_err("a field of that name exists");
     assert_eq!(status.code(), Code::FailedPrecondition, "{status:?}");

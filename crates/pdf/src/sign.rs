@@ -279,6 +279,19 @@ fn append_to_array(
     }
 }
 
+/// Adds the new field to the form's field list and marks the form as
+/// signed (SigFlags 3): answers the field list's object when it is one of
+/// its own and changed.
+fn name_the_field(
+    document: &Document,
+    form: &mut Dictionary,
+    field: &Object,
+) -> Result<Option<(ObjectId, Object)>, PdfError> {
+    let array = append_to_array(document, form, b"Fields", field.clone())?;
+    form.set("SigFlags", 3);
+    Ok(array)
+}
+
 /// Signs the PDF `input` with `key`: returns the bytes to append to it
 /// (the new revision, signature filled in) and what was signed. Memory is
 /// the update's size (the reserve and the image), not the document's.
@@ -459,24 +472,12 @@ pub fn sign(
                 .and_then(|o| o.as_dict().ok())
                 .cloned()
                 .ok_or_else(|| PdfError::Refused("/AcroForm is not a dictionary".to_owned()))?;
-            rewrite.extend(append_to_array(
-                document,
-                &mut form,
-                b"Fields",
-                field_ref.clone(),
-            )?);
-            form.set("SigFlags", 3);
+            rewrite.extend(name_the_field(document, &mut form, &field_ref)?);
             rewrite.push((form_id, Object::Dictionary(form)));
         }
         Ok(Object::Dictionary(form)) => {
             let mut form = form.clone();
-            rewrite.extend(append_to_array(
-                document,
-                &mut form,
-                b"Fields",
-                field_ref.clone(),
-            )?);
-            form.set("SigFlags", 3);
+            rewrite.extend(name_the_field(document, &mut form, &field_ref)?);
             catalog.set("AcroForm", Object::Dictionary(form));
             rewrite.push((root, Object::Dictionary(catalog.clone())));
         }
