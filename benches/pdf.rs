@@ -7,17 +7,15 @@
 
 #[path = "../tests/common/pdfs.rs"]
 mod pdfs;
+#[path = "../tests/common/trust.rs"]
+mod trust;
 
-use std::{path::PathBuf, sync::Arc};
+use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use lienthong::{
-    clock::SystemClock,
     pdf::{self, Limits, SignOptions},
-    pki::{
-        CryptoRules, Indication, SigningKey, TrustStore, Verifier, certificates_from_pem,
-        crl_from_bytes, sign_detached, signing_key_from_pem,
-    },
+    pki::{Indication, SigningKey, certificates_from_pem, sign_detached, signing_key_from_pem},
 };
 
 fn certs() -> PathBuf {
@@ -26,19 +24,6 @@ fn certs() -> PathBuf {
 
 fn read(path: &str) -> Vec<u8> {
     std::fs::read(certs().join(path)).expect("certs-test file")
-}
-
-fn verifier() -> Verifier {
-    let trust = TrustStore::build(
-        certificates_from_pem(&[read("ca/root.crt")]).expect("root"),
-        certificates_from_pem(&[read("ca/agency-ca.crt")]).expect("intermediate"),
-        vec![
-            crl_from_bytes(&read("ca/agency-ca.crl")).expect("crl"),
-            crl_from_bytes(&read("ca/root.crl")).expect("crl"),
-        ],
-    )
-    .expect("trust");
-    Verifier::new(trust, CryptoRules::default(), Arc::new(SystemClock))
 }
 
 fn key(signer: &str) -> SigningKey {
@@ -62,7 +47,7 @@ fn signed(input: &[u8], signer: &str) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let verifier = verifier();
+    let verifier = trust::verifier(&certs());
     let base = pdfs::hand_written(1024 * 1024);
     let both = signed(&signed(&base, "department-head"), "department-organization");
     let reports =

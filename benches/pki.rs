@@ -3,13 +3,13 @@
 //! detached RSA-2048 signature over 10 KB and 1 MB. Also prints the OpenSSL
 //! version it runs on, so system and vendored builds can be compared.
 
-use std::{path::PathBuf, sync::Arc};
+#[path = "../tests/common/trust.rs"]
+mod trust;
+
+use std::path::PathBuf;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use lienthong::{
-    clock::SystemClock,
-    pki::{CryptoRules, Indication, TrustStore, Verifier, certificates_from_pem, crl_from_bytes},
-};
+use lienthong::pki::Indication;
 use openssl::{
     cms::{CMSOptions, CmsContentInfo},
     pkey::PKey,
@@ -23,19 +23,6 @@ fn certs() -> PathBuf {
 
 fn read(path: &str) -> Vec<u8> {
     std::fs::read(certs().join(path)).expect("certs-test file")
-}
-
-fn verifier() -> Verifier {
-    let trust = TrustStore::build(
-        certificates_from_pem(&[read("ca/root.crt")]).expect("root"),
-        certificates_from_pem(&[read("ca/agency-ca.crt")]).expect("intermediate"),
-        vec![
-            crl_from_bytes(&read("ca/agency-ca.crl")).expect("crl"),
-            crl_from_bytes(&read("ca/root.crl")).expect("crl"),
-        ],
-    )
-    .expect("trust");
-    Verifier::new(trust, CryptoRules::default(), Arc::new(SystemClock))
 }
 
 fn sign(content: &[u8]) -> Vec<u8> {
@@ -59,7 +46,7 @@ fn sign(content: &[u8]) -> Vec<u8> {
 
 fn verify(c: &mut Criterion) {
     eprintln!("OpenSSL: {}", openssl::version::version());
-    let verifier = verifier();
+    let verifier = trust::verifier(&certs());
     let mut group = c.benchmark_group("verify");
     for (name, size) in [("10KB", 10 * 1024), ("1MB", 1024 * 1024)] {
         let content: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();

@@ -302,10 +302,8 @@ async fn bad_requests_are_refused_precisely_and_change_nothing() {
         assert_status(result, code, mentions, case);
     }
     assert_eq!(
-        std::fs::read_dir(dir.path().join("blobs/tmp"))
-            .map(|entries| entries.count())
-            .unwrap_or(0),
-        0,
+        staging_files(dir.path()),
+        Vec::<std::path::PathBuf>::new(),
         "a refused stream left a staging file"
     );
 

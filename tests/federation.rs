@@ -812,7 +812,7 @@ async fn bad_forwards_are_refused_precisely_and_leave_nothing_behind() {
         );
     }
     let data = gateways.dir.path().join("data-h17");
-    let staged = std::fs::read_dir(data.join("blobs/tmp")).map_or(0, |d| d.count());
+    let staged = staging_files(&data).len();
     assert_eq!(staged, 0, "a refused Forward left a staging file");
     let mut receiver = h17_department(&gateways).await;
     assert!(

@@ -1046,27 +1046,6 @@ async fn bad_pdf_input_is_refused_and_leaves_nothing() {
         "{status:?}"
     );
     server.stop().await;
-    let staging: Vec<_> = walk(&data)
-        .into_iter()
-        .filter(|p| {
-            p.strip_prefix(&data)
-                .is_ok_and(|inside| inside.components().any(|c| c.as_os_str() == "tmp"))
-        })
-        .collect();
+    let staging = staging_files(&data);
     assert!(staging.is_empty(), "staging files left behind: {staging:?}");
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }

@@ -2,29 +2,18 @@
 //! the test PKI's trust: every input gets a report, none a panic.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+#[path = "../../tests/common/trust.rs"]
+mod trust;
+
+use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use lienthong::{
-    clock::SystemClock,
-    pki::{CryptoRules, TrustStore, Verifier, certificates_from_pem, crl_from_bytes},
-};
+use lienthong::pki::Verifier;
 
 fn verifier() -> &'static Verifier {
     static VERIFIER: OnceLock<Verifier> = OnceLock::new();
     VERIFIER.get_or_init(|| {
-        let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-test");
-        let read = |name: &str| std::fs::read(certs.join(name)).expect("certs-test file");
-        let trust = TrustStore::build(
-            certificates_from_pem(&[read("ca/root.crt")]).expect("root"),
-            certificates_from_pem(&[read("ca/agency-ca.crt")]).expect("intermediate"),
-            vec![
-                crl_from_bytes(&read("ca/root.crl")).expect("root crl"),
-                crl_from_bytes(&read("ca/agency-ca.crl")).expect("agency crl"),
-            ],
-        )
-        .expect("trust");
-        Verifier::new(trust, CryptoRules::default(), Arc::new(SystemClock))
+        trust::verifier(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-test"))
     })
 }
 

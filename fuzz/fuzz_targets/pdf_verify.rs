@@ -4,30 +4,21 @@
 //! and seal, three signatures over an xref-stream PDF, an unsigned letter.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
+#[path = "../../tests/common/trust.rs"]
+mod trust;
+
+use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use lienthong::{
-    clock::SystemClock,
     pdf::{self, Limits},
-    pki::{CryptoRules, TrustStore, Verifier, certificates_from_pem, crl_from_bytes},
+    pki::Verifier,
 };
 
 fn verifier() -> &'static Verifier {
     static VERIFIER: OnceLock<Verifier> = OnceLock::new();
     VERIFIER.get_or_init(|| {
-        let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-test");
-        let read = |name: &str| std::fs::read(certs.join(name)).expect("certs-test file");
-        let trust = TrustStore::build(
-            certificates_from_pem(&[read("ca/root.crt")]).expect("root"),
-            certificates_from_pem(&[read("ca/agency-ca.crt")]).expect("intermediate"),
-            vec![
-                crl_from_bytes(&read("ca/root.crl")).expect("root crl"),
-                crl_from_bytes(&read("ca/agency-ca.crl")).expect("agency crl"),
-            ],
-        )
-        .expect("trust");
-        Verifier::new(trust, CryptoRules::default(), Arc::new(SystemClock))
+        trust::verifier(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../certs-test"))
     })
 }
 
@@ -39,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Ok(reports) = pdf::verify(data, verifier(), "fuzz.pdf", &|_| None, &limits) {
         for report in reports {
-            assert!(report.embedded.is_some(), "a PDF signature's report says where it is");
+            assert!(
+                report.embedded.is_some(),
+                "a PDF signature's report says where it is"
+            );
         }
     }
 });

@@ -374,6 +374,14 @@ pub fn envelope_of(delivery: &proto::Delivery) -> &proto::Envelope {
 
 /// Everything the gateway stored: every sled key and value, and every blob.
 /// Read with the gateway stopped.
+/// The staging files a gateway's data directory holds (`blobs/tmp`): a
+/// refused or broken upload must leave none.
+pub fn staging_files(data_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(data_dir.join("blobs/tmp"))
+        .map(|entries| entries.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default()
+}
+
 pub fn snapshot(data_dir: &Path) -> (Vec<Pair>, Vec<String>) {
     let kv = SledKv::open(&data_dir.join("sled")).expect("open sled offline");
     let pairs = kv.scan_prefix(b"", None, usize::MAX).expect("scan");

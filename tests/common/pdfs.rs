@@ -7,10 +7,8 @@
 
 use std::path::Path;
 
-/// A PDF assembled from numbered object bodies with a classic
-/// cross-reference table; object 1 is the catalog.
-pub fn with_table(objects: &[(u32, Vec<u8>)]) -> Vec<u8> {
-    let mut out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+/// Appends `N 0 obj … endobj` for each (number, body): where each starts.
+fn write_objects(out: &mut Vec<u8>, objects: &[(u32, Vec<u8>)]) -> Vec<(u32, usize)> {
     let mut offsets = Vec::new();
     for (id, body) in objects {
         offsets.push((*id, out.len()));
@@ -18,6 +16,14 @@ pub fn with_table(objects: &[(u32, Vec<u8>)]) -> Vec<u8> {
         out.extend_from_slice(body);
         out.extend_from_slice(b"\nendobj\n");
     }
+    offsets
+}
+
+/// A PDF assembled from numbered object bodies with a classic
+/// cross-reference table; object 1 is the catalog.
+pub fn with_table(objects: &[(u32, Vec<u8>)]) -> Vec<u8> {
+    let mut out = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec();
+    let offsets = write_objects(&mut out, objects);
     let size = objects.iter().map(|(id, _)| id + 1).max().unwrap_or(1);
     let xref = out.len();
     out.extend_from_slice(format!("xref\n0 {size}\n0000000000 65535 f\r\n").as_bytes());
@@ -159,13 +165,7 @@ pub fn append_update(pdf: &[u8], objects: &[(u32, Vec<u8>)]) -> Vec<u8> {
     if !out.ends_with(b"\n") {
         out.push(b'\n');
     }
-    let mut offsets = Vec::new();
-    for (id, body) in objects {
-        offsets.push((*id, out.len()));
-        out.extend_from_slice(format!("{id} 0 obj\n").as_bytes());
-        out.extend_from_slice(body);
-        out.extend_from_slice(b"\nendobj\n");
-    }
+    let mut offsets = write_objects(&mut out, objects);
     offsets.sort();
     let xref = out.len();
     out.extend_from_slice(b"xref\n");
