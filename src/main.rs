@@ -110,6 +110,13 @@ enum Command {
         #[command(subcommand)]
         command: cli::PdfCommand,
     },
+    /// edXML packages (QCVN 102:2016): verify their XML signature offline,
+    /// or sign one with your agency's key held by the gateway. Send and
+    /// receive them with `send --edxml` and `receive --format edxml`.
+    Edxml {
+        #[command(subcommand)]
+        command: cli::EdxmlCommand,
+    },
 }
 
 fn init_logging(default_filter: &str) {
@@ -204,6 +211,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             connection,
         } => Client::Peer(command, connection),
         Command::Pdf { command } => Client::Pdf(command),
+        Command::Edxml { command } => Client::Edxml(command),
     };
     cli::run(client)
 }

@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../../proto/lienthong/v1/signing.proto",
         "../../proto/lienthong/v1/admin.proto",
         "../../proto/lienthong/v1/federation.proto",
+        "../../proto/lienthong/v1/edxml.proto",
     ];
     for proto in &protos {
         println!("cargo:rerun-if-changed={proto}");

@@ -2,6 +2,7 @@
 //! any agency system would; and the offline signature check.
 
 mod bench;
+mod edxml;
 mod group;
 mod inbox;
 mod pdf;
@@ -9,6 +10,7 @@ mod pki;
 mod trace;
 
 pub use self::bench::{BenchArgs, bench};
+pub use self::edxml::{EdxmlCommand, edxml};
 pub use self::group::{GroupCommand, group};
 pub use self::pdf::{PdfCommand, pdf};
 pub use self::pki::{KeyCommand, SignArgs, SignerCommand, VerifyArgs, key, sign, signer, verify};
@@ -52,6 +54,8 @@ pub enum ClientCommand {
     Peer(PeerCommand, Connection),
     /// `lienthong pdf ...`
     Pdf(PdfCommand),
+    /// `lienthong edxml ...`
+    Edxml(EdxmlCommand),
 }
 
 /// Runs a client command on an async runtime of its own. The futures are
@@ -75,6 +79,7 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
             ClientCommand::Queue(command, connection) => queue(command, &connection).await,
             ClientCommand::Peer(command, connection) => peer(command, &connection).await,
             ClientCommand::Pdf(command) => pdf(command).await,
+            ClientCommand::Edxml(command) => edxml(command).await,
         }
     })
 }
@@ -106,7 +111,7 @@ pub fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 impl Connection {
-    async fn channel(&self) -> anyhow::Result<Channel> {
+    pub(crate) async fn channel(&self) -> anyhow::Result<Channel> {
         let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.tls_ca)
         else {
             bail!(
@@ -346,16 +351,21 @@ impl PriorityArg {
 /// `lienthong send`
 #[derive(Args, Debug)]
 pub struct SendArgs {
+    /// Send an edXML package (QCVN 102:2016) as it is: its header says who
+    /// it is from and for, its attachments are inside it, and its XML
+    /// signature is verified. No other document option applies.
+    #[arg(long, conflicts_with_all = ["to", "code", "subject", "files", "signatures", "stream", "message_id"])]
+    edxml: Option<PathBuf>,
     /// Recipients, comma-separated: org codes, children:CODE (the agencies
     /// under CODE), group:NAME.
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "edxml")]
     to: Vec<String>,
     /// Number and notation, e.g. "101/KH-UBND".
-    #[arg(long)]
-    code: String,
+    #[arg(long, required_unless_present = "edxml")]
+    code: Option<String>,
     /// Subject (trích yếu).
-    #[arg(long)]
-    subject: String,
+    #[arg(long, required_unless_present = "edxml")]
+    subject: Option<String>,
     /// Document type that selects the signature policy.
     #[arg(long = "type", default_value = "official-letter")]
     doc_type: String,
@@ -379,7 +389,7 @@ pub struct SendArgs {
     #[arg(long)]
     stream: bool,
     /// Files of the document.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "edxml")]
     files: Vec<PathBuf>,
     #[command(flatten)]
     connection: Connection,
@@ -408,6 +418,11 @@ fn media_type(path: &Path) -> &'static str {
 
 /// Sends a document.
 pub async fn send(args: SendArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.edxml {
+        return edxml::send(path, &args.connection).await;
+    }
+    let code = args.code.clone().unwrap_or_default();
+    let subject = args.subject.clone().unwrap_or_default();
     let from = match args
         .from
         .clone()
@@ -416,10 +431,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         Some(from) => from,
         None => bail!("--from is required: your certificate does not name your org code"),
     };
-    let (number, notation) = args
-        .code
-        .split_once('/')
-        .unwrap_or((args.code.as_str(), ""));
+    let (number, notation) = code.split_once('/').unwrap_or((code.as_str(), ""));
     let mut sizes = Vec::new();
     for path in &args.files {
         let meta = std::fs::metadata(path)
@@ -470,7 +482,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
                 notation: notation.to_owned(),
             }),
             r#type: args.doc_type.clone(),
-            subject: args.subject.clone(),
+            subject,
             priority: args.priority.proto() as i32,
             ..Default::default()
         }),
@@ -626,12 +638,47 @@ pub struct ReceiveArgs {
     /// Most unacknowledged documents held at once.
     #[arg(long, default_value_t = 0)]
     max_in_flight: u32,
+    /// How to take deliveries: the gateway's envelope (files saved one by
+    /// one), or edxml: each document and status as an edXML package
+    /// (OUT/SENDER/MESSAGE_ID.edxml; needs --out).
+    #[arg(long, value_enum, default_value = "envelope")]
+    format: ReceiveFormatArg,
+    /// With --format edxml: have the gateway sign each package with its own
+    /// key (the trace hop it adds breaks the sender's signature).
+    #[arg(long, requires = "out")]
+    sign: bool,
     #[command(flatten)]
     connection: Connection,
 }
 
+/// `--format` of `lienthong receive`.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReceiveFormatArg {
+    /// The gateway's envelope.
+    Envelope,
+    /// edXML packages.
+    Edxml,
+}
+
 /// Receives documents.
 pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
+    if args.format == ReceiveFormatArg::Edxml {
+        let Some(out) = &args.out else {
+            bail!("--format edxml needs --out DIR: packages are saved as files");
+        };
+        return edxml::receive(
+            &args.connection,
+            out,
+            args.ack,
+            args.once,
+            args.sign,
+            args.max_in_flight,
+        )
+        .await;
+    }
+    if args.sign {
+        bail!("--sign applies to --format edxml only");
+    }
     let mut client = ExchangeClient::new(args.connection.channel().await?)
         .max_encoding_message_size(CLIENT_MESSAGE_LIMIT)
         .max_decoding_message_size(CLIENT_MESSAGE_LIMIT);
@@ -726,7 +773,7 @@ pub async fn receive(args: ReceiveArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn ack_delivery(
+pub(crate) async fn ack_delivery(
     client: &mut ExchangeClient<Channel>,
     delivery_id: &str,
 ) -> anyhow::Result<()> {
@@ -768,7 +815,7 @@ fn print_envelope(envelope: &proto::Envelope, attempt: u32) {
     }
 }
 
-fn print_delivery_report(report: &proto::VerificationReport) {
+pub(crate) fn print_delivery_report(report: &proto::VerificationReport) {
     let indication = proto::Indication::try_from(report.indication)
         .map(|i| i.as_str_name().trim_start_matches("INDICATION_").to_owned())
         .unwrap_or_default();

@@ -67,9 +67,105 @@ struct RawConfig {
     flow: RawFlow,
     federation: crate::federation::config::RawFederation,
     pdf: RawPdf,
+    edxml: RawEdxml,
     agencies: Vec<RawAgency>,
     signers: Vec<RawSigner>,
     policies: Vec<RawPolicy>,
+}
+
+/// `[edxml]`: edXML packages (QCVN 102:2016) sent and received natively.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawEdxml {
+    accept_sha1: bool,
+    max_header_bytes: usize,
+    max_elements: usize,
+    max_depth: usize,
+    max_junk_bytes: usize,
+    organ_id: String,
+    document_types: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for RawEdxml {
+    fn default() -> Self {
+        let limits = lienthong_edxml::Limits::default();
+        Self {
+            accept_sha1: false,
+            max_header_bytes: limits.max_header_bytes,
+            max_elements: limits.max_elements,
+            max_depth: limits.max_depth,
+            max_junk_bytes: limits.max_junk,
+            organ_id: String::new(),
+            document_types: std::collections::BTreeMap::new(),
+        }
+    }
+}
+
+impl RawEdxml {
+    fn build(self, limits: &Limits) -> Result<EdxmlConfig, ConfigError> {
+        for (field, value, min, max) in [
+            (
+                "edxml.max_header_bytes",
+                self.max_header_bytes,
+                4096,
+                64 << 20,
+            ),
+            ("edxml.max_elements", self.max_elements, 16, 10_000_000),
+            ("edxml.max_depth", self.max_depth, 8, 256),
+            ("edxml.max_junk_bytes", self.max_junk_bytes, 0, 1 << 20),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(invalid(field, format!("must be between {min} and {max}")));
+            }
+        }
+        for (code, doc_type) in &self.document_types {
+            if doc_type.trim().is_empty() {
+                return Err(invalid(
+                    &format!("edxml.document_types.{code}"),
+                    "names no document type",
+                ));
+            }
+        }
+        Ok(EdxmlConfig {
+            limits: lienthong_edxml::Limits {
+                max_header_bytes: self.max_header_bytes,
+                max_elements: self.max_elements,
+                max_depth: self.max_depth,
+                max_attachments: limits.max_attachments,
+                max_attachment_bytes: limits.max_stream_bytes,
+                max_junk: self.max_junk_bytes,
+            },
+            accept_sha1: self.accept_sha1,
+            organ_id: self.organ_id,
+            document_types: self.document_types,
+        })
+    }
+}
+
+/// edXML settings (`[edxml]`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct EdxmlConfig {
+    /// Bounds on a package.
+    pub limits: lienthong_edxml::Limits,
+    /// Accept XML signatures made with SHA-1 (reported as weak).
+    pub accept_sha1: bool,
+    /// What the gateway writes as `OrganId` in its trace hop; empty means
+    /// the federation gateway id, or `lienthong`.
+    pub organ_id: String,
+    /// `DocumentType/Type` → the gateway's document type (its policy);
+    /// unlisted types become `edxml-TYPE`.
+    pub document_types: std::collections::BTreeMap<String, String>,
+}
+
+impl EdxmlConfig {
+    /// The gateway's document type for an edXML `DocumentType/Type`.
+    pub fn doc_type(&self, edxml_type: &str) -> String {
+        match self.document_types.get(edxml_type) {
+            Some(mapped) => mapped.clone(),
+            None if edxml_type.is_empty() => "edxml".to_owned(),
+            None => format!("edxml-{edxml_type}"),
+        }
+    }
 }
 
 /// `[pdf]`: bounds on what a PDF may make the gateway do.
@@ -589,6 +685,8 @@ pub struct Config {
     pub federation: Option<crate::federation::FederationConfig>,
     /// Signatures inside PDFs.
     pub pdf: PdfConfig,
+    /// edXML (`[edxml]`).
+    pub edxml: EdxmlConfig,
 }
 
 /// The gateway's own signing certificate and key for receipts.
@@ -786,6 +884,7 @@ impl RawConfig {
         }
         Ok(Config {
             pdf: self.pdf.build()?,
+            edxml: self.edxml.build(&limits)?,
             federation,
             receipts,
             keystore,

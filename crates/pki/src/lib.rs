@@ -21,12 +21,18 @@ pub use keystore::{
 pub use lienthong_domain::report::{
     Check, Fingerprint, Indication, Report, Role, SignerFacts, SubIndication,
 };
-pub use sign::{StreamSigner, begin_streaming, co_sign, sign_detached, sign_plain, verify_plain};
+pub use sign::{
+    StreamSigner, begin_streaming, certificate_chain_der, co_sign, sign_detached, sign_plain,
+    sign_xml, verify_plain, xml_signature_method,
+};
 pub use trust::{
     Certificate, Crl, CrlEntry, CrlFacts, TrustStore, certificate_from_der, certificates_from_pem,
     crl_facts, crl_from_bytes,
 };
-pub use verify::{Content, CryptoRules, SignerLookup, certificate_usable, missing_attachment};
+pub use verify::{
+    Content, CryptoRules, SignerLookup, XmlSignature, XmlSignatureMethod, certificate_usable,
+    format_failure, missing_attachment,
+};
 
 use lienthong_domain::{
     clock::{self, Clock, UnixMillis},
@@ -193,6 +199,24 @@ impl Verifier {
             attachment,
             lookup,
             claimed_time,
+        )
+    }
+
+    /// Verifies an XML signature (edXML) with the checks of a CMS one;
+    /// `label` names what it covers in the report.
+    pub fn verify_xml(
+        &self,
+        signature: &XmlSignature<'_>,
+        label: &str,
+        lookup: SignerLookup<'_>,
+    ) -> Report {
+        verify::verify_xml(
+            &self.trust(),
+            &self.rules,
+            self.clock.now_millis(),
+            signature,
+            label,
+            lookup,
         )
     }
 

@@ -104,3 +104,48 @@ pub fn verify_plain(data: &[u8], signature: &[u8], certificate_pem: &[u8]) -> Re
         )),
     }
 }
+
+/// An XML signature value over canonical `SignedInfo` bytes with SHA-256:
+/// the method's URI and the value as XML-DSig writes it (RSA: the PKCS#1
+/// block; ECDSA: r || s, each as wide as the curve's order).
+pub fn sign_xml(
+    key: &SigningKey,
+    signed_info: &[u8],
+) -> Result<(super::XmlSignatureMethod, Vec<u8>), PkiError> {
+    let signature = sign_plain(key, signed_info)?;
+    match key.key.id() {
+        openssl::pkey::Id::RSA => Ok((super::XmlSignatureMethod::RsaSha256, signature)),
+        openssl::pkey::Id::EC => {
+            let ec = key.key.ec_key().map_err(signing_error)?;
+            let width = usize::try_from(ec.group().order_bits().div_ceil(8)).unwrap_or(32);
+            let parsed = openssl::ecdsa::EcdsaSig::from_der(&signature).map_err(signing_error)?;
+            let mut value = Vec::with_capacity(2 * width);
+            for number in [parsed.r(), parsed.s()] {
+                value.extend(number.to_vec_padded(width as i32).map_err(signing_error)?);
+            }
+            Ok((super::XmlSignatureMethod::EcdsaSha256, value))
+        }
+        other => Err(PkiError::Signing(format!(
+            "a {other:?} key cannot make an XML signature (RSA or EC only)"
+        ))),
+    }
+}
+
+/// The DER of the key's certificate and of its chain, signer first.
+pub fn certificate_chain_der(key: &SigningKey) -> Result<Vec<Vec<u8>>, PkiError> {
+    std::iter::once(&key.certificate)
+        .chain(&key.chain)
+        .map(|c| c.to_der().map_err(signing_error))
+        .collect()
+}
+
+/// The XML signature method a key signs with ([`sign_xml`]).
+pub fn xml_signature_method(key: &SigningKey) -> Result<super::XmlSignatureMethod, PkiError> {
+    match key.key.id() {
+        openssl::pkey::Id::RSA => Ok(super::XmlSignatureMethod::RsaSha256),
+        openssl::pkey::Id::EC => Ok(super::XmlSignatureMethod::EcdsaSha256),
+        other => Err(PkiError::Signing(format!(
+            "a {other:?} key cannot make an XML signature (RSA or EC only)"
+        ))),
+    }
+}

@@ -685,3 +685,286 @@ pub fn certificate_usable(trust: &TrustStore, der: &[u8], now: UnixMillis) -> Re
             )
         })
 }
+
+/// The signature algorithm of an XML signature (`SignatureMethod`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XmlSignatureMethod {
+    /// `rsa-sha1` (weak: accepted only where the caller allows it).
+    RsaSha1,
+    /// `rsa-sha256`.
+    RsaSha256,
+    /// `ecdsa-sha1` (weak).
+    EcdsaSha1,
+    /// `ecdsa-sha256`.
+    EcdsaSha256,
+}
+
+impl XmlSignatureMethod {
+    /// The method named by an algorithm URI.
+    pub fn from_uri(uri: &str) -> Option<Self> {
+        Some(match uri {
+            "http://www.w3.org/2000/09/xmldsig#rsa-sha1" => Self::RsaSha1,
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256" => Self::RsaSha256,
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1" => Self::EcdsaSha1,
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256" => Self::EcdsaSha256,
+            _ => return None,
+        })
+    }
+
+    /// The algorithm URI.
+    pub fn uri(self) -> &'static str {
+        match self {
+            Self::RsaSha1 => "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+            Self::RsaSha256 => "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            Self::EcdsaSha1 => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha1",
+            Self::EcdsaSha256 => "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+        }
+    }
+
+    /// Whether it rests on SHA-1.
+    pub fn weak(self) -> bool {
+        matches!(self, Self::RsaSha1 | Self::EcdsaSha1)
+    }
+
+    fn digest(self) -> MessageDigest {
+        if self.weak() {
+            MessageDigest::sha1()
+        } else {
+            MessageDigest::sha256()
+        }
+    }
+
+    fn key_id(self) -> Id {
+        match self {
+            Self::RsaSha1 | Self::RsaSha256 => Id::RSA,
+            Self::EcdsaSha1 | Self::EcdsaSha256 => Id::EC,
+        }
+    }
+}
+
+/// An XML signature (XML-DSig) taken apart by the edXML reader: the
+/// canonical `SignedInfo`, what its reference digest check found, and the
+/// certificates of `KeyInfo`.
+#[derive(Debug, Clone)]
+pub struct XmlSignature<'a> {
+    /// The canonicalized `SignedInfo` element: what the signature value signs.
+    pub signed_info: &'a [u8],
+    /// The decoded `SignatureValue` (RSA: the PKCS#1 block; ECDSA: r || s).
+    pub value: &'a [u8],
+    /// `SignatureMethod`.
+    pub method: XmlSignatureMethod,
+    /// The reference's digest check: `Ok(what matched)` or `Err(what differs)`.
+    pub reference: Result<String, String>,
+    /// Whether the reference's digest is SHA-1.
+    pub reference_sha1: bool,
+    /// `X509Certificate`s of `KeyInfo`, DER, the signer's first or among them.
+    pub certificates: Vec<Vec<u8>>,
+    /// SHA-1 (signature or digest) is accepted, flagged as weak.
+    pub allow_sha1: bool,
+    /// A sentence on the signature's form, for the format check.
+    pub form: String,
+    /// The time the document claims it was signed (seconds), if any.
+    pub claimed_time: Option<i64>,
+}
+
+/// Verifies an XML signature with the same checks, in the same order, as a
+/// CMS one: certificate, reference digest, signature value, algorithms,
+/// key usage, validity at the claimed time, chain, revocation.
+pub fn verify_xml(
+    trust: &TrustStore,
+    rules: &CryptoRules,
+    now: UnixMillis,
+    signature: &XmlSignature<'_>,
+    label: &str,
+    lookup: SignerLookup<'_>,
+) -> Report {
+    let mut checks = Checks::new();
+    checks.pass("format", signature.form.clone());
+    let parsed: Vec<X509> = signature
+        .certificates
+        .iter()
+        .filter_map(|der| X509::from_der(der).ok())
+        .collect();
+    // The signer is the certificate whose key verifies the value; with one
+    // certificate, that one (a wrong value then fails below).
+    let verifies = |certificate: &X509| -> bool {
+        certificate
+            .public_key()
+            .ok()
+            .is_some_and(|key| xml_value_verifies(signature, &key))
+    };
+    let Some(certificate) = parsed
+        .iter()
+        .find(|c| verifies(c))
+        .or(parsed.first())
+        .cloned()
+    else {
+        checks.fail(
+            "signer_certificate",
+            SubIndication::NoCertificateChainFound,
+            "KeyInfo carries no X509Certificate the gateway can read",
+        );
+        return checks.report(label, None, now);
+    };
+    let der = certificate.to_der().unwrap_or_default();
+    let fingerprint = Fingerprint::of_der(&der);
+    let signer = SignerFacts {
+        subject: name_text(certificate.subject_name()),
+        issuer: name_text(certificate.issuer_name()),
+        serial_hex: certificate
+            .serial_number()
+            .to_bn()
+            .and_then(|bn| bn.to_hex_str().map(|s| s.to_ascii_lowercase()))
+            .unwrap_or_default(),
+        fingerprint,
+        signing_time: signature.claimed_time.map(|s| s.saturating_mul(1000)),
+        registered: lookup(&fingerprint),
+    };
+    checks.pass(
+        "signer_certificate",
+        format!("{} (sha256 {fingerprint})", signer.subject),
+    );
+    checks.record(
+        "reference_digest",
+        signature
+            .reference
+            .clone()
+            .map_err(|sentence| (SubIndication::HashFailure, sentence)),
+    );
+    checks.record(
+        "signature_value",
+        if verifies(&certificate) {
+            Ok("the SignatureValue verifies over the canonical SignedInfo".to_owned())
+        } else {
+            Err((
+                SubIndication::SigCryptoFailure,
+                "the SignatureValue does not verify with the signer's public key over the canonical SignedInfo".to_owned(),
+            ))
+        },
+    );
+    checks.record("algorithms", xml_algorithms(rules, signature, &certificate));
+    let parsed_cert = X509Certificate::from_der(&der).map(|(_, c)| c);
+    checks.record("key_usage", key_usage(parsed_cert.as_ref().ok()));
+    let at = signature.claimed_time.unwrap_or(now / 1000);
+    checks.record(
+        "validity",
+        validity(parsed_cert.as_ref().ok(), at, now, rules),
+    );
+    let mut untrusted: Vec<X509> = parsed
+        .iter()
+        .filter(|c| **c != certificate)
+        .cloned()
+        .collect();
+    untrusted.extend(trust.intermediates.iter().cloned());
+    match chain(trust, &certificate, &untrusted, at) {
+        Ok(chain) => {
+            checks.pass(
+                "chain",
+                format!("{} certificates up to a trust anchor", chain.len()),
+            );
+            checks.record("revocation", revocation(trust, &chain, now));
+        }
+        Err(failure) => checks.record("chain", Err(failure)),
+    }
+    let weak = signature.method.weak() || signature.reference_sha1;
+    let mut report = checks.report(label, Some(signer), now);
+    if weak && report.passed() {
+        report
+            .message
+            .push_str(" (weak: SHA-1, accepted by configuration)");
+    }
+    report
+}
+
+fn xml_value_verifies(
+    signature: &XmlSignature<'_>,
+    key: &openssl::pkey::PKey<openssl::pkey::Public>,
+) -> bool {
+    if key.id() != signature.method.key_id() {
+        return false;
+    }
+    let der;
+    let value = if key.id() == Id::EC {
+        // XML-DSig writes ECDSA as r || s, each as wide as the curve.
+        let half = signature.value.len() / 2;
+        if half == 0 || signature.value.len() % 2 != 0 {
+            return false;
+        }
+        let (r, s) = signature.value.split_at(half);
+        let pair = openssl::bn::BigNum::from_slice(r).and_then(|r| {
+            openssl::bn::BigNum::from_slice(s)
+                .and_then(|s| openssl::ecdsa::EcdsaSig::from_private_components(r, s))
+        });
+        match pair.and_then(|sig| sig.to_der()) {
+            Ok(encoded) => der = encoded,
+            Err(_) => return false,
+        }
+        der.as_slice()
+    } else {
+        signature.value
+    };
+    openssl::sign::Verifier::new(signature.method.digest(), key)
+        .and_then(|mut verifier| {
+            verifier.update(signature.signed_info)?;
+            verifier.verify(value)
+        })
+        .unwrap_or(false)
+}
+
+fn xml_algorithms(
+    rules: &CryptoRules,
+    signature: &XmlSignature<'_>,
+    certificate: &X509,
+) -> Outcome {
+    let weak = signature.method.weak() || signature.reference_sha1;
+    if weak && !signature.allow_sha1 {
+        return Err((
+            SubIndication::CryptoConstraintsFailureNoPoe,
+            "the signature uses SHA-1, which is accepted only where [edxml] accept_sha1 allows it (sign with SHA-256)".to_owned(),
+        ));
+    }
+    let certificate_algorithm = certificate.signature_algorithm().object().nid();
+    if weak_signature_algorithm(certificate_algorithm) && !signature.allow_sha1 {
+        return Err((
+            SubIndication::CryptoConstraintsFailureNoPoe,
+            format!(
+                "the signer's certificate is signed with {}, which is no longer accepted",
+                certificate_algorithm.short_name().unwrap_or("?")
+            ),
+        ));
+    }
+    let key = certificate.public_key().map_err(|e| {
+        (
+            SubIndication::FormatFailure,
+            format!("reading the signer's public key: {e}"),
+        )
+    })?;
+    let (kind, minimum) = match key.id() {
+        Id::RSA => ("RSA", rules.min_rsa_bits),
+        Id::EC => ("EC", rules.min_ec_bits),
+        other => {
+            return Err((
+                SubIndication::CryptoConstraintsFailureNoPoe,
+                format!("the signer's key type {other:?} is not accepted (RSA or EC only)"),
+            ));
+        }
+    };
+    if key.bits() < minimum {
+        return Err((
+            SubIndication::CryptoConstraintsFailureNoPoe,
+            format!(
+                "the signer's {kind} key has {} bits; at least {minimum} are required",
+                key.bits()
+            ),
+        ));
+    }
+    let digest = if weak { "SHA-1 (weak)" } else { "SHA-256" };
+    Ok(format!("{digest}, {kind}-{}", key.bits()))
+}
+
+/// The report of a signature that cannot be read at all.
+pub fn format_failure(label: &str, sentence: impl Into<String>, now: UnixMillis) -> Report {
+    let mut checks = Checks::new();
+    checks.fail("format", SubIndication::FormatFailure, sentence);
+    checks.report(label, None, now)
+}

@@ -20,13 +20,16 @@ use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::{
-    api::{AdminService, Authenticator, ExchangeService, FederationService, SigningService},
+    api::{
+        AdminService, Authenticator, EdxmlService, ExchangeService, FederationService,
+        SigningService,
+    },
     clock::{Clock, SystemClock},
     config::Config,
     gateway::{Gateway, GatewayError},
     pki::{Fingerprint, PkiError},
     proto::{
-        admin_server::AdminServer, exchange_server::ExchangeServer,
+        admin_server::AdminServer, edxml_server::EdxmlServer, exchange_server::ExchangeServer,
         federation_server::FederationServer, signing_server::SigningServer,
     },
     store::{Store, StoreError},
@@ -232,6 +235,7 @@ async fn serve_store(
         .set_serving::<ExchangeServer<ExchangeService>>()
         .await;
     health.set_serving::<SigningServer<SigningService>>().await;
+    health.set_serving::<EdxmlServer<EdxmlService>>().await;
     health.set_serving::<AdminServer<AdminService>>().await;
     health
         .set_serving::<FederationServer<FederationService>>()
@@ -255,6 +259,9 @@ async fn serve_store(
         links.clone(),
     ));
     let signing = SigningServer::new(SigningService::new(gateway.clone(), auth.clone()))
+        .max_decoding_message_size(frame_limit)
+        .max_encoding_message_size(frame_limit);
+    let edxml = EdxmlServer::new(EdxmlService::new(gateway.clone(), auth.clone()))
         .max_decoding_message_size(frame_limit)
         .max_encoding_message_size(frame_limit);
     let federation =
@@ -281,6 +288,7 @@ async fn serve_store(
         .add_service(exchange)
         .add_service(admin)
         .add_service(signing)
+        .add_service(edxml)
         .add_service(federation);
     let mut server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async move {
         let _ = server_stop.wait_for(|stop| *stop).await;
@@ -310,6 +318,7 @@ async fn serve_store(
         health
             .set_not_serving::<SigningServer<SigningService>>()
             .await;
+        health.set_not_serving::<EdxmlServer<EdxmlService>>().await;
         health.set_not_serving::<AdminServer<AdminService>>().await;
     } else {
         tracing::info!(

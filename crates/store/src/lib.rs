@@ -257,6 +257,9 @@ pub mod keys {
     /// `hops\0{sender}\0{message id}` → the signed hops of a forwarded
     /// message as this gateway knows them, origin first (federation).
     pub const HOPS: &[u8] = b"hops\0";
+    /// `edxml\0{sender}\0{message id}` → the edXML header a document came
+    /// with (an edXML package without attachment content, UTF-8).
+    pub const EDXML: &[u8] = b"edxml\0";
     /// `meta\0audit-head` → (last audit seq, its hash).
     pub const META_AUDIT_HEAD: &[u8] = b"meta\0audit-head";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).

@@ -305,7 +305,17 @@ impl Gateway {
             hops.push(self.sign_hop(hop)?);
         }
         let receipt = self
-            .accept(envelope, staged, recipients, policy, route.clone(), hops)
+            .accept(
+                envelope,
+                staged,
+                recipients,
+                policy,
+                super::send::Annex {
+                    route: route.clone(),
+                    hops,
+                    ..Default::default()
+                },
+            )
             .await?;
         tracing::info!(
             peer = %peer,

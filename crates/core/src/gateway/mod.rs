@@ -4,6 +4,7 @@
 
 mod admin;
 mod budget;
+mod edxml;
 mod federation;
 mod pdf;
 mod receive;
@@ -16,6 +17,7 @@ use std::{sync::Arc, time::Duration};
 
 use tokio::sync::watch;
 
+pub use self::edxml::{EdxmlAccepted, RenderedEdxml, SignedEdxml};
 pub use self::federation::ForwardRequest;
 pub use self::pdf::SignedPdf;
 #[cfg(test)]
@@ -161,6 +163,10 @@ pub enum GatewayError {
     /// A PDF that cannot be read, or signed as asked.
     #[error(transparent)]
     Pdf(lienthong_pdf::PdfError),
+    /// An edXML package refused: malformed, in the wrong namespace, missing
+    /// a field, over a bound, or not signable as asked.
+    #[error(transparent)]
+    Edxml(lienthong_edxml::EdxmlError),
 }
 
 /// A message handed to its recipient, with its bytes.
@@ -175,6 +181,26 @@ pub struct Delivery {
     /// The attachments carry no content here: it follows in chunks
     /// (documents over `limits.max_message_bytes`).
     pub content_follows: bool,
+    /// For an edXML receive stream: the size of the rendered package, whose
+    /// bytes follow in chunks (attachment name [`EDXML_CHUNK`]).
+    pub edxml_size: Option<u64>,
+}
+
+/// The attachment name of the chunks that carry a rendered edXML package.
+pub const EDXML_CHUNK: &str = "edxml";
+
+/// How a Receive stream hands deliveries over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ReceiveFormat {
+    /// The gRPC envelope, content inline or in chunks.
+    #[default]
+    Envelope,
+    /// Each delivery rendered as an edXML package (documents and statuses),
+    /// signed with the gateway's key when `sign`.
+    Edxml {
+        /// Sign each package with the gateway's key.
+        sign: bool,
+    },
 }
 
 /// A piece of a large document's content, sent right after its delivery.
@@ -230,6 +256,8 @@ pub struct Gateway {
     /// What hop records are signed with (federation): the receipt key and
     /// its certificate (PEM).
     hop_key: Option<(pki::SigningKey, Vec<u8>)>,
+    /// What outgoing edXML is signed with on request: the receipt key.
+    edxml_key: Option<pki::SigningKey>,
 }
 
 impl Gateway {
@@ -246,7 +274,9 @@ impl Gateway {
         let verifier = Verifier::new(trust, config.pki.rules, clock.clone());
         let keys = signing::open_keystore(&config, &registry)?;
         let receipts = signing::receipt_signer(&config)?;
-        let hop_key = signing::hop_key(&config)?;
+        let gateway_key = signing::gateway_key(&config)?;
+        let hop_key = gateway_key.clone().filter(|_| config.federation.is_some());
+        let edxml_key = gateway_key.map(|(key, _)| key);
         let client_cas = pki::certificates_from_pem(&[trust::read_file(&config.tls.client_ca)?])?;
         let client_trust = pki::TrustStore::build(client_cas, Vec::new(), Vec::new())?;
         let staging_room = budget::ByteBudget::new(config.flow.max_staged_bytes);
@@ -258,6 +288,7 @@ impl Gateway {
             .unwrap_or_default();
         Ok(Self {
             hop_key,
+            edxml_key,
             routes,
             config,
             store,
@@ -374,6 +405,7 @@ impl Gateway {
                 attachments: Vec::new(),
                 signatures: Vec::new(),
                 content_follows: false,
+                edxml_size: None,
             });
         }
         let blobs = self.store.blobs();
@@ -411,6 +443,7 @@ impl Gateway {
             attachments,
             signatures,
             content_follows,
+            edxml_size: None,
         })
     }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use lienthong_pdf::{MappedPdf, PdfError, SignOptions, Signed};
 
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::Stream;
 
 use super::{Gateway, GatewayError, blocking};
 use crate::{
@@ -109,27 +109,13 @@ impl Gateway {
         role: Role,
         size: u64,
         mut options: SignOptions,
-        mut chunks: S,
+        chunks: S,
     ) -> Result<SignedPdf, GatewayError>
     where
         S: Stream<Item = Result<Vec<u8>, GatewayError>> + Unpin + Send,
     {
         let key = self.own_key(caller, agency, role)?;
         let facts = key.certificate_facts()?;
-        let limit = self.config.limits.max_stream_bytes;
-        if size == 0 {
-            return Err(
-                EnvelopeError::invalid("options.size", "declare the PDF's size in bytes").into(),
-            );
-        }
-        if size > limit {
-            return Err(EnvelopeError::TooLarge {
-                field: "options.size".to_owned(),
-                size,
-                limit,
-            }
-            .into());
-        }
         if let Some(appearance) = &options.appearance
             && appearance.png.len() as u64 > self.config.pdf.max_image_bytes
         {
@@ -140,35 +126,7 @@ impl Gateway {
             }
             .into());
         }
-        let room = self.staging_room_for(&[size])?;
-        let idle = self.config.flow.stream_idle_timeout;
-        let blobs = self.store.blobs().clone();
-        let mut staged = blocking(move || blobs.stage()).await?;
-        let mut received = 0u64;
-        loop {
-            let next = tokio::time::timeout(idle, chunks.next())
-                .await
-                .map_err(|_| GatewayError::StreamIdle(idle.as_secs()))?;
-            let Some(chunk) = next else { break };
-            let chunk = chunk?;
-            if chunk.is_empty() {
-                return Err(EnvelopeError::invalid("chunk", "an empty chunk").into());
-            }
-            received += chunk.len() as u64;
-            if received > size {
-                return Err(EnvelopeError::invalid(
-                    "chunk",
-                    format!("more than the {size} bytes declared in options.size"),
-                )
-                .into());
-            }
-            staged = blocking(move || staged.write(&chunk).map(|()| staged)).await?;
-        }
-        if received != size {
-            return Err(GatewayError::StreamBroken(format!(
-                "{received} of the {size} declared bytes arrived"
-            )));
-        }
+        let (staged, room) = self.stage_upload(size, chunks, "options.size").await?;
         options.signing_time = self.verifier.now() / 1000;
         let limits = self.config.pdf.limits;
         let (staged, update, signed) = blocking(move || {

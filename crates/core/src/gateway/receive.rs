@@ -5,7 +5,10 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use tokio::sync::mpsc;
 
-use super::{Buffered, DeliveryChunk, Gateway, GatewayError, Outgoing, blocking};
+use super::{
+    Buffered, Delivery, DeliveryChunk, EDXML_CHUNK, Gateway, GatewayError, Outgoing, ReceiveFormat,
+    blocking,
+};
 use crate::{envelope::OrgCode, queue::LeaseBatch, registry::Agency, store::StoreError};
 
 /// Deliveries whose files total at most this are loaded on the async worker.
@@ -21,6 +24,7 @@ impl Gateway {
         caller: Agency,
         max_in_flight: u32,
         drain: bool,
+        format: ReceiveFormat,
     ) -> mpsc::Receiver<Buffered> {
         let limit = match max_in_flight {
             0 => self.config.queue.default_max_in_flight,
@@ -34,7 +38,7 @@ impl Gateway {
             let session = {
                 let (this, code, sender) = (this.clone(), code.clone(), sender.clone());
                 async move {
-                    this.receive_loop(&code, stream, limit, drain, &sender)
+                    this.receive_loop(&code, stream, limit, drain, format, &sender)
                         .await
                 }
             };
@@ -57,8 +61,15 @@ impl Gateway {
         stream: u64,
         limit: usize,
         drain: bool,
+        format: ReceiveFormat,
         sender: &Sink,
     ) -> Result<(), GatewayError> {
+        if format == (ReceiveFormat::Edxml { sign: true }) && self.edxml_key.is_none() {
+            return Err(GatewayError::Edxml(lienthong_edxml::EdxmlError::invalid(
+                "sign",
+                "the gateway has no key of its own to sign edXML with ([receipts] is not configured)",
+            )));
+        }
         let mut wake = self.queue.subscribe(code);
         let mut shutdown = self.shutdown.clone();
         tracing::debug!(agency = %code, stream, limit, drain, "receive stream opened");
@@ -75,6 +86,12 @@ impl Gateway {
             };
             let exhausted = batch.leased.len() < room;
             for leased in batch.leased {
+                if let ReceiveFormat::Edxml { sign } = format {
+                    if !self.deliver_edxml(leased, sign, sender).await? {
+                        return Ok(());
+                    }
+                    continue;
+                }
                 let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
                 // Room in the receive buffer before loading: a slow reader
                 // holds at most what the bound lets all streams hold.
@@ -208,6 +225,76 @@ impl Gateway {
 }
 
 impl Gateway {
+    /// Renders a delivery as edXML in a staging file, hands over the
+    /// delivery (its size set), then the file in chunks. False when the
+    /// receiver went away.
+    async fn deliver_edxml(
+        self: &Arc<Self>,
+        leased: crate::queue::Leased,
+        sign: bool,
+        sender: &Sink,
+    ) -> Result<bool, GatewayError> {
+        let chunk = usize::try_from(self.config.limits.delivery_chunk_bytes).unwrap_or(1 << 20);
+        let room = self.receive_room.take(1024).await;
+        let this = self.clone();
+        let (leased, rendered) = blocking(move || {
+            this.render_edxml(&leased, sign)
+                .map(|rendered| (leased, rendered))
+        })
+        .await?;
+        let delivery_id = leased.delivery_id.to_string();
+        let item = Buffered {
+            item: Ok(Outgoing::Delivery(Box::new(Delivery {
+                leased,
+                attachments: Vec::new(),
+                signatures: Vec::new(),
+                content_follows: false,
+                edxml_size: Some(rendered.size),
+            }))),
+            _room: Some(room),
+        };
+        if !self.send_or_give_up(sender, item).await? {
+            return Ok(false);
+        }
+        let path = rendered.file.path().to_owned();
+        let mut file = blocking(move || {
+            std::fs::File::open(&path).map_err(|e| {
+                GatewayError::Internal(format!("reading a rendered edXML package: {e}"))
+            })
+        })
+        .await?;
+        loop {
+            let room = self.receive_room.take(chunk as u64).await;
+            let (data, back) = blocking(move || {
+                use std::io::Read as _;
+                let mut data = vec![0u8; chunk];
+                let read = file.read(&mut data).map_err(|e| {
+                    GatewayError::Internal(format!("reading a rendered edXML package: {e}"))
+                })?;
+                data.truncate(read);
+                Ok::<_, GatewayError>((data, file))
+            })
+            .await?;
+            file = back;
+            if data.is_empty() {
+                break;
+            }
+            let piece = Buffered {
+                item: Ok(Outgoing::Chunk(DeliveryChunk {
+                    delivery_id: delivery_id.clone(),
+                    attachment: EDXML_CHUNK.to_owned(),
+                    data,
+                })),
+                _room: Some(room),
+            };
+            if !self.send_or_give_up(sender, piece).await? {
+                return Ok(false);
+            }
+        }
+        drop(rendered);
+        Ok(true)
+    }
+
     /// Hands `item` to the stream: false when the receiver went away. A
     /// receiver that takes nothing for `flow.stream_idle_timeout` is ended
     /// (its leases come back), so that readers that stopped reading cannot

@@ -28,15 +28,8 @@ impl Gateway {
     ) -> Result<SignedReceipt, GatewayError> {
         let envelope = raw.validate(&self.config.limits)?;
         let (recipients, policy) = self.admit(caller, &envelope)?;
-        self.accept(
-            envelope,
-            Vec::new(),
-            recipients,
-            policy,
-            Vec::new(),
-            Vec::new(),
-        )
-        .await
+        self.accept(envelope, Vec::new(), recipients, policy, Annex::default())
+            .await
     }
 
     /// Accepts a large document whose content arrives in `chunks` after the
@@ -57,7 +50,7 @@ impl Gateway {
         let (recipients, policy) = self.admit(caller, &envelope)?;
         let _room = self.staging_room_for(&sizes)?;
         let staged = self.stage_stream(&envelope, &sizes, chunks).await?;
-        self.accept(envelope, staged, recipients, policy, Vec::new(), Vec::new())
+        self.accept(envelope, staged, recipients, policy, Annex::default())
             .await
     }
 
@@ -146,7 +139,7 @@ impl Gateway {
     /// The checks that need no content: the caller is the sender, an
     /// earlier message named by `refers_to` exists, the recipients resolve
     /// and the document type's policy allows them.
-    fn admit(
+    pub(super) fn admit(
         &self,
         caller: &Agency,
         envelope: &Envelope,
@@ -201,9 +194,14 @@ impl Gateway {
         staged: Vec<StagedBlob>,
         recipients: Vec<routing::Recipient>,
         policy: crate::registry::Policy,
-        route: Vec<crate::federation::GatewayId>,
-        hops: Vec<crate::federation::SignedHop>,
+        annex: Annex,
     ) -> Result<SignedReceipt, GatewayError> {
+        let Annex {
+            route,
+            hops,
+            edxml,
+            reports,
+        } = annex;
         // A small document is hashed and verified right here: that is CPU
         // work of a few hundred µs, and handing it to the blocking pool and
         // back cost more (context switches) than it saved. Large or
@@ -216,13 +214,14 @@ impl Gateway {
         let (stored, envelope, staged) = if staged.is_empty() && inline_bytes <= INLINE_CHECK_BYTES
         {
             let mut staged = staged;
-            let stored = self.check_content(&envelope, &mut staged, recipients, &policy)?;
+            let stored =
+                self.check_content(&envelope, &mut staged, recipients, &policy, reports)?;
             (stored, envelope, staged)
         } else {
             let this = self.clone();
             blocking(move || {
                 let mut staged = staged;
-                this.check_content(&envelope, &mut staged, recipients, &policy)
+                this.check_content(&envelope, &mut staged, recipients, &policy, reports)
                     .map(|stored| (stored, envelope, staged))
             })
             .await?
@@ -243,7 +242,10 @@ impl Gateway {
             let store = self.store.clone();
             blocking(move || messages::write_content(&store, &envelope, staged)).await?;
         }
-        let receipt = self.queue.enqueue_routed(record, route, hops).await?;
+        let receipt = self
+            .queue
+            .enqueue_routed(record, route, hops, edxml)
+            .await?;
         tracing::info!(
             sender = %receipt.message.sender,
             message_id = %receipt.message.message_id,
@@ -281,6 +283,7 @@ impl Gateway {
         staged: &mut [StagedBlob],
         recipients: Vec<routing::Recipient>,
         policy: &crate::registry::Policy,
+        extra_reports: Vec<Report>,
     ) -> Result<Stored, GatewayError> {
         let mut attachments = Vec::with_capacity(envelope.attachments.len());
         for (index, a) in envelope.attachments.iter().enumerate() {
@@ -321,7 +324,8 @@ impl Gateway {
                 .map(|blob| pki::Content::File(blob.path()))
                 .collect()
         };
-        let reports = self.verify_envelope(envelope, &contents);
+        let mut reports = extra_reports;
+        reports.extend(self.verify_envelope(envelope, &contents));
         drop(contents);
         policy
             .check_signatures(&envelope.from, &reports)
@@ -364,6 +368,20 @@ impl Gateway {
         }
         reports
     }
+}
+
+/// What is kept with a message beside its record, in the same write.
+#[derive(Default)]
+pub(super) struct Annex {
+    /// For a document a peer forwarded: the gateways it went through.
+    pub route: Vec<crate::federation::GatewayId>,
+    /// For a document a peer forwarded: the signed hops.
+    pub hops: Vec<crate::federation::SignedHop>,
+    /// For a document that came as edXML: its header, kept whole.
+    pub edxml: Option<Vec<u8>>,
+    /// Reports of signatures verified before (an edXML header's), counted
+    /// under the policy with the attachments' ones.
+    pub reports: Vec<Report>,
 }
 
 /// Documents up to this size are hashed and verified on the async worker.

@@ -61,12 +61,12 @@ pub(super) fn receipt_signer(
     Ok(Some(signer))
 }
 
-/// The key and certificate (PEM) hop records are signed with: the
-/// receipt key, when the gateway forwards (federation).
-pub(super) fn hop_key(
+/// The gateway's own key and certificate (PEM): the receipt key. Hop
+/// records (federation) and outgoing edXML on request are signed with it.
+pub(super) fn gateway_key(
     config: &crate::config::Config,
 ) -> Result<Option<(pki::SigningKey, Vec<u8>)>, GatewayError> {
-    let (Some(receipts), Some(_)) = (&config.receipts, &config.federation) else {
+    let Some(receipts) = &config.receipts else {
         return Ok(None);
     };
     let passphrase = keystore_passphrase(config)?;

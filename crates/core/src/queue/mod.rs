@@ -256,17 +256,20 @@ impl Queue {
     /// durable write; answers once it is durable. A repeat of the same
     /// content answers the first receipt, marked duplicate.
     pub async fn enqueue(&self, message: MessageRecord) -> Result<Receipt, QueueError> {
-        self.enqueue_routed(message, Vec::new(), Vec::new()).await
+        self.enqueue_routed(message, Vec::new(), Vec::new(), None)
+            .await
     }
 
     /// Like [`Queue::enqueue`], for a message a peer forwarded: `route`
     /// names the gateways it went through before this one (origin first)
-    /// and is kept with it, in the same write.
+    /// and is kept with it, in the same write, as are `hops` and, for a
+    /// document that came as edXML, its header (`edxml`).
     pub async fn enqueue_routed(
         &self,
         message: MessageRecord,
         route: Vec<crate::federation::GatewayId>,
         hops: Vec<crate::federation::SignedHop>,
+        edxml: Option<Vec<u8>>,
     ) -> Result<Receipt, QueueError> {
         let clock = self.clock.clone();
         let wakers = self.wakers.clone();
@@ -275,7 +278,17 @@ impl Queue {
             .writer()
             .write_then(
                 move |writes| {
-                    enqueue_job(writes, &blobs, message, &route, &hops, clock.now_millis())
+                    enqueue_job(
+                        writes,
+                        &blobs,
+                        message,
+                        Annexed {
+                            route: &route,
+                            hops: &hops,
+                            edxml: edxml.as_deref(),
+                        },
+                        clock.now_millis(),
+                    )
                 },
                 move |receipt: &Receipt| {
                     if !receipt.duplicate {
@@ -329,6 +342,17 @@ impl Queue {
                 Ok::<_, QueueError>(())
             })
             .await
+    }
+
+    /// The edXML header a document came with, as the gateway keeps it
+    /// (an edXML package without attachment content); `None` for a
+    /// document that came as a gRPC envelope.
+    pub fn edxml_of(
+        &self,
+        sender: &OrgCode,
+        message_id: &MessageId,
+    ) -> Result<Option<Vec<u8>>, QueueError> {
+        Ok(self.store.kv().get(&edxml_key(sender, message_id))?)
     }
 
     /// The gateways a forwarded message went through before this one,
@@ -689,14 +713,28 @@ fn hops_key(sender: &OrgCode, message_id: &MessageId) -> Vec<u8> {
     )
 }
 
+fn edxml_key(sender: &OrgCode, message_id: &MessageId) -> Vec<u8> {
+    keys::join(
+        keys::EDXML,
+        &[sender.as_str().as_bytes(), message_id.as_str().as_bytes()],
+    )
+}
+
+/// What is written with a message beside its record.
+struct Annexed<'a> {
+    route: &'a [crate::federation::GatewayId],
+    hops: &'a [crate::federation::SignedHop],
+    edxml: Option<&'a [u8]>,
+}
+
 fn enqueue_job(
     writes: &mut WriteSet<'_>,
     blobs: &store::BlobStore,
     message: MessageRecord,
-    route: &[crate::federation::GatewayId],
-    hops: &[crate::federation::SignedHop],
+    annexed: Annexed<'_>,
     now: UnixMillis,
 ) -> Result<Receipt, QueueError> {
+    let Annexed { route, hops, edxml } = annexed;
     let receipt = messages::accept(writes, blobs, message, now)?;
     if receipt.duplicate {
         return Ok(receipt);
@@ -712,6 +750,12 @@ fn enqueue_job(
         writes.put(
             hops_key(&message.sender, &message.message_id),
             store::encode(&hops)?,
+        );
+    }
+    if let Some(header) = edxml {
+        writes.put(
+            edxml_key(&message.sender, &message.message_id),
+            header.to_vec(),
         );
     }
     let rank = message.document.priority.rank();

@@ -191,6 +191,29 @@ pub fn delivery(delivery: Delivery) -> proto::Delivery {
     }
 }
 
+/// The head of an edXML delivery: what it is and the rendered size; the
+/// package follows in chunks.
+pub fn edxml_head(delivery: Delivery) -> proto::EdxmlDelivery {
+    let leased = delivery.leased;
+    proto::EdxmlDelivery {
+        delivery_id: leased.delivery_id.to_string(),
+        attempt: leased.attempt,
+        part: Some(proto::edxml_delivery::Part::Head(proto::EdxmlHead {
+            size: delivery.edxml_size.unwrap_or(0),
+            status: leased.status.is_some(),
+            sender: leased.message.sender.to_string(),
+            message_id: leased.message.message_id.to_string(),
+            reports: if leased.status.is_some() {
+                Vec::new()
+            } else {
+                leased.message.reports.iter().map(report).collect()
+            },
+            accepted_at: Some(timestamp(leased.message.accepted_at)),
+            lease_expires_at: Some(timestamp(leased.lease_expires_at)),
+        })),
+    }
+}
+
 /// One piece of a large document's content, after its delivery.
 pub fn delivery_chunk(chunk: DeliveryChunk) -> proto::Delivery {
     proto::Delivery {

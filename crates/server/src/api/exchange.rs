@@ -99,9 +99,12 @@ impl Exchange for ExchangeService {
             let caller = self.auth.agency(&request)?;
             tracing::Span::current().record("agency", caller.code.as_str());
             let options = request.into_inner();
-            let deliveries = self
-                .gateway
-                .receive(caller, options.max_in_flight, options.drain);
+            let deliveries = self.gateway.receive(
+                caller,
+                options.max_in_flight,
+                options.drain,
+                crate::gateway::ReceiveFormat::Envelope,
+            );
             // The buffer room of each item is given back here, as the
             // transport takes it.
             let stream = ReceiverStream::new(deliveries).map(|buffered| match buffered.item {

@@ -6,6 +6,7 @@
 mod admin;
 mod auth;
 mod convert;
+mod edxml;
 mod exchange;
 mod federation;
 mod signing;
@@ -16,6 +17,7 @@ pub use auth::Authenticator;
 /// The proto envelope → domain conversion, public for the benchmarks.
 pub use convert::raw_envelope;
 pub(crate) use convert::{document, hop_record, signed_hops, status_report};
+pub use edxml::EdxmlService;
 pub use exchange::{ExchangeService, stream_chunk, stream_envelope};
 pub use federation::{FederationService, complete_hops, forward_chunk, forward_header};
 pub use signing::SigningService;

@@ -272,9 +272,6 @@ impl SigningService {
     }
 }
 
-/// Streams a signed PDF: the summary, then the staged original and the
-/// update, `chunk` bytes at a time, read on a blocking thread as the
-/// client takes them.
 fn send_signed_pdf(
     signed: crate::gateway::SignedPdf,
     chunk: usize,
@@ -282,56 +279,104 @@ fn send_signed_pdf(
     role: crate::pki::Role,
 ) -> impl Stream<Item = Result<proto::SignPdfResponse, Status>> + Send {
     use proto::sign_pdf_response::Part;
-    let (sender, receiver) = tokio::sync::mpsc::channel(2);
     let summary = proto::SignedPdf {
         field: signed.signed.field.clone(),
         revision: signed.signed.revision,
         size: signed.input.size() + signed.update.len() as u64,
         signer: Some(convert::certificate_facts(&signed.facts, &agency, role)),
     };
+    let end = signed.input.size();
+    let update = signed.update.clone();
+    let pieces = stream_staged(signed, chunk, Some((end, update)));
+    tokio_stream::once(Ok(proto::SignPdfResponse {
+        part: Some(Part::Signed(summary)),
+    }))
+    .chain(pieces.map(|piece| {
+        piece.map(|bytes| proto::SignPdfResponse {
+            part: Some(Part::Chunk(bytes)),
+        })
+    }))
+}
+
+/// A signed document staged on disk, kept until it is streamed back.
+pub(super) trait Staged: Send + 'static {
+    /// The staged input's path.
+    fn path(&self) -> &std::path::Path;
+}
+
+impl Staged for crate::gateway::SignedPdf {
+    fn path(&self) -> &std::path::Path {
+        self.input.path()
+    }
+}
+
+impl Staged for crate::gateway::SignedEdxml {
+    fn path(&self) -> &std::path::Path {
+        self.input.path()
+    }
+}
+
+/// Streams a staged input back in `chunk`-byte pieces with `insert`
+/// (offset, bytes) spliced in, read on the blocking pool; the input is
+/// held (and its staging room) until the last piece is taken.
+pub(super) fn stream_staged<T: Staged>(
+    staged: T,
+    chunk: usize,
+    insert: Option<(u64, Vec<u8>)>,
+) -> ReceiverStream<Result<Vec<u8>, Status>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
         use std::io::Read;
-        let send = |part: Part| {
-            sender
-                .blocking_send(Ok(proto::SignPdfResponse { part: Some(part) }))
-                .is_ok()
+        let send = |bytes: &[u8]| sender.blocking_send(Ok(bytes.to_vec())).is_ok();
+        let fail = |error: std::io::Error| {
+            tracing::error!(%error, "reading a staged document back");
+            let _ = sender.blocking_send(Err(Status::internal(
+                "an internal fault in the gateway; see its log",
+            )));
         };
-        if !send(Part::Signed(summary)) {
-            return;
-        }
-        let mut file = match std::fs::File::open(signed.input.path()) {
+        let mut file = match std::fs::File::open(staged.path()) {
             Ok(file) => file,
-            Err(error) => {
-                tracing::error!(%error, "reading a staged PDF back");
-                let _ = sender.blocking_send(Err(Status::internal(
-                    "an internal fault in the gateway; see its log",
-                )));
-                return;
-            }
+            Err(error) => return fail(error),
         };
+        let (at, inserted) = insert.unwrap_or((u64::MAX, Vec::new()));
+        let mut position = 0u64;
+        let mut pending_insert = true;
         let mut buffer = vec![0u8; chunk];
         loop {
-            match file.read(&mut buffer) {
-                Ok(0) => break,
-                Ok(read) => {
-                    if !send(Part::Chunk(buffer[..read].to_vec())) {
+            if pending_insert && position == at {
+                for piece in inserted.chunks(chunk) {
+                    if !send(piece) {
                         return;
                     }
                 }
-                Err(error) => {
-                    tracing::error!(%error, "reading a staged PDF back");
-                    let _ = sender.blocking_send(Err(Status::internal(
-                        "an internal fault in the gateway; see its log",
-                    )));
+                pending_insert = false;
+            }
+            let room = if pending_insert {
+                usize::try_from(at - position)
+                    .unwrap_or(usize::MAX)
+                    .min(chunk)
+            } else {
+                chunk
+            };
+            match file.read(&mut buffer[..room]) {
+                Ok(0) => break,
+                Ok(read) => {
+                    position += read as u64;
+                    if !send(&buffer[..read]) {
+                        return;
+                    }
+                }
+                Err(error) => return fail(error),
+            }
+        }
+        if pending_insert && position <= at {
+            for piece in inserted.chunks(chunk) {
+                if !send(piece) {
                     return;
                 }
             }
         }
-        for piece in signed.update.chunks(chunk) {
-            if !send(Part::Chunk(piece.to_vec())) {
-                return;
-            }
-        }
+        drop(staged);
     });
     ReceiverStream::new(receiver)
 }

@@ -116,6 +116,7 @@ fn gateway(error: GatewayError) -> Status {
         GatewayError::StreamIdle(_) => Status::deadline_exceeded(error.to_string()),
         GatewayError::StreamBroken(_) => Status::cancelled(error.to_string()),
         GatewayError::Pdf(error) => pdf(error),
+        GatewayError::Edxml(error) => edxml(error),
         GatewayError::Seed { .. } => {
             tracing::error!(error = %error, "configured registration refused");
             Status::internal("the gateway's configured registrations failed; see its log")
@@ -137,6 +138,20 @@ fn pdf(error: lienthong_pdf::PdfError) -> Status {
         PdfError::Refused(_) => Status::failed_precondition(error.to_string()),
         PdfError::Io(_) | PdfError::Signing(_) => {
             tracing::error!(error = %error, "internal fault with a PDF");
+            Status::internal("an internal fault in the gateway; see its log")
+        }
+    }
+}
+
+fn edxml(error: lienthong_edxml::EdxmlError) -> Status {
+    use lienthong_edxml::EdxmlError;
+    match error {
+        // Oversize content is a bad package, named like the others.
+        EdxmlError::Invalid { .. } | EdxmlError::TooLarge { .. } => {
+            Status::invalid_argument(format!("edXML: {error}"))
+        }
+        EdxmlError::Io(_) | EdxmlError::Internal(_) | EdxmlError::Signing(_) => {
+            tracing::error!(error = %error, "internal fault with an edXML package");
             Status::internal("an internal fault in the gateway; see its log")
         }
     }
