@@ -32,6 +32,7 @@ fn request(size: usize) -> proto::SendRequest {
                 attachment: "ke-hoach.pdf".into(),
                 cms_der: vec![0x30; 3300],
             }],
+            edxml_header: Vec::new(),
         }),
     }
 }

@@ -11,6 +11,7 @@
 
 pub use lienthong_core::{audit, config, gateway, messages, queue, receipt, registry};
 pub use lienthong_domain::{chunks, clock, envelope, routing, status};
+pub use lienthong_edxml as edxml;
 pub use lienthong_pdf as pdf;
 pub use lienthong_pki as pki;
 pub use lienthong_proto as proto;

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod edxml;
 pub mod faults;
 pub mod pdfs;
 
@@ -300,6 +301,7 @@ pub fn unsigned_envelope(
             ..Default::default()
         }],
         signatures: Vec::new(),
+        edxml_header: Vec::new(),
     }
 }
 

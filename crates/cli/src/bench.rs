@@ -325,6 +325,7 @@ fn documents(
                 ..Default::default()
             }],
             signatures,
+            edxml_header: Vec::new(),
         });
     }
     Ok(out)

@@ -488,6 +488,7 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         }),
         attachments,
         signatures,
+        edxml_header: Vec::new(),
     };
     let mut client = ExchangeClient::new(args.connection.channel().await?)
         .max_encoding_message_size(CLIENT_MESSAGE_LIMIT)

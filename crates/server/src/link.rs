@@ -447,6 +447,7 @@ async fn header(outbound: &Outbound) -> Result<proto::ForwardRequest, ForwardErr
             })
             .collect(),
         signatures,
+        edxml_header: outbound.edxml.clone().unwrap_or_default(),
     };
     Ok(proto::ForwardRequest {
         part: Some(Part::Header(proto::ForwardHeader {

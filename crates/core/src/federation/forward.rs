@@ -27,6 +27,9 @@ pub struct Outbound {
     pub blobs: BlobStore,
     /// The signed hops so far, this gateway's hop to the peer last.
     pub hops: Vec<SignedHop>,
+    /// For a document that came as edXML: the header the gateway keeps,
+    /// carried to the peer so its fields are not lost on the way.
+    pub edxml: Option<Vec<u8>>,
 }
 
 /// The peer took custody: its signed receipt, as it sent it.

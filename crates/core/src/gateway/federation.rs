@@ -61,6 +61,9 @@ pub struct ForwardRequest {
     pub route: Vec<String>,
     /// The signed hops so far, origin first, the forwarding peer's last.
     pub hops: Vec<SignedHop>,
+    /// For a document that came as edXML at its origin: the header kept
+    /// there (an edXML package without attachment content).
+    pub edxml: Option<Vec<u8>>,
 }
 
 impl Gateway {
@@ -244,6 +247,15 @@ impl Gateway {
             .into());
         }
         check_hops(&route, &federation.gateway_id, federation.max_hops)?;
+        // A kept edXML header must read as one, within this gateway's bounds.
+        let edxml = request.edxml;
+        if let Some(header) = &edxml {
+            lienthong_edxml::read(
+                header,
+                &self.config.edxml.limits,
+                &mut lienthong_edxml::Discard,
+            )?;
+        }
         let envelope = request
             .envelope
             .validate_streamed(&self.config.limits, &request.sizes)?;
@@ -313,7 +325,8 @@ impl Gateway {
                 super::send::Annex {
                     route: route.clone(),
                     hops,
-                    ..Default::default()
+                    edxml,
+                    reports: Vec::new(),
                 },
             )
             .await?;
@@ -485,6 +498,7 @@ impl Gateway {
             previous_sha256: chain_tip(&hops),
         };
         hops.push(self.sign_hop(hop)?);
+        let edxml = self.queue.edxml_of(&message.sender, &message.message_id)?;
         Ok(Outbound {
             peer: peer.clone(),
             message,
@@ -492,6 +506,7 @@ impl Gateway {
             route,
             hops,
             blobs: self.store.blobs().clone(),
+            edxml,
         })
     }
 

@@ -184,6 +184,8 @@ pub struct Delivery {
     /// For an edXML receive stream: the size of the rendered package, whose
     /// bytes follow in chunks (attachment name [`EDXML_CHUNK`]).
     pub edxml_size: Option<u64>,
+    /// For a document that came as edXML: the header the gateway keeps.
+    pub edxml_header: Option<Vec<u8>>,
 }
 
 /// The attachment name of the chunks that carry a rendered edXML package.
@@ -406,6 +408,7 @@ impl Gateway {
                 signatures: Vec::new(),
                 content_follows: false,
                 edxml_size: None,
+                edxml_header: None,
             });
         }
         let blobs = self.store.blobs();
@@ -438,12 +441,16 @@ impl Gateway {
                 })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let edxml_header = self
+            .queue
+            .edxml_of(&leased.message.sender, &leased.message.message_id)?;
         Ok(Delivery {
             leased,
             attachments,
             signatures,
             content_follows,
             edxml_size: None,
+            edxml_header,
         })
     }
 

@@ -250,6 +250,7 @@ impl Gateway {
                 signatures: Vec::new(),
                 content_follows: false,
                 edxml_size: Some(rendered.size),
+                edxml_header: None,
             }))),
             _room: Some(room),
         };

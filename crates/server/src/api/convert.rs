@@ -171,6 +171,7 @@ fn envelope(message: &MessageRecord, delivery: Delivery) -> proto::Envelope {
                 cms_der: s.cms_der,
             })
             .collect(),
+        edxml_header: delivery.edxml_header.unwrap_or_default(),
     }
 }
 

@@ -53,6 +53,7 @@ pub fn forward_header(first: Option<proto::ForwardRequest>) -> Result<ForwardReq
         .envelope
         .ok_or_else(|| ApiError::missing("header.envelope"))?;
     let sizes = envelope.attachments.iter().map(|a| a.size).collect();
+    let envelope_edxml = envelope.edxml_header.clone();
     if header.hops.len() > 64 {
         return Err(ApiError::invalid("header.hops", "more than 64 hops"));
     }
@@ -62,6 +63,7 @@ pub fn forward_header(first: Option<proto::ForwardRequest>) -> Result<ForwardReq
         recipients: header.recipients,
         route: header.route,
         hops: convert::signed_hops(header.hops)?,
+        edxml: (!envelope_edxml.is_empty()).then_some(envelope_edxml),
     })
 }
 
