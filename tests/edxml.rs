@@ -527,3 +527,382 @@ async fn every_signature_form_in_the_field_is_judged_as_its_maker_meant() {
     );
     server.stop().await;
 }
+
+/// Bad packages: each refused with INVALID_ARGUMENT naming the element,
+/// nothing queued and no staging file left behind. Entity expansion and
+/// external entities cannot happen: a DOCTYPE is refused before anything
+/// is expanded.
+#[tokio::test]
+async fn bad_packages_are_refused_naming_the_element_and_leave_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let server = TestServer::start(&data).await;
+    let mut base = Doc::new(DEPARTMENT, &[DISTRICT], 300);
+    base.template = Template::None;
+    let good = String::from_utf8(edxml::package(&base)).expect("UTF-8");
+    let edit = |from: &str, to: &str| {
+        assert!(good.contains(from), "the fixture has {from:?}");
+        good.replacen(from, to, 1).into_bytes()
+    };
+    let laughs = format!(
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE edXMLEnvelope [\n<!ENTITY lol \"lol\">\n{}]>\n<edXMLEnvelope xmlns=\"{}\">&lol9;</edXMLEnvelope>",
+        (1..10)
+            .map(|i| format!(
+                "<!ENTITY lol{i} \"{}\">\n",
+                format!("&lol{};", if i == 1 { String::new() } else { (i - 1).to_string() }).repeat(10)
+            ))
+            .collect::<String>(),
+        edxml::NS
+    );
+    let xxe = format!(
+        "<?xml version=\"1.0\"?>\n<!DOCTYPE edXMLEnvelope [<!ENTITY xxe SYSTEM \"file:///etc/passwd\">]>\n<edXMLEnvelope xmlns=\"{}\"><edXMLHeader>&xxe;</edXMLHeader></edXMLEnvelope>",
+        edxml::NS
+    );
+    let huge_content = "Nội dung dài. ".repeat(90_000);
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("malformed XML", edit("</edXML:Subject>", "</edXML:Subjec>"), "malformed XML"),
+        (
+            "the wrong namespace",
+            edit(edxml::NS, "http://example.org/not-edxml"),
+            "edXMLEnvelope: is in the namespace",
+        ),
+        (
+            "a field in another namespace",
+            edit(
+                "<edXML:Content>",
+                "<x:Content xmlns:x=\"urn:other\">",
+            )
+            .into_iter()
+            .collect::<Vec<u8>>()
+            .pipe(|b| String::from_utf8(b).expect("utf-8").replacen("</edXML:Content>", "</x:Content>", 1).into_bytes()),
+            "MessageHeader/Content: is in the namespace",
+        ),
+        (
+            "a missing recipient",
+            edit(&between(&good, "<edXML:To>", "</edXML:To>\n"), ""),
+            "edXMLHeader/MessageHeader/To: is required",
+        ),
+        (
+            "a missing DocumentId",
+            edit(&between(&good, "<edXML:DocumentId>", "</edXML:DocumentId>"), ""),
+            "edXMLHeader/MessageHeader/DocumentId: is required",
+        ),
+        (
+            "a sender that is no org code",
+            edit("<edXML:OrganId>000.00.12.H56</edXML:OrganId>", "<edXML:OrganId>H56-STC</edXML:OrganId>"),
+            "MessageHeader/From/OrganId",
+        ),
+        (
+            "a priority out of range",
+            edit("<edXML:Priority>1</edXML:Priority>", "<edXML:Priority>7</edXML:Priority>"),
+            "MessageHeader/OtherInfo/Priority",
+        ),
+        (
+            "broken base64",
+            edit("<edXML:ContentTransferEncoded>\n", "<edXML:ContentTransferEncoded>\n*%$"),
+            "AttachmentEncoded/Attachment/ContentTransferEncoded: the base64 is broken",
+        ),
+        (
+            "a manifest naming a missing attachment",
+            edit(
+                "</edXML:edXMLManifest>",
+                "<edXML:Reference><edXML:ContentId>cid:9</edXML:ContentId><edXML:AttachmentName>mat.pdf</edXML:AttachmentName></edXML:Reference></edXML:edXMLManifest>",
+            ),
+            "edXMLManifest/Reference[2]",
+        ),
+        (
+            "oversize content",
+            edit("Triển khai trong quý I.", &huge_content),
+            "MessageHeader/Content: over the limit",
+        ),
+        ("billion laughs", laughs.into_bytes(), "DOCTYPE"),
+        ("an external entity", xxe.into_bytes(), "DOCTYPE"),
+        (
+            "an undefined entity",
+            edit("Triển khai trong quý I.", "&xxe;"),
+            "the entity &xxe; is not defined",
+        ),
+        (
+            "another encoding",
+            edit("encoding=\"UTF-8\"", "encoding=\"ISO-8859-1\""),
+            "only UTF-8",
+        ),
+        ("not XML at all", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec(), "document: is not XML"),
+        (
+            "a status code that does not exist",
+            edxml::status(DEPARTMENT, "x", DISTRICT, "07"),
+            "edXMLHeader/Status/StatusCode",
+        ),
+    ];
+    for (what, bytes, named) in cases {
+        let refusal = edxml_send(&server, "department", &bytes)
+            .await
+            .expect_err(what);
+        assert_eq!(refusal.code(), tonic::Code::InvalidArgument, "{what}: {refusal:?}");
+        assert!(
+            refusal.message().contains(named),
+            "{what}: the refusal names {named:?}: {}",
+            refusal.message()
+        );
+        assert_eq!(staging_files(&data), Vec::<PathBuf>::new(), "{what}: nothing left behind");
+    }
+    let mut district = server.exchange("district").await;
+    assert!(drain(&mut district).await.is_empty(), "nothing was queued");
+    // The control: the same package, unbroken, is taken (unsigned, so the
+    // default policy refuses it for want of a signature, not its form).
+    let control = edxml_send(&server, "department", good.as_bytes())
+        .await
+        .expect_err("unsigned");
+    assert_eq!(control.code(), tonic::Code::FailedPrecondition, "{control:?}");
+    server.stop().await;
+}
+
+/// The text from `start` to the end of `end` (both included).
+fn between(text: &str, start: &str, end: &str) -> String {
+    let from = text.find(start).expect("start");
+    let to = text[from..].find(end).expect("end") + from + end.len();
+    text[from..to].to_owned()
+}
+
+trait Pipe: Sized {
+    fn pipe<T>(self, f: impl FnOnce(Self) -> T) -> T {
+        f(self)
+    }
+}
+
+impl<T> Pipe for T {}
+
+fn keystore_config(data: &Path) -> lienthong::config::Config {
+    let mut config = common::config(data);
+    config.keystore.passphrase = lienthong::pki::Passphrase::new(b"edxml test passphrase".to_vec());
+    config
+}
+
+/// `lienthong edxml sign` with the department's organization key held by
+/// the gateway: xmlsec1 and signxml verify the result, the gateway takes
+/// it as signed by the department, and a package signed already, or a key
+/// not held, is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_gateway_signs_edxml_with_a_held_key_for_both_oracles() {
+    let Some(python) = edxml::oracles() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start_with(keystore_config(&dir.path().join("data"))).await;
+    let base = certs().join("signers/department-organization");
+    server
+        .admin("admin")
+        .await
+        .import_key(proto::ImportKeyRequest {
+            key: Some(proto::KeyRef {
+                agency: DEPARTMENT.into(),
+                role: proto::SignerRole::Organization as i32,
+            }),
+            certificate_pem: std::fs::read_to_string(base.with_extension("crt")).expect("cert"),
+            private_key_pem: std::fs::read_to_string(base.with_extension("key")).expect("key"),
+        })
+        .await
+        .expect("import key");
+    // Unprefixed children, a 300 KB attachment: the signature covers all.
+    let mut doc = Doc::new(DEPARTMENT, &[DISTRICT, COMMUNE_A], 400);
+    doc.template = Template::None;
+    doc.prefixed = false;
+    doc.attachments[0].2 = (0..300_000u32).map(|i| (i % 241) as u8).collect();
+    let unsigned = edxml::write(dir.path(), "unsigned.edxml", &edxml::package(&doc));
+    let out = dir.path().join("signed.edxml");
+    let said = cli(
+        &[
+            "edxml",
+            "sign",
+            "--role",
+            "organization",
+            "--in",
+            text(&unsigned),
+            "--out",
+            text(&out),
+        ],
+        "department",
+        &server,
+    );
+    assert!(said.contains("signed as organization"), "{said}");
+    edxml::xmlsec1_verify(&out).expect("xmlsec1 verifies the gateway's signature");
+    edxml::signxml_verify(&python, &out, dir.path()).expect("signxml verifies it");
+    // The offline verify agrees.
+    let offline = run_cli(
+        &[
+            "edxml",
+            "verify",
+            text(&out),
+            "--trust",
+            text(&certs().join("ca/root.crt")),
+            text(&certs().join("ca/agency-ca.crt")),
+            "--crl",
+            text(&certs().join("ca/root.crl")),
+            text(&certs().join("ca/agency-ca.crl")),
+        ],
+        "department",
+        &server.addr.to_string(),
+    );
+    let offline = stdout_of(&offline, "edxml verify");
+    assert!(offline.contains("TOTAL_PASSED"), "{offline}");
+    // What it signed is what went in, plus the signature.
+    let signed = std::fs::read(&out).expect("signed");
+    let original = std::fs::read(&unsigned).expect("unsigned");
+    assert_eq!(signed.len() - original.len(), {
+        let text = String::from_utf8(signed.clone()).expect("UTF-8");
+        between(&text, "<ds:Signature", "</ds:Signature>").len()
+    });
+    let answer = edxml_send(&server, "department", &signed)
+        .await
+        .expect("the signed package is taken");
+    let report = &answer.reports[0];
+    assert_eq!(report.indication, proto::Indication::TotalPassed as i32);
+    let signer = report.signer.clone().expect("signer");
+    assert_eq!(signer.agency, DEPARTMENT);
+    assert_eq!(signer.role, proto::SignerRole::Organization as i32);
+
+    let again = cli_fails(
+        &[
+            "edxml", "sign", "--role", "organization", "--in", text(&out), "--out",
+            text(&dir.path().join("twice.edxml")),
+        ],
+        "department",
+        &server,
+    );
+    assert!(again.contains("signed already"), "{again}");
+    let not_held = cli_fails(
+        &[
+            "edxml", "sign", "--role", "head", "--in", text(&unsigned), "--out",
+            text(&dir.path().join("head.edxml")),
+        ],
+        "department",
+        &server,
+    );
+    assert!(not_held.contains("holds no key"), "{not_held}");
+    assert!(!dir.path().join("twice.edxml").exists() && !dir.path().join("head.edxml").exists());
+    assert_eq!(staging_files(&dir.path().join("data")), Vec::<PathBuf>::new());
+    server.stop().await;
+}
+
+/// BussinessDocType 0-3 become the gateway's actions: a revoke, an update
+/// and a replacement refer to the document they act on (by its
+/// DocumentId), and go out as edXML with their type.
+#[tokio::test(flavor = "multi_thread")]
+async fn business_types_become_actions_on_the_earlier_document() {
+    let Some(python) = edxml::oracles() else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    // The district takes them through the gRPC envelope, commune A as edXML.
+    let original = Doc::new(DEPARTMENT, &[DISTRICT, COMMUNE_A], 500);
+    let first = edxml_send(
+        &server,
+        "department",
+        &signed(&python, dir.path(), "new", &original),
+    )
+    .await
+    .expect("new document");
+    let first_id = first.receipt.expect("receipt").message_id;
+    let mut ids = vec![first_id.clone()];
+    for (business, name) in [(2u8, "update"), (3, "replace"), (1, "revoke")] {
+        let mut doc = original.clone();
+        doc.business = business;
+        doc.earlier = Some(original.document_id.clone());
+        let answer = edxml_send(&server, "department", &signed(&python, dir.path(), name, &doc))
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let id = answer.receipt.expect("receipt").message_id;
+        assert!(id.starts_with(&format!("ed-{name}-")), "{name}: {id}");
+        ids.push(id);
+    }
+    // An update of a document the gateway never saw is refused.
+    let mut orphan = original.clone();
+    orphan.business = 2;
+    orphan.earlier = Some("000.00.12.H56,2020/01/01,1/XX".into());
+    let refusal = edxml_send(&server, "department", &signed(&python, dir.path(), "orphan", &orphan))
+        .await
+        .expect_err("an update of an unknown document");
+    assert_eq!(refusal.code(), tonic::Code::InvalidArgument);
+    assert!(refusal.message().contains("refers_to"), "{}", refusal.message());
+
+    let mut district = server.exchange("district").await;
+    let deliveries = drain(&mut district).await;
+    let actions: Vec<(String, i32, String)> = deliveries
+        .iter()
+        .map(|d| {
+            let e = envelope_of(d);
+            let document = e.document.clone().expect("document");
+            (e.message_id.clone(), document.action, document.refers_to)
+        })
+        .collect();
+    let expect = [
+        (ids[0].clone(), proto::Action::New as i32, String::new()),
+        (ids[1].clone(), proto::Action::Update as i32, first_id.clone()),
+        (ids[2].clone(), proto::Action::Replace as i32, first_id.clone()),
+        (ids[3].clone(), proto::Action::Revoke as i32, first_id.clone()),
+    ];
+    for expected in &expect {
+        assert!(actions.contains(expected), "{expected:?} in {actions:?}");
+    }
+    let inbox = dir.path().join("inbox");
+    let received = cli(
+        &["receive", "--format", "edxml", "--out", text(&inbox), "--once", "--ack"],
+        "commune-a",
+        &server,
+    );
+    assert!(received.contains("4 document(s) received as edXML"), "{received}");
+    let revoke = edxml::read(&std::fs::read(file_ending(&inbox, &format!("{}.edxml", ids[3]))).expect("revoke"));
+    assert_eq!(
+        revoke.package.header.text_at("TraceHeaderList/Bussiness/BussinessDocType"),
+        "1"
+    );
+    assert_eq!(
+        revoke.package.header.text_at("TraceHeaderList/Bussiness/DocumentId"),
+        original.document_id
+    );
+    server.stop().await;
+}
+
+/// A 50 MB attachment, signed by xmlsec1 (the reference covers it), sent
+/// with `send --edxml` and received with `receive --format edxml`: the
+/// gateway reads it from a map and decodes it in pieces; what comes back
+/// is byte-equal. (Memory is measured by `benches/edxml.sh`.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fifty_megabyte_package_goes_through_whole() {
+    use sha2::{Digest, Sha256};
+    if edxml::oracles().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = TestServer::start(&dir.path().join("data")).await;
+    let mut doc = Doc::new(DEPARTMENT, &[DISTRICT], 600);
+    let big: Vec<u8> = (0..50u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    let expected = Sha256::digest(&big).to_vec();
+    doc.attachments = vec![(
+        "ho-so-quet.pdf".to_owned(),
+        "application/octet-stream".to_owned(),
+        big,
+    )];
+    let template = edxml::write(dir.path(), "big.template.edxml", &edxml::package(&doc));
+    drop(doc);
+    let signed = dir.path().join("big.edxml");
+    edxml::xmlsec1_sign(&template, &signed, "signers/department-organization");
+    std::fs::remove_file(&template).expect("remove template");
+    let sent = cli(&["send", "--edxml", text(&signed)], "department", &server);
+    assert!(sent.contains("52428800 bytes"), "{sent}");
+    assert!(sent.contains("TOTAL_PASSED"), "{sent}");
+    let inbox = dir.path().join("inbox");
+    cli(
+        &["receive", "--format", "edxml", "--out", text(&inbox), "--once", "--ack"],
+        "district",
+        &server,
+    );
+    let delivered = std::fs::read(file_ending(&inbox, ".edxml")).expect("delivered");
+    let copy = edxml::read(&delivered);
+    assert_eq!(copy.attachments.len(), 1);
+    assert_eq!(Sha256::digest(&copy.attachments[0]).to_vec(), expected);
+    server.stop().await;
+}

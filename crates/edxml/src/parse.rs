@@ -249,7 +249,14 @@ pub fn parse(
     let mut header_end = 0u64;
     loop {
         let offset = reader.buffer_position();
-        match xml::next(&mut reader)? {
+        let event = xml::next(&mut reader).map_err(|error| match error {
+            // Name where the tokenizer stopped.
+            EdxmlError::Invalid { element, reason } if element == "document" && !stack.is_empty() => {
+                EdxmlError::invalid(path_of(&stack), reason)
+            }
+            other => other,
+        })?;
+        match event {
             Event::Decl(declaration) => {
                 if let Some(Ok(encoding)) = declaration.encoding()
                     && !encoding.eq_ignore_ascii_case(b"utf-8")
