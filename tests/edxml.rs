@@ -418,10 +418,38 @@ async fn every_signature_form_in_the_field_is_judged_as_its_maker_meant() {
         doc
     };
     let cases = [
-        (next(Template::Dsig { exclusive: true, sha1: false }, false), "XML-DSig namespace", "exclusive C14N"),
-        (next(Template::Placeholder, true), "XML-DSig namespace", "exclusive C14N"),
-        (next(Template::EdxmlNamespace { sha1: false }, true), "edXML default namespace", "C14N 1.0"),
-        (next(Template::Dsig { exclusive: false, sha1: false }, true), "XML-DSig namespace", "C14N 1.0"),
+        (
+            next(
+                Template::Dsig {
+                    exclusive: true,
+                    sha1: false,
+                },
+                false,
+            ),
+            "XML-DSig namespace",
+            "exclusive C14N",
+        ),
+        (
+            next(Template::Placeholder, true),
+            "XML-DSig namespace",
+            "exclusive C14N",
+        ),
+        (
+            next(Template::EdxmlNamespace { sha1: false }, true),
+            "edXML default namespace",
+            "C14N 1.0",
+        ),
+        (
+            next(
+                Template::Dsig {
+                    exclusive: false,
+                    sha1: false,
+                },
+                true,
+            ),
+            "XML-DSig namespace",
+            "C14N 1.0",
+        ),
     ];
     for (index, (doc, namespace, c14n)) in cases.iter().enumerate() {
         let bytes = signed(&python, dir.path(), &format!("case-{index}"), doc);
@@ -437,14 +465,23 @@ async fn every_signature_form_in_the_field_is_judged_as_its_maker_meant() {
             report.message
         );
         let format = &report.checks[0].detail;
-        assert!(format.contains(namespace) && format.contains(c14n), "case {index}: {format}");
+        assert!(
+            format.contains(namespace) && format.contains(c14n),
+            "case {index}: {format}"
+        );
     }
 
     // SHA-1, the VPCP sample's form (edXML namespace, rsa-sha1): refused
     // by default, naming SHA-1; xmlsec1's SHA-1 too.
     let sha1_forms = [
         next(Template::EdxmlNamespace { sha1: true }, true),
-        next(Template::Dsig { exclusive: false, sha1: true }, true),
+        next(
+            Template::Dsig {
+                exclusive: false,
+                sha1: true,
+            },
+            true,
+        ),
     ];
     let mut sha1_packages = Vec::new();
     for (index, doc) in sha1_forms.iter().enumerate() {
@@ -467,13 +504,23 @@ async fn every_signature_form_in_the_field_is_judged_as_its_maker_meant() {
         &python,
         dir.path(),
         "tamper",
-        &next(Template::Dsig { exclusive: true, sha1: false }, true),
+        &next(
+            Template::Dsig {
+                exclusive: true,
+                sha1: false,
+            },
+            true,
+        ),
     );
     let text = String::from_utf8(good.clone()).expect("UTF-8");
     let header = text.replacen("Kế hoạch triển khai", "Kế hoạch triển khaI", 1);
     let encoded_at = text.find("ContentTransferEncoded>").expect("attachment") + 30;
     let mut attachment = good.clone();
-    attachment[encoded_at] = if attachment[encoded_at] == b'A' { b'B' } else { b'A' };
+    attachment[encoded_at] = if attachment[encoded_at] == b'A' {
+        b'B'
+    } else {
+        b'A'
+    };
     for (what, bytes) in [("header", header.into_bytes()), ("attachment", attachment)] {
         let refusal = edxml_send(&server, "department", &bytes)
             .await
@@ -485,7 +532,8 @@ async fn every_signature_form_in_the_field_is_judged_as_its_maker_meant() {
             "{what}"
         );
         assert!(
-            report.message.contains("Reference URI=\"\"") || report.message.contains("reference URI=\"\""),
+            report.message.contains("Reference URI=\"\"")
+                || report.message.contains("reference URI=\"\""),
             "{what}: {}",
             report.message
         );
@@ -500,21 +548,38 @@ async fn every_signature_form_in_the_field_is_judged_as_its_maker_meant() {
         let answer = edxml_send(&server, "department", bytes)
             .await
             .expect("SHA-1 accepted under accept_sha1");
-        assert_eq!(answer.reports[0].indication, proto::Indication::TotalPassed as i32);
-        assert!(answer.reports[0].message.contains("weak"), "{}", answer.reports[0].message);
+        assert_eq!(
+            answer.reports[0].indication,
+            proto::Indication::TotalPassed as i32
+        );
+        assert!(
+            answer.reports[0].message.contains("weak"),
+            "{}",
+            answer.reports[0].message
+        );
     }
 
     // Junk before the declaration and NFD Vietnamese: verified on the
     // bytes as signed, the text delivered in NFC.
-    let mut nfd = next(Template::Dsig { exclusive: false, sha1: false }, true);
-    let decomposed = "Ke\u{302}\u{301} hoa\u{323}ch chuye\u{302}\u{309}n đo\u{302}\u{309}i so\u{302}\u{301}";
+    let mut nfd = next(
+        Template::Dsig {
+            exclusive: false,
+            sha1: false,
+        },
+        true,
+    );
+    let decomposed =
+        "Ke\u{302}\u{301} hoa\u{323}ch chuye\u{302}\u{309}n đo\u{302}\u{309}i so\u{302}\u{301}";
     nfd.subject = decomposed.to_owned();
     let mut bytes = b"1212".to_vec();
     bytes.extend(signed(&python, dir.path(), "nfd", &nfd));
     let answer = edxml_send(&server, "department", &bytes)
         .await
         .expect("junk before the XML and NFD text are taken");
-    assert_eq!(answer.reports[0].indication, proto::Indication::TotalPassed as i32);
+    assert_eq!(
+        answer.reports[0].indication,
+        proto::Indication::TotalPassed as i32
+    );
     let mut district = server.exchange("district").await;
     let subjects: Vec<String> = drain(&mut district)
         .await
@@ -549,7 +614,15 @@ async fn bad_packages_are_refused_naming_the_element_and_leave_nothing() {
         (1..10)
             .map(|i| format!(
                 "<!ENTITY lol{i} \"{}\">\n",
-                format!("&lol{};", if i == 1 { String::new() } else { (i - 1).to_string() }).repeat(10)
+                format!(
+                    "&lol{};",
+                    if i == 1 {
+                        String::new()
+                    } else {
+                        (i - 1).to_string()
+                    }
+                )
+                .repeat(10)
             ))
             .collect::<String>(),
         edxml::NS
@@ -560,7 +633,11 @@ async fn bad_packages_are_refused_naming_the_element_and_leave_nothing() {
     );
     let huge_content = "Nội dung dài. ".repeat(90_000);
     let cases: Vec<(&str, Vec<u8>, &str)> = vec![
-        ("malformed XML", edit("</edXML:Subject>", "</edXML:Subjec>"), "malformed XML"),
+        (
+            "malformed XML",
+            edit("</edXML:Subject>", "</edXML:Subjec>"),
+            "malformed XML",
+        ),
         (
             "the wrong namespace",
             edit(edxml::NS, "http://example.org/not-edxml"),
@@ -568,13 +645,15 @@ async fn bad_packages_are_refused_naming_the_element_and_leave_nothing() {
         ),
         (
             "a field in another namespace",
-            edit(
-                "<edXML:Content>",
-                "<x:Content xmlns:x=\"urn:other\">",
-            )
-            .into_iter()
-            .collect::<Vec<u8>>()
-            .pipe(|b| String::from_utf8(b).expect("utf-8").replacen("</edXML:Content>", "</x:Content>", 1).into_bytes()),
+            edit("<edXML:Content>", "<x:Content xmlns:x=\"urn:other\">")
+                .into_iter()
+                .collect::<Vec<u8>>()
+                .pipe(|b| {
+                    String::from_utf8(b)
+                        .expect("utf-8")
+                        .replacen("</edXML:Content>", "</x:Content>", 1)
+                        .into_bytes()
+                }),
             "MessageHeader/Content: is in the namespace",
         ),
         (
@@ -584,22 +663,34 @@ async fn bad_packages_are_refused_naming_the_element_and_leave_nothing() {
         ),
         (
             "a missing DocumentId",
-            edit(&between(&good, "<edXML:DocumentId>", "</edXML:DocumentId>"), ""),
+            edit(
+                &between(&good, "<edXML:DocumentId>", "</edXML:DocumentId>"),
+                "",
+            ),
             "edXMLHeader/MessageHeader/DocumentId: is required",
         ),
         (
             "a sender that is no org code",
-            edit("<edXML:OrganId>000.00.12.H56</edXML:OrganId>", "<edXML:OrganId>H56-STC</edXML:OrganId>"),
+            edit(
+                "<edXML:OrganId>000.00.12.H56</edXML:OrganId>",
+                "<edXML:OrganId>H56-STC</edXML:OrganId>",
+            ),
             "MessageHeader/From/OrganId",
         ),
         (
             "a priority out of range",
-            edit("<edXML:Priority>1</edXML:Priority>", "<edXML:Priority>7</edXML:Priority>"),
+            edit(
+                "<edXML:Priority>1</edXML:Priority>",
+                "<edXML:Priority>7</edXML:Priority>",
+            ),
             "MessageHeader/OtherInfo/Priority",
         ),
         (
             "broken base64",
-            edit("<edXML:ContentTransferEncoded>\n", "<edXML:ContentTransferEncoded>\n*%$"),
+            edit(
+                "<edXML:ContentTransferEncoded>\n",
+                "<edXML:ContentTransferEncoded>\n*%$",
+            ),
             "AttachmentEncoded/Attachment/ContentTransferEncoded: the base64 is broken",
         ),
         (
@@ -627,7 +718,11 @@ async fn bad_packages_are_refused_naming_the_element_and_leave_nothing() {
             edit("encoding=\"UTF-8\"", "encoding=\"ISO-8859-1\""),
             "only UTF-8",
         ),
-        ("not XML at all", b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec(), "document: is not XML"),
+        (
+            "not XML at all",
+            b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n".to_vec(),
+            "document: is not XML",
+        ),
         (
             "a status code that does not exist",
             edxml::status(DEPARTMENT, "x", DISTRICT, "07"),
@@ -638,13 +733,21 @@ async fn bad_packages_are_refused_naming_the_element_and_leave_nothing() {
         let refusal = edxml_send(&server, "department", &bytes)
             .await
             .expect_err(what);
-        assert_eq!(refusal.code(), tonic::Code::InvalidArgument, "{what}: {refusal:?}");
+        assert_eq!(
+            refusal.code(),
+            tonic::Code::InvalidArgument,
+            "{what}: {refusal:?}"
+        );
         assert!(
             refusal.message().contains(named),
             "{what}: the refusal names {named:?}: {}",
             refusal.message()
         );
-        assert_eq!(staging_files(&data), Vec::<PathBuf>::new(), "{what}: nothing left behind");
+        assert_eq!(
+            staging_files(&data),
+            Vec::<PathBuf>::new(),
+            "{what}: nothing left behind"
+        );
     }
     let mut district = server.exchange("district").await;
     assert!(drain(&mut district).await.is_empty(), "nothing was queued");
@@ -653,7 +756,11 @@ async fn bad_packages_are_refused_naming_the_element_and_leave_nothing() {
     let control = edxml_send(&server, "department", good.as_bytes())
         .await
         .expect_err("unsigned");
-    assert_eq!(control.code(), tonic::Code::FailedPrecondition, "{control:?}");
+    assert_eq!(
+        control.code(),
+        tonic::Code::FailedPrecondition,
+        "{control:?}"
+    );
     server.stop().await;
 }
 
@@ -763,7 +870,13 @@ async fn the_gateway_signs_edxml_with_a_held_key_for_both_oracles() {
 
     let again = cli_fails(
         &[
-            "edxml", "sign", "--role", "organization", "--in", text(&out), "--out",
+            "edxml",
+            "sign",
+            "--role",
+            "organization",
+            "--in",
+            text(&out),
+            "--out",
             text(&dir.path().join("twice.edxml")),
         ],
         "department",
@@ -772,7 +885,13 @@ async fn the_gateway_signs_edxml_with_a_held_key_for_both_oracles() {
     assert!(again.contains("signed already"), "{again}");
     let not_held = cli_fails(
         &[
-            "edxml", "sign", "--role", "head", "--in", text(&unsigned), "--out",
+            "edxml",
+            "sign",
+            "--role",
+            "head",
+            "--in",
+            text(&unsigned),
+            "--out",
             text(&dir.path().join("head.edxml")),
         ],
         "department",
@@ -780,7 +899,10 @@ async fn the_gateway_signs_edxml_with_a_held_key_for_both_oracles() {
     );
     assert!(not_held.contains("holds no key"), "{not_held}");
     assert!(!dir.path().join("twice.edxml").exists() && !dir.path().join("head.edxml").exists());
-    assert_eq!(staging_files(&dir.path().join("data")), Vec::<PathBuf>::new());
+    assert_eq!(
+        staging_files(&dir.path().join("data")),
+        Vec::<PathBuf>::new()
+    );
     server.stop().await;
 }
 
@@ -809,9 +931,13 @@ async fn business_types_become_actions_on_the_earlier_document() {
         let mut doc = original.clone();
         doc.business = business;
         doc.earlier = Some(original.document_id.clone());
-        let answer = edxml_send(&server, "department", &signed(&python, dir.path(), name, &doc))
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        let answer = edxml_send(
+            &server,
+            "department",
+            &signed(&python, dir.path(), name, &doc),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e:?}"));
         let id = answer.receipt.expect("receipt").message_id;
         assert!(id.starts_with(&format!("ed-{name}-")), "{name}: {id}");
         ids.push(id);
@@ -820,11 +946,19 @@ async fn business_types_become_actions_on_the_earlier_document() {
     let mut orphan = original.clone();
     orphan.business = 2;
     orphan.earlier = Some("000.00.12.H56,2020/01/01,1/XX".into());
-    let refusal = edxml_send(&server, "department", &signed(&python, dir.path(), "orphan", &orphan))
-        .await
-        .expect_err("an update of an unknown document");
+    let refusal = edxml_send(
+        &server,
+        "department",
+        &signed(&python, dir.path(), "orphan", &orphan),
+    )
+    .await
+    .expect_err("an update of an unknown document");
     assert_eq!(refusal.code(), tonic::Code::InvalidArgument);
-    assert!(refusal.message().contains("refers_to"), "{}", refusal.message());
+    assert!(
+        refusal.message().contains("refers_to"),
+        "{}",
+        refusal.message()
+    );
 
     let mut district = server.exchange("district").await;
     let deliveries = drain(&mut district).await;
@@ -838,27 +972,58 @@ async fn business_types_become_actions_on_the_earlier_document() {
         .collect();
     let expect = [
         (ids[0].clone(), proto::Action::New as i32, String::new()),
-        (ids[1].clone(), proto::Action::Update as i32, first_id.clone()),
-        (ids[2].clone(), proto::Action::Replace as i32, first_id.clone()),
-        (ids[3].clone(), proto::Action::Revoke as i32, first_id.clone()),
+        (
+            ids[1].clone(),
+            proto::Action::Update as i32,
+            first_id.clone(),
+        ),
+        (
+            ids[2].clone(),
+            proto::Action::Replace as i32,
+            first_id.clone(),
+        ),
+        (
+            ids[3].clone(),
+            proto::Action::Revoke as i32,
+            first_id.clone(),
+        ),
     ];
     for expected in &expect {
         assert!(actions.contains(expected), "{expected:?} in {actions:?}");
     }
     let inbox = dir.path().join("inbox");
     let received = cli(
-        &["receive", "--format", "edxml", "--out", text(&inbox), "--once", "--ack"],
+        &[
+            "receive",
+            "--format",
+            "edxml",
+            "--out",
+            text(&inbox),
+            "--once",
+            "--ack",
+        ],
         "commune-a",
         &server,
     );
-    assert!(received.contains("4 document(s) received as edXML"), "{received}");
-    let revoke = edxml::read(&std::fs::read(file_ending(&inbox, &format!("{}.edxml", ids[3]))).expect("revoke"));
+    assert!(
+        received.contains("4 document(s) received as edXML"),
+        "{received}"
+    );
+    let revoke = edxml::read(
+        &std::fs::read(file_ending(&inbox, &format!("{}.edxml", ids[3]))).expect("revoke"),
+    );
     assert_eq!(
-        revoke.package.header.text_at("TraceHeaderList/Bussiness/BussinessDocType"),
+        revoke
+            .package
+            .header
+            .text_at("TraceHeaderList/Bussiness/BussinessDocType"),
         "1"
     );
     assert_eq!(
-        revoke.package.header.text_at("TraceHeaderList/Bussiness/DocumentId"),
+        revoke
+            .package
+            .header
+            .text_at("TraceHeaderList/Bussiness/DocumentId"),
         original.document_id
     );
     server.stop().await;
@@ -896,7 +1061,15 @@ async fn a_fifty_megabyte_package_goes_through_whole() {
     assert!(sent.contains("TOTAL_PASSED"), "{sent}");
     let inbox = dir.path().join("inbox");
     cli(
-        &["receive", "--format", "edxml", "--out", text(&inbox), "--once", "--ack"],
+        &[
+            "receive",
+            "--format",
+            "edxml",
+            "--out",
+            text(&inbox),
+            "--once",
+            "--ack",
+        ],
         "district",
         &server,
     );

@@ -123,22 +123,21 @@ fn template(form: Template) -> String {
             "http://www.w3.org/TR/2001/REC-xml-c14n-20010315"
         }
     };
-    let (method, digest) = |sha1: bool| -> (&str, &str) {
-        if sha1 {
-            (
-                "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
-                "http://www.w3.org/2000/09/xmldsig#sha1",
-            )
-        } else {
-            (
-                "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-                "http://www.w3.org/2001/04/xmlenc#sha256",
-            )
-        }
-    }(matches!(
+    let sha1 = matches!(
         form,
         Template::Dsig { sha1: true, .. } | Template::EdxmlNamespace { sha1: true }
-    ));
+    );
+    let (method, digest) = if sha1 {
+        (
+            "http://www.w3.org/2000/09/xmldsig#rsa-sha1",
+            "http://www.w3.org/2000/09/xmldsig#sha1",
+        )
+    } else {
+        (
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            "http://www.w3.org/2001/04/xmlenc#sha256",
+        )
+    };
     let body = |ns: &str, exclusive: bool| {
         format!(
             "<Signature xmlns=\"{ns}\"><SignedInfo><CanonicalizationMethod Algorithm=\"{c}\"/><SignatureMethod Algorithm=\"{method}\"/><Reference URI=\"\"><Transforms><Transform Algorithm=\"http://www.w3.org/2000/09/xmldsig#enveloped-signature\"/><Transform Algorithm=\"{c}\"/></Transforms><DigestMethod Algorithm=\"{digest}\"/><DigestValue></DigestValue></Reference></SignedInfo><SignatureValue></SignatureValue><KeyInfo><X509Data><X509Certificate></X509Certificate></X509Data></KeyInfo></Signature>",

@@ -104,6 +104,13 @@ pub struct BenchArgs {
     /// verification (chain, CRLs) of the document's signature on every core.
     #[arg(long)]
     verify_only: bool,
+    /// Send edXML packages through Edxml.Send instead of envelopes (with
+    /// --end-to-end, receivers take them as edXML too), each signed up
+    /// front by the sender's organization key (an enveloped XML signature
+    /// over the whole package). A package's DocumentId makes its message
+    /// id, so each send is its own package: needs --count.
+    #[arg(long, requires = "count")]
+    edxml: bool,
     /// Print the results as JSON.
     #[arg(long)]
     json: bool,
@@ -153,6 +160,7 @@ struct Memory {
 
 #[derive(Debug, Serialize)]
 struct Results {
+    edxml: bool,
     document_bytes: u64,
     signatures: usize,
     distinct: usize,
@@ -331,6 +339,83 @@ fn documents(
     Ok(out)
 }
 
+/// `count` edXML packages of one `size`-byte attachment from `from` to
+/// `to`, each with its own DocumentId and signed up front by `identity`'s
+/// organization key: (message id, package).
+fn edxml_packages(
+    certs: &Path,
+    identity: &str,
+    count: u64,
+    size: u64,
+    from: &str,
+    to: &str,
+    run: &str,
+) -> anyhow::Result<Vec<(String, Vec<u8>)>> {
+    use lienthong_edxml::write::{self, DocumentView, Organization, OutAttachment};
+    let chain = pki::certificates_from_pem(&[read(&certs.join("ca/agency-ca.crt"), "CA")?])?;
+    let base = certs
+        .join("signers")
+        .join(format!("{identity}-organization"));
+    let mut key = pki::signing_key_from_pem(
+        &read(&base.with_extension("crt"), "signer certificate")?,
+        &read(&base.with_extension("key"), "signer key")?,
+        None,
+    )?;
+    key.set_chain(chain);
+    let content: Vec<u8> = (0..size)
+        .map(|i| (i as usize).wrapping_mul(31) as u8)
+        .collect();
+    let mut out = Vec::with_capacity(usize::try_from(count).unwrap_or(0));
+    for n in 0..count {
+        let document = lienthong_domain::envelope::DocumentInfo {
+            number: n.to_string(),
+            notation: format!("BENCH-{run}"),
+            doc_type: "official-letter".into(),
+            subject: "Tải thử (load test)".into(),
+            ..Default::default()
+        };
+        let document_id = write::document_id(from, "2026-12-02", &document);
+        let header = write::header_from_envelope(&DocumentView {
+            from: Organization {
+                code: from.to_owned(),
+                name: String::new(),
+            },
+            to: vec![Organization {
+                code: to.to_owned(),
+                name: String::new(),
+            }],
+            document: &document,
+            document_id: document_id.clone(),
+            earlier_document_id: None,
+            message_id: "",
+            accepted_at: 0,
+        });
+        let mut unsigned = Vec::new();
+        write::write_package(
+            &mut unsigned,
+            &header,
+            &[OutAttachment {
+                content_id: String::new(),
+                name: "bench.pdf".into(),
+                description: String::new(),
+                content_type: "application/pdf".into(),
+            }],
+            &mut |_| Ok(Box::new(std::io::Cursor::new(content.clone())) as Box<dyn std::io::Read>),
+        )?;
+        let package = lienthong_edxml::read(
+            &unsigned,
+            &lienthong_edxml::Limits::default(),
+            &mut lienthong_edxml::Discard,
+        )?;
+        let insertion = lienthong_edxml::sign(&unsigned, &package, &key)?;
+        let mut signed = unsigned[..insertion.at].to_vec();
+        signed.extend_from_slice(insertion.element.as_bytes());
+        signed.extend_from_slice(&unsigned[insertion.at..]);
+        out.push((lienthong_edxml::map::message_id(&document_id, None), signed));
+    }
+    Ok(out)
+}
+
 fn code_of(connection: &Connection, name: &str) -> anyhow::Result<String> {
     connection
         .agency_from_certificate()
@@ -353,15 +438,36 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         Some(code) => code.clone(),
         None => code_of(&recipient, &args.to)?,
     };
-    let pool = Arc::new(documents(
-        &args.certs,
-        &args.from,
-        args.signatures,
-        args.distinct,
-        size,
-        &from,
-        &to,
-    )?);
+    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+    let (pool, packages) = if args.edxml {
+        if !args.json {
+            eprintln!(
+                "signing {} edXML packages up front...",
+                args.count.unwrap_or(0)
+            );
+        }
+        let packages = edxml_packages(
+            &args.certs,
+            &args.from,
+            args.count.unwrap_or(0),
+            size,
+            &from,
+            &to,
+            &run,
+        )?;
+        (Arc::new(Vec::new()), Arc::new(packages))
+    } else {
+        let pool = documents(
+            &args.certs,
+            &args.from,
+            args.signatures,
+            args.distinct,
+            size,
+            &from,
+            &to,
+        )?;
+        (Arc::new(pool), Arc::new(Vec::new()))
+    };
     let mut channels = Vec::new();
     for _ in 0..args.connections {
         channels.push(sender.channel().await?);
@@ -375,18 +481,21 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         acked: AtomicU64::new(0),
         due: Mutex::new(HashMap::new()),
     });
-    let run = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
     let progress = progress_bar(&args);
     let memory = args.server_pid.map(sample_memory);
     let receivers = if args.end_to_end {
         let mut handles = Vec::new();
         for _ in 0..args.receivers.max(1) {
             let channel = recipient.channel().await?;
-            handles.push(tokio::spawn(receive_and_ack(
-                channel,
-                shared.clone(),
-                format!("{run}-"),
-            )));
+            if args.edxml {
+                handles.push(tokio::spawn(receive_edxml_and_ack(channel, shared.clone())));
+            } else {
+                handles.push(tokio::spawn(receive_and_ack(
+                    channel,
+                    shared.clone(),
+                    format!("{run}-"),
+                )));
+            }
         }
         handles
     } else {
@@ -398,14 +507,24 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
     let limit = args.count.unwrap_or(u64::MAX);
     let mut senders = Vec::new();
     for index in 0..args.clients {
-        let client = ExchangeClient::new(channels[index % channels.len()].clone())
+        let channel = channels[index % channels.len()].clone();
+        let client = ExchangeClient::new(channel.clone())
             .max_encoding_message_size(CLIENT_MESSAGE_LIMIT)
             .max_decoding_message_size(CLIENT_MESSAGE_LIMIT);
-        let (shared, pool, progress, run) =
-            (shared.clone(), pool.clone(), progress.clone(), run.clone());
+        let edxml_client = proto::edxml_client::EdxmlClient::new(channel)
+            .max_encoding_message_size(CLIENT_MESSAGE_LIMIT)
+            .max_decoding_message_size(CLIENT_MESSAGE_LIMIT);
+        let (shared, pool, packages, progress, run) = (
+            shared.clone(),
+            pool.clone(),
+            packages.clone(),
+            progress.clone(),
+            run.clone(),
+        );
         let (rate, end_to_end) = (args.rate, args.end_to_end);
         senders.push(tokio::spawn(async move {
             let mut client = client;
+            let mut edxml_client = edxml_client;
             loop {
                 let n = shared.issued.fetch_add(1, Ordering::Relaxed);
                 if n >= limit || Instant::now() >= deadline {
@@ -421,16 +540,37 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
                 } else {
                     Instant::now()
                 };
-                let mut envelope = pool[(n as usize) % pool.len()].clone();
-                envelope.message_id = format!("{run}-{n}");
-                if end_to_end {
-                    lock(&shared.due).insert(envelope.message_id.clone(), due);
-                }
-                let answer = client
-                    .send(proto::SendRequest {
-                        envelope: Some(envelope),
-                    })
-                    .await;
+                let answer = if let Some((message_id, package)) = packages.get(n as usize) {
+                    if end_to_end {
+                        lock(&shared.due).insert(message_id.clone(), due);
+                    }
+                    use proto::edxml_send_request::Part;
+                    let parts = [
+                        Part::Options(proto::EdxmlSendOptions {
+                            size: package.len() as u64,
+                        }),
+                        Part::Chunk(package.clone()),
+                    ]
+                    .map(|part| proto::EdxmlSendRequest { part: Some(part) });
+                    edxml_client
+                        .send(tokio_stream::iter(parts))
+                        .await
+                        .map(|_| ())
+                } else if pool.is_empty() {
+                    break;
+                } else {
+                    let mut envelope = pool[(n as usize) % pool.len()].clone();
+                    envelope.message_id = format!("{run}-{n}");
+                    if end_to_end {
+                        lock(&shared.due).insert(envelope.message_id.clone(), due);
+                    }
+                    client
+                        .send(proto::SendRequest {
+                            envelope: Some(envelope),
+                        })
+                        .await
+                        .map(|_| ())
+                };
                 let took = micros(due.elapsed());
                 match answer {
                     Ok(_) => {
@@ -480,6 +620,7 @@ pub async fn bench(args: BenchArgs) -> anyhow::Result<()> {
         .end_to_end
         .then(|| Latency::of(&lock(&shared.end_to_end)));
     let results = Results {
+        edxml: args.edxml,
         document_bytes: size,
         signatures: args.signatures,
         distinct: args.distinct.max(1),
@@ -563,6 +704,66 @@ async fn receive_and_ack(channel: Channel, shared: Arc<Shared>, prefix: String) 
                     })
                     .await;
                 if acked.is_ok() && ours {
+                    let due = lock(&shared.due).remove(&message_id);
+                    if let Some(due) = due {
+                        let _ = lock(&shared.end_to_end).record(micros(due.elapsed()));
+                        shared.acked.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// One edXML receive stream: each package read whole (its head, then its
+/// bytes), then acknowledged; times it from when its send was due.
+async fn receive_edxml_and_ack(channel: Channel, shared: Arc<Shared>) {
+    use proto::edxml_delivery::Part;
+    let exchange = ExchangeClient::new(channel.clone());
+    let mut client = proto::edxml_client::EdxmlClient::new(channel)
+        .max_decoding_message_size(CLIENT_MESSAGE_LIMIT)
+        .max_encoding_message_size(CLIENT_MESSAGE_LIMIT);
+    loop {
+        let stream = client
+            .receive(proto::EdxmlReceiveRequest {
+                max_in_flight: 512,
+                drain: false,
+                sign: false,
+            })
+            .await;
+        let Ok(stream) = stream else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let mut stream = stream.into_inner();
+        // The package being read: delivery id, message id, bytes to come.
+        let mut current: Option<(String, String, u64)> = None;
+        while let Ok(Some(delivery)) = stream.message().await {
+            let done = match delivery.part {
+                Some(Part::Head(head)) => {
+                    current = Some((delivery.delivery_id, head.message_id, head.size));
+                    current.as_ref().is_some_and(|c| c.2 == 0)
+                }
+                Some(Part::Chunk(chunk)) => match current.as_mut() {
+                    Some(open) => {
+                        open.2 = open.2.saturating_sub(chunk.len() as u64);
+                        open.2 == 0
+                    }
+                    None => false,
+                },
+                None => false,
+            };
+            if !done {
+                continue;
+            }
+            let Some((delivery_id, message_id, _)) = current.take() else {
+                continue;
+            };
+            let mut acker = exchange.clone();
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let acked = acker.ack(proto::AckRequest { delivery_id }).await;
+                if acked.is_ok() {
                     let due = lock(&shared.due).remove(&message_id);
                     if let Some(due) = due {
                         let _ = lock(&shared.end_to_end).record(micros(due.elapsed()));
@@ -661,11 +862,17 @@ fn print_results(r: &Results) {
     } else {
         "closed loop".to_owned()
     };
+    let kind = if r.edxml {
+        "edXML packages, one XML signature each, every one distinct".to_owned()
+    } else {
+        format!(
+            "documents, {} signature(s), {} distinct",
+            r.signatures, r.distinct
+        )
+    };
     println!(
-        "lienthong bench: {} B documents, {} signature(s), {} distinct, {} clients over {} connections, {mode}{}",
+        "lienthong bench: {} B {kind}, {} clients over {} connections, {mode}{}",
         r.document_bytes,
-        r.signatures,
-        r.distinct,
         r.clients,
         r.connections,
         if r.end_to_end { ", end to end" } else { "" }

@@ -251,7 +251,9 @@ pub fn parse(
         let offset = reader.buffer_position();
         let event = xml::next(&mut reader).map_err(|error| match error {
             // Name where the tokenizer stopped.
-            EdxmlError::Invalid { element, reason } if element == "document" && !stack.is_empty() => {
+            EdxmlError::Invalid { element, reason }
+                if element == "document" && !stack.is_empty() =>
+            {
                 EdxmlError::invalid(path_of(&stack), reason)
             }
             other => other,

@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# edXML measured (issue 16), written into BENCHMARKS.md:
+#
+#   throughput  a fresh release gateway; `lienthong bench --end-to-end` with
+#               10 KB documents, first as gRPC envelopes with one detached
+#               RSA-2048 CAdES signature (the figure edXML is compared with),
+#               then as edXML packages with one enveloped XML signature
+#               (`--edxml`: Edxml.Send in, Edxml.Receive out, rendered as
+#               edXML), same count, same run.
+#   memory      a package with one 50 MB attachment (67 MB of base64), signed
+#               by the gateway (`edxml sign`), sent with `send --edxml` and
+#               received with `receive --format edxml`, each on a fresh
+#               gateway while its anonymous memory (RssAnon: the heap, not
+#               the mapped package) is sampled every 10 ms.
+#
+# Usage: benches/edxml.sh [--label NAME] [--count N]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+label=current
+count=3000
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --label) label="$2"; shift 2 ;;
+        --count) count="$2"; shift 2 ;;
+        *) echo "unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/lienthong-edxml-bench.XXXXXX")
+gateway_pid=""
+cleanup() {
+    if [ -n "$gateway_pid" ]; then kill "$gateway_pid" 2>/dev/null || true; wait "$gateway_pid" 2>/dev/null || true; fi
+    rm -rf "$work"
+}
+trap cleanup EXIT
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "building (release)"
+cargo build --release --locked >&2
+bin=target/release/lienthong
+commit=$(git rev-parse --short HEAD)
+
+# Starts a fresh gateway (its own data directory) holding the department's
+# organization key; sets gateway_pid and LIENTHONG_SERVER.
+start_gateway() {
+    if [ -n "$gateway_pid" ]; then kill "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; fi
+    rm -rf "$work/data" "$work/gateway.log"
+    "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" 2> "$work/gateway.log" &
+    gateway_pid=$!
+    local address=""
+    for _ in $(seq 1 100); do
+        address=$(grep -o 'address=[0-9.:]*' "$work/gateway.log" | head -1 | cut -d= -f2 || true)
+        [ -n "$address" ] && break
+        sleep 0.1
+    done
+    [ -n "$address" ] || { cat "$work/gateway.log" >&2; echo "gateway did not start" >&2; exit 1; }
+    export LIENTHONG_SERVER="https://localhost:${address##*:}"
+    "$bin" key import --agency 000.00.12.H56 --role organization \
+        --cert certs-test/signers/department-organization.crt \
+        --key certs-test/signers/department-organization.key \
+        --tls-cert certs-test/admin/admin.crt --tls-key certs-test/admin/admin.key >&2
+}
+
+# Runs a command while sampling the gateway's RssAnon; prints the baseline
+# and the peak in KiB as JSON.
+sampled() {
+    python3 - "$gateway_pid" "$@" <<'PY'
+import json, subprocess, sys, time
+pid, command = sys.argv[1], sys.argv[2:]
+def anon():
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1])
+    return 0
+baseline = anon()
+process = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+peak, start = baseline, time.monotonic()
+while process.poll() is None:
+    peak = max(peak, anon())
+    time.sleep(0.01)
+seconds = time.monotonic() - start
+if process.returncode != 0:
+    sys.exit(f"{command[0]} failed with {process.returncode}")
+print(json.dumps({"baseline_kib": baseline, "peak_kib": peak, "seconds": seconds}))
+PY
+}
+
+export LIENTHONG_KEYSTORE_PASSPHRASE=bench-only-passphrase LIENTHONG_TLS_CA=certs-test/ca/root.crt
+export LIENTHONG_TLS_CERT=certs-test/agencies/department.crt LIENTHONG_TLS_KEY=certs-test/agencies/department.key
+
+step "throughput: $count documents of 10 KB as gRPC envelopes (the comparison)"
+start_gateway
+envelope=$("$bin" bench --end-to-end --count "$count" --duration 600 --size 10KB --signatures 1 --distinct 64 --json)
+echo "$envelope" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"envelope: {r[\"acknowledged\"]} acked, {r[\"documents_per_second\"]:.0f}/s", file=sys.stderr)'
+step "throughput: $count documents of 10 KB as edXML packages"
+start_gateway
+edxml=$("$bin" bench --edxml --end-to-end --count "$count" --duration 600 --size 10KB --json)
+echo "$edxml" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"edxml: {r[\"acknowledged\"]} acked, {r[\"documents_per_second\"]:.0f}/s", file=sys.stderr)'
+
+step "memory: one 50 MB attachment"
+python3 - "$work/big.edxml" <<'PY'
+import base64, os, sys
+ns = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
+with open(sys.argv[1], "wb") as out:
+    out.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<edXML:edXMLEnvelope xmlns:edXML="{ns}"><edXML:edXMLHeader><edXML:MessageHeader><edXML:From><edXML:OrganId>000.00.12.H56</edXML:OrganId></edXML:From><edXML:To><edXML:OrganId>000.00.31.H56</edXML:OrganId></edXML:To><edXML:DocumentId>000.00.12.H56,2026/12/02,50/BENCH</edXML:DocumentId><edXML:Subject>50 MB</edXML:Subject></edXML:MessageHeader><edXML:TraceHeaderList><edXML:Bussiness><edXML:BussinessDocType>0</edXML:BussinessDocType></edXML:Bussiness></edXML:TraceHeaderList></edXML:edXMLHeader><edXML:edXMLBody/><edXML:AttachmentEncoded><edXML:Attachment><edXML:AttachmentName>scan.pdf</edXML:AttachmentName><edXML:ContentType>application/octet-stream</edXML:ContentType><edXML:ContentTransferEncoded>\n'.encode())
+    for _ in range(50):
+        block = os.urandom(1 << 20)
+        out.write(base64.encodebytes(block))
+    out.write(b"</edXML:ContentTransferEncoded></edXML:Attachment></edXML:AttachmentEncoded></edXML:edXMLEnvelope>\n")
+PY
+package_bytes=$(stat -c %s "$work/big.edxml")
+start_gateway
+sign=$(sampled "$bin" edxml sign --role organization --in "$work/big.edxml" --out "$work/big-signed.edxml")
+echo "Sign: $sign" >&2
+start_gateway
+send=$(sampled "$bin" send --edxml "$work/big-signed.edxml")
+echo "Send: $send" >&2
+receive=$(LIENTHONG_TLS_CERT=certs-test/agencies/district.crt LIENTHONG_TLS_KEY=certs-test/agencies/district.key \
+    sampled "$bin" receive --format edxml --out "$work/inbox" --once --ack)
+echo "Receive: $receive" >&2
+
+mkdir -p benches/results/edxml
+python3 - "$label" "$commit" "$envelope" "$edxml" "$package_bytes" "$sign" "$send" "$receive" \
+    > "benches/results/edxml/$label.json" <<'PY'
+import datetime, json, sys
+label, commit, envelope, edxml, package_bytes, sign, send, receive = sys.argv[1:9]
+print(json.dumps({
+    "label": label,
+    "commit": commit,
+    "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    "envelope": json.loads(envelope),
+    "edxml": json.loads(edxml),
+    "attachment_bytes": 50 << 20,
+    "package_bytes": int(package_bytes),
+    "chunk_bytes": 1 << 20,
+    "memory": {"sign": json.loads(sign), "send": json.loads(send), "receive": json.loads(receive)},
+}, indent=1))
+PY
+python3 benches/report.py render benches/results > BENCHMARKS.md
+step "wrote benches/results/edxml/$label.json and BENCHMARKS.md"
