@@ -93,11 +93,12 @@ export LIENTHONG_TLS_CERT=certs-test/agencies/department.crt LIENTHONG_TLS_KEY=c
 step "throughput: $count documents of 10 KB as gRPC envelopes (the comparison)"
 start_gateway
 envelope=$("$bin" bench --end-to-end --count "$count" --duration 600 --size 10KB --signatures 1 --distinct 64 --json)
-echo "$envelope" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"envelope: {r[\"acknowledged\"]} acked, {r[\"documents_per_second\"]:.0f}/s", file=sys.stderr)'
+summary() { python3 -c 'import json, sys; r = json.loads(sys.argv[2]); print("%s: %d acknowledged, %.0f docs/s" % (sys.argv[1], r["acknowledged"], r["acknowledged"] / r["seconds"]), file=sys.stderr)' "$@"; }
+summary envelope "$envelope"
 step "throughput: $count documents of 10 KB as edXML packages"
 start_gateway
 edxml=$("$bin" bench --edxml --end-to-end --count "$count" --duration 600 --size 10KB --json)
-echo "$edxml" | python3 -c 'import json,sys; r=json.load(sys.stdin); print(f"edxml: {r[\"acknowledged\"]} acked, {r[\"documents_per_second\"]:.0f}/s", file=sys.stderr)'
+summary edxml "$edxml"
 
 step "memory: one 50 MB attachment"
 python3 - "$work/big.edxml" <<'PY'

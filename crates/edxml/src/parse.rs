@@ -244,6 +244,8 @@ pub fn parse(
     let mut signature: Option<(SignatureForm, u64, Option<u64>, usize)> = None;
     let mut found_signature: Option<FoundSignature> = None;
     let mut attachments = 0usize;
+    let mut encoded_seen = 0usize;
+    let mut encoded_in_this = false;
     let mut base64: Option<Base64Stream> = None;
     let mut decoded_total = 0u64;
     let mut header_end = 0u64;
@@ -341,9 +343,31 @@ pub fn parse(
                 } else if tag.prefix.is_empty() {
                     prefixed = false;
                 }
-                if tag.local == "Attachment"
-                    && stack.last().is_some_and(|p| p.name == "AttachmentEncoded")
-                {
+                // Attachments are only where the layouts put them; an
+                // AttachmentEncoded elsewhere is plain (bounded) header text,
+                // so decoded content and listed attachments always match.
+                let names: Vec<&str> = stack.iter().map(|e| e.name.as_str()).collect();
+                let container_at = |names: &[&str]| {
+                    matches!(
+                        names,
+                        ["edXMLEnvelope"] | ["edXML"] | ["edXML", "edXMLEnvelope"]
+                    )
+                };
+                if tag.local == "AttachmentEncoded" && container_at(&names) {
+                    encoded_seen += 1;
+                    if encoded_seen > 1 {
+                        return Err(EdxmlError::invalid(
+                            "AttachmentEncoded",
+                            "appears twice; one AttachmentEncoded holds every attachment",
+                        ));
+                    }
+                }
+                let in_encoded = |names: &[&str]| {
+                    names.split_last().is_some_and(|(last, before)| {
+                        *last == "AttachmentEncoded" && container_at(before)
+                    })
+                };
+                if tag.local == "Attachment" && in_encoded(&names) {
                     attachments += 1;
                     if attachments > limits.max_attachments {
                         return Err(EdxmlError::invalid(
@@ -351,8 +375,20 @@ pub fn parse(
                             format!("more than {} attachments", limits.max_attachments),
                         ));
                     }
+                    encoded_in_this = false;
                 }
-                if tag.local == "ContentTransferEncoded" && attachments > 0 {
+                if tag.local == "ContentTransferEncoded"
+                    && names
+                        .split_last()
+                        .is_some_and(|(last, before)| *last == "Attachment" && in_encoded(before))
+                {
+                    if encoded_in_this {
+                        return Err(EdxmlError::invalid(
+                            format!("{}/ContentTransferEncoded", path_of(&stack)),
+                            "appears twice in one attachment",
+                        ));
+                    }
+                    encoded_in_this = true;
                     base64 = Some(Base64Stream::new());
                 }
                 let mut element = Element::new(&tag.local, Vec::new());
@@ -576,4 +612,67 @@ fn interpret(
         prefixed,
         header_end,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect(Vec<Vec<u8>>);
+
+    impl AttachmentSink for Collect {
+        fn write(&mut self, index: usize, bytes: &[u8]) -> Result<(), EdxmlError> {
+            while self.0.len() <= index {
+                self.0.push(Vec::new());
+            }
+            self.0[index].extend_from_slice(bytes);
+            Ok(())
+        }
+    }
+
+    fn package(header_extra: &str, after: &str) -> String {
+        format!(
+            "<e:edXMLEnvelope xmlns:e=\"{NS_EDXML}\"><e:edXMLHeader><e:MessageHeader><e:Subject>s</e:Subject>{header_extra}</e:MessageHeader></e:edXMLHeader><e:AttachmentEncoded><e:Attachment><e:AttachmentName>real.txt</e:AttachmentName><e:ContentTransferEncoded>cmVhbA==</e:ContentTransferEncoded></e:Attachment></e:AttachmentEncoded>{after}</e:edXMLEnvelope>"
+        )
+    }
+
+    #[test]
+    fn attachments_count_only_where_the_layout_puts_them() {
+        // A look-alike inside the header is header text: its base64 is not
+        // decoded, so the real attachment's content is the first decoded.
+        let decoy = "<e:AttachmentEncoded><e:Attachment><e:AttachmentName>decoy</e:AttachmentName><e:ContentTransferEncoded>ZGVjb3k=</e:ContentTransferEncoded></e:Attachment></e:AttachmentEncoded>";
+        let mut sink = Collect(Vec::new());
+        let read =
+            parse(package(decoy, "").as_bytes(), &Limits::default(), &mut sink).expect("reads");
+        assert_eq!(sink.0, vec![b"real".to_vec()]);
+        assert_eq!(read.attachments.len(), 1);
+        assert_eq!(read.attachments[0].name, "real.txt");
+        assert_eq!(read.attachments[0].size, 4);
+        // A second AttachmentEncoded beside the first is refused.
+        let twice = parse(
+            package("", "<e:AttachmentEncoded/>").as_bytes(),
+            &Limits::default(),
+            &mut Collect(Vec::new()),
+        )
+        .expect_err("two AttachmentEncoded");
+        assert!(twice.to_string().contains("appears twice"), "{twice}");
+    }
+
+    #[test]
+    fn decoding_stops_at_the_bound() {
+        let limits = Limits {
+            max_attachment_bytes: 3,
+            ..Limits::default()
+        };
+        let error = parse(
+            package("", "").as_bytes(),
+            &limits,
+            &mut Collect(Vec::new()),
+        )
+        .expect_err("4 bytes over a bound of 3");
+        assert!(
+            matches!(error, EdxmlError::TooLarge { ref element, .. } if element.ends_with("ContentTransferEncoded")),
+            "{error}"
+        );
+    }
 }

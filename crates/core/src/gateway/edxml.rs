@@ -21,6 +21,18 @@ use crate::{
     store::{StagedBlob, StoreError},
 };
 
+/// Bounds for reading back what the gateway itself wrote (a kept header, a
+/// rendered package): it was checked on the way in, under the bounds of
+/// its day, so today's configuration must not make it unreadable.
+const KEPT: lienthong_edxml::Limits = lienthong_edxml::Limits {
+    max_header_bytes: usize::MAX,
+    max_depth: usize::MAX,
+    max_elements: usize::MAX,
+    max_attachments: usize::MAX,
+    max_attachment_bytes: u64::MAX,
+    max_junk: 0,
+};
+
 /// What an edXML package sent became.
 pub enum EdxmlAccepted {
     /// A document, queued for its recipients.
@@ -282,16 +294,13 @@ impl Gateway {
                 let (mut header, described) =
                     match self.queue.edxml_of(&message.sender, &message.message_id)? {
                         Some(kept) => {
-                            let package = lienthong_edxml::read(
-                                &kept,
-                                &lienthong_edxml::Limits::default(),
-                                &mut lienthong_edxml::Discard,
-                            )
-                            .map_err(|e| {
-                                GatewayError::Internal(format!(
-                                    "the kept edXML header does not read: {e}"
-                                ))
-                            })?;
+                            let package =
+                                lienthong_edxml::read(&kept, &KEPT, &mut lienthong_edxml::Discard)
+                                    .map_err(|e| {
+                                        GatewayError::Internal(format!(
+                                            "the kept edXML header does not read: {e}"
+                                        ))
+                                    })?;
                             (package.header, package.attachments)
                         }
                         None => (self.header_from_record(message), Vec::new()),
@@ -350,11 +359,7 @@ impl Gateway {
         let insertion = {
             let mapped = map_file(&file)?;
             let map = mapped.bytes();
-            let package = lienthong_edxml::read(
-                map,
-                &lienthong_edxml::Limits::default(),
-                &mut lienthong_edxml::Discard,
-            )?;
+            let package = lienthong_edxml::read(map, &KEPT, &mut lienthong_edxml::Discard)?;
             debug_assert_eq!(package.header_end, header_end);
             lienthong_edxml::sign(map, &package, key)?
         };
@@ -423,12 +428,7 @@ impl Gateway {
             .ok()
             .flatten()
             .and_then(|kept| {
-                lienthong_edxml::read(
-                    &kept,
-                    &lienthong_edxml::Limits::default(),
-                    &mut lienthong_edxml::Discard,
-                )
-                .ok()
+                lienthong_edxml::read(&kept, &KEPT, &mut lienthong_edxml::Discard).ok()
             })
             .map(|package| {
                 package
