@@ -106,9 +106,10 @@ import base64, os, sys
 ns = "http://www.mic.gov.vn/TBT/QCVN_102_2016"
 with open(sys.argv[1], "wb") as out:
     out.write(f'<?xml version="1.0" encoding="UTF-8"?>\n<edXML:edXMLEnvelope xmlns:edXML="{ns}"><edXML:edXMLHeader><edXML:MessageHeader><edXML:From><edXML:OrganId>000.00.12.H56</edXML:OrganId></edXML:From><edXML:To><edXML:OrganId>000.00.31.H56</edXML:OrganId></edXML:To><edXML:DocumentId>000.00.12.H56,2026/12/02,50/BENCH</edXML:DocumentId><edXML:Subject>50 MB</edXML:Subject></edXML:MessageHeader><edXML:TraceHeaderList><edXML:Bussiness><edXML:BussinessDocType>0</edXML:BussinessDocType></edXML:Bussiness></edXML:TraceHeaderList></edXML:edXMLHeader><edXML:edXMLBody/><edXML:AttachmentEncoded><edXML:Attachment><edXML:AttachmentName>scan.pdf</edXML:AttachmentName><edXML:ContentType>application/octet-stream</edXML:ContentType><edXML:ContentTransferEncoded>\n'.encode())
-    for _ in range(50):
-        block = os.urandom(1 << 20)
-        out.write(base64.encodebytes(block))
+    # Blocks of a multiple of 3 bytes: only the last one may be padded.
+    total, block = 50 << 20, 3 << 18
+    for offset in range(0, total, block):
+        out.write(base64.encodebytes(os.urandom(min(block, total - offset))))
     out.write(b"</edXML:ContentTransferEncoded></edXML:Attachment></edXML:AttachmentEncoded></edXML:edXMLEnvelope>\n")
 PY
 package_bytes=$(stat -c %s "$work/big.edxml")

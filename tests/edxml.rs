@@ -908,9 +908,10 @@ async fn the_gateway_signs_edxml_with_a_held_key_for_both_oracles() {
 
 /// BussinessDocType 0-3 become the gateway's actions: a revoke, an update
 /// and a replacement refer to the document they act on (by its
-/// DocumentId), and go out as edXML with their type.
+/// DocumentId), and go out as edXML with their type; every status code
+/// comes in and goes back out as an edXML status message.
 #[tokio::test(flavor = "multi_thread")]
-async fn business_types_become_actions_on_the_earlier_document() {
+async fn business_types_become_actions_and_every_status_goes_both_ways() {
     let Some(python) = edxml::oracles() else {
         return;
     };
@@ -1025,6 +1026,88 @@ async fn business_types_become_actions_on_the_earlier_document() {
             .header
             .text_at("TraceHeaderList/Bussiness/DocumentId"),
         original.document_id
+    );
+
+    // Every status, as edXML status messages: commune A takes the document
+    // through 01, 03, 04, 05, 06 and accepts the revocation (15), the
+    // district refuses the document (02) and the revocation (16). A 15 or
+    // 16 names only the document; it lands on the latest revocation.
+    let statuses = [
+        ("commune-a", COMMUNE_A, "01"),
+        ("commune-a", COMMUNE_A, "03"),
+        ("commune-a", COMMUNE_A, "04"),
+        ("commune-a", COMMUNE_A, "05"),
+        ("commune-a", COMMUNE_A, "06"),
+        ("commune-a", COMMUNE_A, "15"),
+        ("district", DISTRICT, "02"),
+        ("district", DISTRICT, "16"),
+    ];
+    for (who, code, status) in statuses {
+        let message = edxml::status(DEPARTMENT, &original.document_id, code, status);
+        let answer = edxml_send(&server, who, &message)
+            .await
+            .unwrap_or_else(|e| panic!("status {status} from {who}: {e:?}"));
+        assert!(answer.status, "status {status} is a status");
+    }
+    // A status that cannot follow the last one is refused.
+    let late = edxml_send(
+        &server,
+        "commune-a",
+        &edxml::status(DEPARTMENT, &original.document_id, COMMUNE_A, "01"),
+    )
+    .await
+    .expect_err("01 after 06");
+    assert_eq!(late.code(), tonic::Code::FailedPrecondition, "{late:?}");
+    let department_inbox = dir.path().join("department");
+    let said = cli(
+        &[
+            "receive",
+            "--format",
+            "edxml",
+            "--out",
+            text(&department_inbox),
+            "--once",
+            "--ack",
+        ],
+        "department",
+        &server,
+    );
+    assert!(said.contains("8 status message(s) received"), "{said}");
+    let codes_of = |message_id: &str, count: usize| -> Vec<String> {
+        let mut codes: Vec<String> = (1..=count)
+            .map(|n| {
+                let path =
+                    file_ending(&department_inbox, &format!("{message_id}.status-{n}.edxml"));
+                let read = edxml::read(&std::fs::read(path).expect("status"));
+                let header = &read.package.header;
+                assert_eq!(
+                    header.text_at("Status/ResponseFor/DocumentId"),
+                    original.document_id
+                );
+                format!(
+                    "{} {}",
+                    header.text_at("Status/From/OrganId"),
+                    header.text_at("Status/StatusCode")
+                )
+            })
+            .collect();
+        codes.sort();
+        codes
+    };
+    assert_eq!(
+        codes_of(&first_id, 6),
+        [
+            format!("{DISTRICT} 02"),
+            format!("{COMMUNE_A} 01"),
+            format!("{COMMUNE_A} 03"),
+            format!("{COMMUNE_A} 04"),
+            format!("{COMMUNE_A} 05"),
+            format!("{COMMUNE_A} 06"),
+        ]
+    );
+    assert_eq!(
+        codes_of(&ids[3], 2),
+        [format!("{DISTRICT} 16"), format!("{COMMUNE_A} 15")]
     );
     server.stop().await;
 }

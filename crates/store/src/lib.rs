@@ -260,6 +260,10 @@ pub mod keys {
     /// `edxml\0{sender}\0{message id}` → the edXML header a document came
     /// with (an edXML package without attachment content, UTF-8).
     pub const EDXML: &[u8] = b"edxml\0";
+    /// `edxml-answer\0{sender}\0{earlier message id}` → the id of the
+    /// latest revoke, update or replace that came as edXML for it: where an
+    /// edXML status 15 or 16 (which names only the document) belongs.
+    pub const EDXML_ANSWER: &[u8] = b"edxml-answer\0";
     /// `meta\0audit-head` → (last audit seq, its hash).
     pub const META_AUDIT_HEAD: &[u8] = b"meta\0audit-head";
     /// `meta\0seq` → the last sequence number handed out (u64 BE).

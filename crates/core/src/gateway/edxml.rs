@@ -53,12 +53,98 @@ pub struct SignedEdxml {
     _room: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// An edXML rendering of a delivery, staged on disk, with its size.
-pub struct RenderedEdxml {
-    /// The file (removed when dropped).
-    pub file: StagedBlob,
-    /// Its size in bytes.
-    pub size: u64,
+/// An edXML rendering of a delivery: in memory for a small document, in a
+/// staging file (removed when dropped) for a large one.
+pub enum RenderedEdxml {
+    /// The package's bytes.
+    Memory(Vec<u8>),
+    /// The staged package.
+    File(StagedBlob),
+}
+
+impl RenderedEdxml {
+    /// The package's size in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            RenderedEdxml::Memory(bytes) => bytes.len() as u64,
+            RenderedEdxml::File(file) => file.size(),
+        }
+    }
+}
+
+/// Packages up to this size are read in memory (Edxml.Send) and rendered
+/// in memory (deliveries): no staging file for a common 10 KB letter.
+const INLINE_PACKAGE_BYTES: u64 = 1 << 20;
+
+/// An upload as taken: in memory, or in a staging file.
+enum Upload {
+    Memory(Vec<u8>),
+    Staged(StagedBlob),
+}
+
+/// Decoded attachments as they are held.
+enum Content {
+    Memory(Vec<Vec<u8>>),
+    Staged(Vec<StagedBlob>),
+}
+
+/// Where the reader puts decoded attachments, and what they are then.
+trait ContentSink: lienthong_edxml::AttachmentSink {
+    fn as_sink(&mut self) -> &mut dyn lienthong_edxml::AttachmentSink;
+    /// The content of `count` attachments (empty ones included).
+    fn finish(
+        self: Box<Self>,
+        count: usize,
+        blobs: &crate::store::BlobStore,
+    ) -> Result<Content, GatewayError>;
+}
+
+/// Decoded attachments in memory (a small package).
+struct MemorySink(Vec<Vec<u8>>);
+
+impl lienthong_edxml::AttachmentSink for MemorySink {
+    fn write(&mut self, index: usize, bytes: &[u8]) -> Result<(), EdxmlError> {
+        while self.0.len() <= index {
+            self.0.push(Vec::new());
+        }
+        self.0[index].extend_from_slice(bytes);
+        Ok(())
+    }
+}
+
+impl ContentSink for MemorySink {
+    fn as_sink(&mut self) -> &mut dyn lienthong_edxml::AttachmentSink {
+        self
+    }
+
+    fn finish(
+        self: Box<Self>,
+        count: usize,
+        _blobs: &crate::store::BlobStore,
+    ) -> Result<Content, GatewayError> {
+        let mut contents = self.0;
+        contents.resize(count, Vec::new());
+        Ok(Content::Memory(contents))
+    }
+}
+
+impl ContentSink for StagingSink {
+    fn as_sink(&mut self) -> &mut dyn lienthong_edxml::AttachmentSink {
+        self
+    }
+
+    fn finish(
+        self: Box<Self>,
+        count: usize,
+        blobs: &crate::store::BlobStore,
+    ) -> Result<Content, GatewayError> {
+        let mut staged = self.staged;
+        // Attachments with no content still need their (empty) file.
+        while staged.len() < count {
+            staged.push(blobs.stage()?);
+        }
+        Ok(Content::Staged(staged))
+    }
 }
 
 /// Writes decoded attachments into one staging file each.
@@ -99,9 +185,30 @@ impl Gateway {
     pub(super) async fn stage_upload<S>(
         &self,
         size: u64,
-        mut chunks: S,
+        chunks: S,
         field: &str,
     ) -> Result<(StagedBlob, tokio::sync::OwnedSemaphorePermit), GatewayError>
+    where
+        S: Stream<Item = Result<Vec<u8>, GatewayError>> + Unpin + Send,
+    {
+        match self.upload(size, chunks, field, false).await? {
+            (Upload::Staged(staged), room) => Ok((staged, room)),
+            (Upload::Memory(_), _) => Err(GatewayError::Internal(
+                "an upload meant for a file was held in memory".to_owned(),
+            )),
+        }
+    }
+
+    /// Takes an upload of `size` bytes from `chunks`, into memory or a
+    /// staging file; its room in the staging bound (`flow.max_staged_bytes`)
+    /// is held until the permit is dropped.
+    async fn upload<S>(
+        &self,
+        size: u64,
+        mut chunks: S,
+        field: &str,
+        in_memory: bool,
+    ) -> Result<(Upload, tokio::sync::OwnedSemaphorePermit), GatewayError>
     where
         S: Stream<Item = Result<Vec<u8>, GatewayError>> + Unpin + Send,
     {
@@ -119,8 +226,12 @@ impl Gateway {
         }
         let room = self.staging_room_for(&[size])?;
         let idle = self.config.flow.stream_idle_timeout;
-        let blobs = self.store.blobs().clone();
-        let mut staged = blocking(move || blobs.stage()).await?;
+        let mut target = if in_memory {
+            Upload::Memory(Vec::with_capacity(usize::try_from(size).unwrap_or(0)))
+        } else {
+            let blobs = self.store.blobs().clone();
+            Upload::Staged(blocking(move || blobs.stage()).await?)
+        };
         let mut received = 0u64;
         loop {
             let next = tokio::time::timeout(idle, chunks.next())
@@ -139,14 +250,22 @@ impl Gateway {
                 )
                 .into());
             }
-            staged = blocking(move || staged.write(&chunk).map(|()| staged)).await?;
+            target = match target {
+                Upload::Memory(mut bytes) => {
+                    bytes.extend_from_slice(&chunk);
+                    Upload::Memory(bytes)
+                }
+                Upload::Staged(mut staged) => {
+                    Upload::Staged(blocking(move || staged.write(&chunk).map(|()| staged)).await?)
+                }
+            };
         }
         if received != size {
             return Err(GatewayError::StreamBroken(format!(
                 "{received} of the {size} declared bytes arrived"
             )));
         }
-        Ok((staged, room))
+        Ok((target, room))
     }
 
     /// Accepts an edXML package the caller streams (`size` bytes): a
@@ -163,44 +282,66 @@ impl Gateway {
     where
         S: Stream<Item = Result<Vec<u8>, GatewayError>> + Unpin + Send,
     {
-        let (staged, _room) = self.stage_upload(size, chunks, "options.size").await?;
+        // A small package is read in memory and its attachments go the
+        // inline way of Send; a large one is staged, read from a map, and
+        // its attachments decode into staging files.
+        let in_memory = size <= INLINE_PACKAGE_BYTES;
+        let (upload, _room) = self.upload(size, chunks, "options.size", in_memory).await?;
         let this = self.clone();
-        let (package, attachments, report, annex) = blocking(move || {
-            let mapped = map_file(&staged)?;
-            let map = mapped.bytes();
-            let mut sink = StagingSink {
-                blobs: this.store.blobs().clone(),
-                staged: Vec::new(),
+        let read = move || {
+            let mapped;
+            let (bytes, mut sink): (&[u8], Box<dyn ContentSink>) = match &upload {
+                Upload::Memory(bytes) => (bytes, Box::new(MemorySink(Vec::new()))),
+                Upload::Staged(staged) => {
+                    mapped = map_file(staged)?;
+                    (
+                        mapped.bytes(),
+                        Box::new(StagingSink {
+                            blobs: this.store.blobs().clone(),
+                            staged: Vec::new(),
+                        }),
+                    )
+                }
             };
             let limits = this.config.edxml.limits;
-            let package = lienthong_edxml::read(map, &limits, &mut sink)?;
+            let package = lienthong_edxml::read(bytes, &limits, sink.as_sink())?;
             let lookup = |fingerprint: &pki::Fingerprint| this.registry.signer_role(fingerprint);
             let report = lienthong_edxml::verify_signature(
-                map,
+                bytes,
                 &package,
                 &this.verifier,
                 &lookup,
                 this.config.edxml.accept_sha1,
             );
             let annex = annex_of(&package)?;
-            let mut staged_attachments = sink.staged;
-            // Attachments with no content still need their (empty) file.
-            while staged_attachments.len() < package.attachments.len() {
-                staged_attachments.push(this.store.blobs().stage()?);
-            }
-            Ok::<_, GatewayError>((package, staged_attachments, report, annex))
-        })
-        .await?;
+            let content = sink.finish(package.attachments.len(), this.store.blobs())?;
+            Ok::<_, GatewayError>((package, content, report, annex))
+        };
+        let (package, content, report, annex) = if in_memory {
+            read()?
+        } else {
+            blocking(read).await?
+        };
         match package.kind {
             Kind::Document => {
-                let (raw, sizes) =
+                let (mut raw, sizes) =
                     lienthong_edxml::map::envelope(&package, &|t| self.config.edxml.doc_type(t))?;
-                let envelope = raw.validate_streamed(&self.config.limits, &sizes)?;
+                let (envelope, staged) = match content {
+                    Content::Memory(contents) => {
+                        for (attachment, bytes) in raw.attachments.iter_mut().zip(contents) {
+                            attachment.content = bytes;
+                        }
+                        (raw.validate(&self.config.limits)?, Vec::new())
+                    }
+                    Content::Staged(staged) => {
+                        (raw.validate_streamed(&self.config.limits, &sizes)?, staged)
+                    }
+                };
                 let (recipients, policy) = self.admit(caller, &envelope)?;
                 let receipt = self
                     .accept(
                         envelope,
-                        attachments,
+                        staged,
                         recipients,
                         policy,
                         Annex {
@@ -219,7 +360,21 @@ impl Gateway {
                         format!("the status message's signature fails: {}", report.message),
                     )));
                 }
-                let fields = lienthong_edxml::map::status(&package)?;
+                let mut fields = lienthong_edxml::map::status(&package)?;
+                // A status 15 or 16 answers a revoke, update or replace,
+                // while edXML names only the document: the latest such
+                // message for it is the one answered.
+                if matches!(
+                    fields.code,
+                    crate::status::StatusCode::RecallAccepted
+                        | crate::status::StatusCode::RecallRefused
+                ) && let (Ok(sender), Ok(original)) = (
+                    OrgCode::parse(&fields.sender, "edXMLHeader/Status/ResponseFor/OrganId"),
+                    crate::envelope::MessageId::parse(&fields.message_id, "message id"),
+                ) && let Some(answer) = self.queue.edxml_answer_of(&sender, &original)?
+                {
+                    fields.message_id = answer.to_string();
+                }
                 let receipt = self
                     .report_status(
                         caller,
@@ -329,44 +484,61 @@ impl Gateway {
                 (header, attachments)
             }
         };
-        let mut file = blobs.stage()?;
         let hashes: Vec<_> = message.attachments.iter().map(|a| a.sha256).collect();
-        let (header_end, size) = {
+        let mut open = |index: usize| {
+            let hash = hashes
+                .get(index)
+                .copied()
+                .ok_or_else(|| std::io::Error::other("an attachment without stored content"))?;
+            blobs
+                .open_reader(&hash)
+                .map(|reader| Box::new(CheckedReader(reader)) as Box<dyn std::io::Read>)
+                .map_err(std::io::Error::other)
+        };
+        let total: u64 = message.attachments.iter().map(|a| a.size).sum();
+        let key = match (sign, &self.edxml_key) {
+            (false, _) => None,
+            (true, Some(key)) => Some(key),
+            (true, None) => {
+                return Err(GatewayError::Edxml(EdxmlError::invalid(
+                    "sign",
+                    "the gateway has no key of its own to sign with ([receipts] is not configured)",
+                )));
+            }
+        };
+        if total <= INLINE_PACKAGE_BYTES {
+            let mut bytes = Vec::new();
+            write::write_package(&mut bytes, &header, &attachments, &mut open)?;
+            let Some(key) = key else {
+                return Ok(RenderedEdxml::Memory(bytes));
+            };
+            let package = lienthong_edxml::read(&bytes, &KEPT, &mut lienthong_edxml::Discard)?;
+            let insertion = lienthong_edxml::sign(&bytes, &package, key)?;
+            let mut signed = Vec::with_capacity(bytes.len() + insertion.element.len());
+            signed.extend_from_slice(&bytes[..insertion.at]);
+            signed.extend_from_slice(insertion.element.as_bytes());
+            signed.extend_from_slice(&bytes[insertion.at..]);
+            return Ok(RenderedEdxml::Memory(signed));
+        }
+        let mut file = blobs.stage()?;
+        {
             let mut out = std::io::BufWriter::with_capacity(256 * 1024, StagedWriter(&mut file));
-            let written = write::write_package(&mut out, &header, &attachments, &mut |index| {
-                let hash = hashes
-                    .get(index)
-                    .copied()
-                    .ok_or_else(|| std::io::Error::other("an attachment without stored content"))?;
-                blobs
-                    .open_reader(&hash)
-                    .map(|reader| Box::new(CheckedReader(reader)) as Box<dyn std::io::Read>)
-                    .map_err(std::io::Error::other)
-            })?;
+            write::write_package(&mut out, &header, &attachments, &mut open)?;
             out.flush()
                 .map_err(|e| GatewayError::Internal(format!("writing edXML: {e}")))?;
-            written
-        };
-        if !sign {
-            return Ok(RenderedEdxml { file, size });
         }
-        let Some(key) = &self.edxml_key else {
-            return Err(GatewayError::Edxml(EdxmlError::invalid(
-                "sign",
-                "the gateway has no key of its own to sign with ([receipts] is not configured)",
-            )));
+        let Some(key) = key else {
+            return Ok(RenderedEdxml::File(file));
         };
         let insertion = {
             let mapped = map_file(&file)?;
             let map = mapped.bytes();
             let package = lienthong_edxml::read(map, &KEPT, &mut lienthong_edxml::Discard)?;
-            debug_assert_eq!(package.header_end, header_end);
             lienthong_edxml::sign(map, &package, key)?
         };
         let mut signed = blobs.stage()?;
         splice(&file, &insertion, &mut signed)?;
-        let size = signed.size();
-        Ok(RenderedEdxml { file: signed, size })
+        Ok(RenderedEdxml::File(signed))
     }
 
     fn edxml_organ_id(&self) -> String {

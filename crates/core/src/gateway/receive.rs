@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 
 use super::{
     Buffered, Delivery, DeliveryChunk, EDXML_CHUNK, Gateway, GatewayError, Outgoing, ReceiveFormat,
-    blocking,
+    RenderedEdxml, blocking,
 };
 use crate::{envelope::OrgCode, queue::LeaseBatch, registry::Agency, store::StoreError};
 
@@ -236,12 +236,20 @@ impl Gateway {
     ) -> Result<bool, GatewayError> {
         let chunk = usize::try_from(self.config.limits.delivery_chunk_bytes).unwrap_or(1 << 20);
         let room = self.receive_room.take(1024).await;
-        let this = self.clone();
-        let (leased, rendered) = blocking(move || {
-            this.render_edxml(&leased, sign)
-                .map(|rendered| (leased, rendered))
-        })
-        .await?;
+        // A small document renders faster here than through the blocking
+        // pool; a large one reads its files there.
+        let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
+        let (leased, rendered) = if total <= INLINE_LOAD_BYTES {
+            let rendered = self.render_edxml(&leased, sign)?;
+            (leased, rendered)
+        } else {
+            let this = self.clone();
+            blocking(move || {
+                this.render_edxml(&leased, sign)
+                    .map(|rendered| (leased, rendered))
+            })
+            .await?
+        };
         let delivery_id = leased.delivery_id.to_string();
         let item = Buffered {
             item: Ok(Outgoing::Delivery(Box::new(Delivery {
@@ -249,7 +257,7 @@ impl Gateway {
                 attachments: Vec::new(),
                 signatures: Vec::new(),
                 content_follows: false,
-                edxml_size: Some(rendered.size),
+                edxml_size: Some(rendered.size()),
                 edxml_header: None,
             }))),
             _room: Some(room),
@@ -257,9 +265,31 @@ impl Gateway {
         if !self.send_or_give_up(sender, item).await? {
             return Ok(false);
         }
-        let path = rendered.file.path().to_owned();
+        let piece = |data: Vec<u8>, room| Buffered {
+            item: Ok(Outgoing::Chunk(DeliveryChunk {
+                delivery_id: delivery_id.clone(),
+                attachment: EDXML_CHUNK.to_owned(),
+                data,
+            })),
+            _room: Some(room),
+        };
+        let file = match &rendered {
+            RenderedEdxml::Memory(bytes) => {
+                for data in bytes.chunks(chunk) {
+                    let room = self.receive_room.take(data.len() as u64).await;
+                    if !self
+                        .send_or_give_up(sender, piece(data.to_vec(), room))
+                        .await?
+                    {
+                        return Ok(false);
+                    }
+                }
+                return Ok(true);
+            }
+            RenderedEdxml::File(file) => file.path().to_owned(),
+        };
         let mut file = blocking(move || {
-            std::fs::File::open(&path).map_err(|e| {
+            std::fs::File::open(&file).map_err(|e| {
                 GatewayError::Internal(format!("reading a rendered edXML package: {e}"))
             })
         })
@@ -280,15 +310,7 @@ impl Gateway {
             if data.is_empty() {
                 break;
             }
-            let piece = Buffered {
-                item: Ok(Outgoing::Chunk(DeliveryChunk {
-                    delivery_id: delivery_id.clone(),
-                    attachment: EDXML_CHUNK.to_owned(),
-                    data,
-                })),
-                _room: Some(room),
-            };
-            if !self.send_or_give_up(sender, piece).await? {
+            if !self.send_or_give_up(sender, piece(data, room)).await? {
                 return Ok(false);
             }
         }

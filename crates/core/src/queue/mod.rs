@@ -355,6 +355,27 @@ impl Queue {
         Ok(self.store.kv().get(&edxml_key(sender, message_id))?)
     }
 
+    /// The latest revoke, update or replace that came as edXML for
+    /// `earlier` (a message of `sender`), if any.
+    pub fn edxml_answer_of(
+        &self,
+        sender: &OrgCode,
+        earlier: &MessageId,
+    ) -> Result<Option<MessageId>, QueueError> {
+        let key = edxml_answer_key(sender, earlier);
+        Ok(match self.store.kv().get(&key)? {
+            Some(bytes) => Some(
+                MessageId::parse(&String::from_utf8_lossy(&bytes), "edxml answer").map_err(
+                    |e| store::StoreError::Corrupt {
+                        key: String::from_utf8_lossy(&key).into_owned(),
+                        reason: e.to_string(),
+                    },
+                )?,
+            ),
+            None => None,
+        })
+    }
+
     /// The gateways a forwarded message went through before this one,
     /// origin first; empty for a message sent here.
     pub fn route_of(
@@ -720,6 +741,13 @@ fn edxml_key(sender: &OrgCode, message_id: &MessageId) -> Vec<u8> {
     )
 }
 
+fn edxml_answer_key(sender: &OrgCode, earlier: &MessageId) -> Vec<u8> {
+    keys::join(
+        keys::EDXML_ANSWER,
+        &[sender.as_str().as_bytes(), earlier.as_str().as_bytes()],
+    )
+}
+
 /// What is written with a message beside its record.
 struct Annexed<'a> {
     route: &'a [crate::federation::GatewayId],
@@ -757,6 +785,12 @@ fn enqueue_job(
             edxml_key(&message.sender, &message.message_id),
             header.to_vec(),
         );
+        if let Some(earlier) = &message.document.refers_to {
+            writes.put(
+                edxml_answer_key(&message.sender, earlier),
+                message.message_id.as_str().as_bytes().to_vec(),
+            );
+        }
     }
     let rank = message.document.priority.rank();
     // One entry per queue: a peer's outbound queue carries all of the
