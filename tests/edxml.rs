@@ -1162,3 +1162,171 @@ async fn a_fifty_megabyte_package_goes_through_whole() {
     assert_eq!(Sha256::digest(&copy.attachments[0]).to_vec(), expected);
     server.stop().await;
 }
+
+#[path = "common/trust.rs"]
+mod trust;
+
+/// ECDSA both ways, with a P-256 key made here under the test agency CA:
+/// xmlsec1 signs (ecdsa-sha256) and the gateway's verification passes; the
+/// gateway's signing writes the value as XML-DSig wants (r || s, not DER)
+/// and xmlsec1 verifies it.
+#[test]
+fn ecdsa_signatures_both_ways() {
+    if edxml::oracles().is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (key, cert) = (dir.path().join("ec.key"), dir.path().join("ec.crt"));
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .output()
+            .expect("openssl runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let extensions = dir.path().join("ext.cnf");
+    std::fs::write(
+        &extensions,
+        "[v3]\nkeyUsage = critical, digitalSignature, nonRepudiation\nbasicConstraints = CA:FALSE\n",
+    )
+    .expect("extensions");
+    let csr = dir.path().join("ec.csr");
+    openssl(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        text(&key),
+    ]);
+    openssl(&[
+        "req",
+        "-new",
+        "-key",
+        text(&key),
+        "-subj",
+        "/C=VN/O=department/OU=head/CN=ECDSA test",
+        "-out",
+        text(&csr),
+    ]);
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        text(&csr),
+        "-CA",
+        text(&certs().join("ca/agency-ca.crt")),
+        "-CAkey",
+        text(&certs().join("ca/agency-ca.key")),
+        "-set_serial",
+        "777001",
+        "-days",
+        "30",
+        "-extfile",
+        text(&extensions),
+        "-extensions",
+        "v3",
+        "-out",
+        text(&cert),
+    ]);
+    let verifier = trust::verifier(&certs());
+    let check = |bytes: &[u8]| {
+        let package =
+            lienthong::edxml::read(bytes, &Default::default(), &mut lienthong::edxml::Discard)
+                .expect("reads");
+        lienthong::edxml::verify_signature(bytes, &package, &verifier, &|_| None, false)
+            .expect("signed")
+    };
+
+    // xmlsec1 signs with ECDSA.
+    let mut doc = Doc::new(DEPARTMENT, &[DISTRICT], 700);
+    doc.template = Template::Dsig {
+        exclusive: true,
+        sha1: false,
+    };
+    let template = String::from_utf8(edxml::package(&doc))
+        .expect("UTF-8")
+        .replace(
+            "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
+            "http://www.w3.org/2001/04/xmldsig-more#ecdsa-sha256",
+        );
+    let template = edxml::write(dir.path(), "ec-template.edxml", template.as_bytes());
+    let signed = dir.path().join("ec-signed.edxml");
+    let pair = format!("{},{}", key.display(), cert.display());
+    let out = std::process::Command::new("xmlsec1")
+        .args([
+            "--sign",
+            "--privkey-pem",
+            &pair,
+            "--output",
+            text(&signed),
+            text(&template),
+        ])
+        .output()
+        .expect("xmlsec1");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = check(&std::fs::read(&signed).expect("signed"));
+    assert!(report.passed(), "{}: {:?}", report.message, report.checks);
+    assert!(
+        report
+            .checks
+            .iter()
+            .any(|c| c.name == "algorithms" && c.detail.contains("EC-256")),
+        "{:?}",
+        report.checks
+    );
+
+    // The gateway's signing code with the EC key; xmlsec1 verifies.
+    doc.template = Template::None;
+    let unsigned = edxml::package(&doc);
+    let signing_key = lienthong::pki::signing_key_from_pem(
+        &std::fs::read(&cert).expect("cert"),
+        &std::fs::read(&key).expect("key"),
+        None,
+    )
+    .expect("EC key");
+    let package = lienthong::edxml::read(
+        &unsigned,
+        &Default::default(),
+        &mut lienthong::edxml::Discard,
+    )
+    .expect("reads");
+    let insertion = lienthong::edxml::sign(&unsigned, &package, &signing_key).expect("signs");
+    assert!(
+        insertion.element.contains("ecdsa-sha256"),
+        "{}",
+        insertion.element
+    );
+    let mut ours = unsigned[..insertion.at].to_vec();
+    ours.extend_from_slice(insertion.element.as_bytes());
+    ours.extend_from_slice(&unsigned[insertion.at..]);
+    let path = edxml::write(dir.path(), "ec-ours.edxml", &ours);
+    edxml::xmlsec1_verify(&path).expect("xmlsec1 verifies our ECDSA signature");
+    assert!(check(&ours).passed());
+    // One byte of the value changed: both refuse it.
+    let text_of = String::from_utf8(ours).expect("UTF-8");
+    let value_at = text_of.find("<ds:SignatureValue>").expect("value") + 20;
+    let mut broken = text_of.into_bytes();
+    broken[value_at] = if broken[value_at] == b'A' { b'B' } else { b'A' };
+    let path = edxml::write(dir.path(), "ec-broken.edxml", &broken);
+    assert!(
+        edxml::xmlsec1_verify(&path).is_err(),
+        "xmlsec1 refuses a changed value"
+    );
+    let report = check(&broken);
+    assert_eq!(
+        report.sub_indication,
+        Some(lienthong::pki::SubIndication::SigCryptoFailure),
+        "{}",
+        report.message
+    );
+}
