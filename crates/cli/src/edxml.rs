@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 
 use super::{
     CLIENT_MESSAGE_LIMIT, Connection, ack_delivery, format_timestamp,
-    pki::{ChunkReader, OfflineTrust, parse_role, print_reports},
+    pki::{Answered, ChunkReader, OfflineTrust, parse_role, print_reports, save_signed},
     print_delivery_report, status_error,
 };
 
@@ -333,7 +333,6 @@ pub async fn receive(
 
 async fn sign(args: EdxmlSignArgs) -> anyhow::Result<()> {
     use proto::{edxml_sign_request::Part as In, edxml_sign_response::Part as Out};
-    use std::io::Write;
     let role = parse_role(&args.role)?;
     let Some(agency) = args
         .agency
@@ -362,51 +361,25 @@ async fn sign(args: EdxmlSignArgs) -> anyhow::Result<()> {
         },
         &failed,
     )?;
-    let mut answer = client(&args.connection)
+    let answer = client(&args.connection)
         .await?
         .sign(stream)
         .await
         .map_err(status_error)?
         .into_inner();
-    let partial = args.out.with_extension("edxml.partial");
-    let mut out = std::fs::File::create(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
-    let mut summary = None;
-    let mut written = 0u64;
-    let outcome: anyhow::Result<()> = async {
-        while let Some(message) = answer.message().await.map_err(status_error)? {
-            match message.part {
-                Some(Out::Signed(signed)) => summary = Some(signed),
-                Some(Out::Chunk(chunk)) => {
-                    out.write_all(&chunk)?;
-                    written += chunk.len() as u64;
-                }
-                None => {}
-            }
-        }
-        if let Some(error) = failed.lock().ok().and_then(|mut f| f.take()) {
-            bail!("reading {} failed part way: {error}", args.input.display());
-        }
-        let Some(signed) = &summary else {
-            bail!("the gateway answered without saying what it signed");
-        };
-        if written != signed.size {
-            bail!(
-                "the signed package was cut short: {written} of {} bytes arrived",
-                signed.size
-            );
-        }
-        out.sync_all()?;
-        Ok(())
-    }
-    .await;
-    if let Err(error) = outcome {
-        let _ = std::fs::remove_file(&partial);
-        return Err(error);
-    }
-    std::fs::rename(&partial, &args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    let signer = summary.and_then(|s| s.signer).unwrap_or_default();
+    let (signed, written) = save_signed(
+        answer,
+        &args.out,
+        &args.input,
+        &failed,
+        |message: proto::EdxmlSignResponse| match message.part? {
+            Out::Signed(signed) => Some(Answered::Summary(signed)),
+            Out::Chunk(chunk) => Some(Answered::Chunk(chunk)),
+        },
+        |signed| signed.size,
+    )
+    .await?;
+    let signer = signed.signer.unwrap_or_default();
     println!("signed as {} by {}", args.role, signer.subject);
     println!(
         "signed package written to {} ({written} bytes)",

@@ -9,7 +9,7 @@ use lienthong_proto as proto;
 
 use super::{
     Connection,
-    pki::{ChunkReader, OfflineTrust, parse_role, print_reports},
+    pki::{Answered, ChunkReader, OfflineTrust, parse_role, print_reports, save_signed},
     read, status_error,
 };
 
@@ -117,7 +117,6 @@ fn parse_rect(text: &str) -> anyhow::Result<Vec<f32>> {
 
 async fn sign(args: PdfSignArgs) -> anyhow::Result<()> {
     use proto::{sign_pdf_request, sign_pdf_response::Part};
-    use std::io::Write;
     let role = parse_role(&args.role)?;
     let Some(agency) = args
         .agency
@@ -162,51 +161,23 @@ async fn sign(args: PdfSignArgs) -> anyhow::Result<()> {
     let mut client = proto::signing_client::SigningClient::new(args.connection.channel().await?)
         .max_encoding_message_size(super::CLIENT_MESSAGE_LIMIT)
         .max_decoding_message_size(super::CLIENT_MESSAGE_LIMIT);
-    let mut answer = client
+    let answer = client
         .sign_pdf(stream)
         .await
         .map_err(status_error)?
         .into_inner();
-    // Written beside the destination, renamed into place when complete.
-    let partial = args.out.with_extension("pdf.partial");
-    let mut out = std::fs::File::create(&partial)
-        .with_context(|| format!("creating {}", partial.display()))?;
-    let mut summary = None;
-    let mut written = 0u64;
-    let outcome: anyhow::Result<()> = async {
-        while let Some(message) = answer.message().await.map_err(status_error)? {
-            match message.part {
-                Some(Part::Signed(signed)) => summary = Some(signed),
-                Some(Part::Chunk(chunk)) => {
-                    out.write_all(&chunk)?;
-                    written += chunk.len() as u64;
-                }
-                None => {}
-            }
-        }
-        if let Some(error) = failed.lock().ok().and_then(|mut f| f.take()) {
-            bail!("reading {} failed part way: {error}", args.input.display());
-        }
-        let Some(signed) = &summary else {
-            bail!("the gateway answered without saying what it signed");
-        };
-        if written != signed.size {
-            bail!(
-                "the signed PDF was cut short: {written} of {} bytes arrived",
-                signed.size
-            );
-        }
-        out.sync_all()?;
-        Ok(())
-    }
-    .await;
-    if let Err(error) = outcome {
-        let _ = std::fs::remove_file(&partial);
-        return Err(error);
-    }
-    std::fs::rename(&partial, &args.out)
-        .with_context(|| format!("writing {}", args.out.display()))?;
-    let signed = summary.unwrap_or_default();
+    let (signed, written) = save_signed(
+        answer,
+        &args.out,
+        &args.input,
+        &failed,
+        |message: proto::SignPdfResponse| match message.part? {
+            Part::Signed(signed) => Some(Answered::Summary(signed)),
+            Part::Chunk(chunk) => Some(Answered::Chunk(chunk)),
+        },
+        |signed| signed.size,
+    )
+    .await?;
     let signer = signed.signer.unwrap_or_default();
     println!(
         "signed field {:?} (revision {}) as {} by {}",

@@ -496,3 +496,67 @@ impl<T> Iterator for ChunkReader<T> {
         }
     }
 }
+
+/// One message of a signing answer: the summary, or a piece of the
+/// signed document.
+pub(crate) enum Answered<S> {
+    Summary(S),
+    Chunk(Vec<u8>),
+}
+
+/// Saves a signing answer (a summary, then the signed document in chunks)
+/// to `out` through a `.partial` file beside it, renamed into place only
+/// once every byte the summary announced arrived and the input was read
+/// whole (`failed` keeps a read error of `input`). Answers the summary and
+/// the bytes written; on failure nothing is left behind.
+pub(crate) async fn save_signed<M, S>(
+    mut answer: tonic::Streaming<M>,
+    out: &std::path::Path,
+    input: &std::path::Path,
+    failed: &std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
+    part: impl Fn(M) -> Option<Answered<S>>,
+    announced: impl Fn(&S) -> u64,
+) -> anyhow::Result<(S, u64)> {
+    use std::io::Write;
+    let mut name = out.as_os_str().to_owned();
+    name.push(".partial");
+    let partial = std::path::PathBuf::from(name);
+    let mut file = std::fs::File::create(&partial)
+        .with_context(|| format!("creating {}", partial.display()))?;
+    let mut summary = None;
+    let mut written = 0u64;
+    let outcome: anyhow::Result<()> = async {
+        while let Some(message) = answer.message().await.map_err(status_error)? {
+            match part(message) {
+                Some(Answered::Summary(s)) => summary = Some(s),
+                Some(Answered::Chunk(chunk)) => {
+                    file.write_all(&chunk)?;
+                    written += chunk.len() as u64;
+                }
+                None => {}
+            }
+        }
+        if let Some(error) = failed.lock().ok().and_then(|mut f| f.take()) {
+            bail!("reading {} failed part way: {error}", input.display());
+        }
+        let Some(summary) = &summary else {
+            bail!("the gateway answered without saying what it signed");
+        };
+        if written != announced(summary) {
+            bail!(
+                "the signed document was cut short: {written} of {} bytes arrived",
+                announced(summary)
+            );
+        }
+        file.sync_all()?;
+        Ok(())
+    }
+    .await;
+    if let Err(error) = outcome {
+        let _ = std::fs::remove_file(&partial);
+        return Err(error);
+    }
+    std::fs::rename(&partial, out).with_context(|| format!("writing {}", out.display()))?;
+    let summary = summary.context("the gateway answered without saying what it signed")?;
+    Ok((summary, written))
+}

@@ -409,8 +409,19 @@ fn algorithms(rules: &CryptoRules, info: &ffi::SignerInfo<'_>, certificate: &X50
             ),
         ));
     }
+    let key = signer_key(rules, certificate, false)?;
+    Ok(format!("{digest_name}, {key}"))
+}
+
+/// The signer's certificate algorithm (SHA-1 there only when `allow_sha1`)
+/// and key (RSA or EC, at least the configured size): `RSA-2048`, `EC-256`.
+fn signer_key(
+    rules: &CryptoRules,
+    certificate: &X509,
+    allow_sha1: bool,
+) -> Result<String, (SubIndication, String)> {
     let certificate_algorithm = certificate.signature_algorithm().object().nid();
-    if weak_signature_algorithm(certificate_algorithm) {
+    if weak_signature_algorithm(certificate_algorithm) && !allow_sha1 {
         return Err((
             SubIndication::CryptoConstraintsFailureNoPoe,
             format!(
@@ -444,7 +455,7 @@ fn algorithms(rules: &CryptoRules, info: &ffi::SignerInfo<'_>, certificate: &X50
             ),
         ));
     }
-    Ok(format!("{digest_name}, {kind}-{}", key.bits()))
+    Ok(format!("{kind}-{}", key.bits()))
 }
 
 fn key_usage(certificate: Option<&X509Certificate<'_>>) -> Outcome {
@@ -846,9 +857,17 @@ pub fn verify_xml(
     let parsed_cert = X509Certificate::from_der(&der).map(|(_, c)| c);
     checks.record("key_usage", key_usage(parsed_cert.as_ref().ok()));
     let at = signature.claimed_time.unwrap_or(now / 1000);
+    let valid = validity(parsed_cert.as_ref().ok(), at, now, rules);
     checks.record(
         "validity",
-        validity(parsed_cert.as_ref().ok(), at, now, rules),
+        match (valid, signature.claimed_time) {
+            // XML-DSig carries no signing time: say what was checked.
+            (Ok(_), None) => Ok(format!(
+                "the certificate is valid now ({}); an XML signature carries no signing time",
+                format_rfc3339(now)
+            )),
+            (other, _) => other,
+        },
     );
     let mut untrusted: Vec<X509> = parsed
         .iter()
@@ -923,43 +942,9 @@ fn xml_algorithms(
             "the signature uses SHA-1, which is accepted only where [edxml] accept_sha1 allows it (sign with SHA-256)".to_owned(),
         ));
     }
-    let certificate_algorithm = certificate.signature_algorithm().object().nid();
-    if weak_signature_algorithm(certificate_algorithm) && !signature.allow_sha1 {
-        return Err((
-            SubIndication::CryptoConstraintsFailureNoPoe,
-            format!(
-                "the signer's certificate is signed with {}, which is no longer accepted",
-                certificate_algorithm.short_name().unwrap_or("?")
-            ),
-        ));
-    }
-    let key = certificate.public_key().map_err(|e| {
-        (
-            SubIndication::FormatFailure,
-            format!("reading the signer's public key: {e}"),
-        )
-    })?;
-    let (kind, minimum) = match key.id() {
-        Id::RSA => ("RSA", rules.min_rsa_bits),
-        Id::EC => ("EC", rules.min_ec_bits),
-        other => {
-            return Err((
-                SubIndication::CryptoConstraintsFailureNoPoe,
-                format!("the signer's key type {other:?} is not accepted (RSA or EC only)"),
-            ));
-        }
-    };
-    if key.bits() < minimum {
-        return Err((
-            SubIndication::CryptoConstraintsFailureNoPoe,
-            format!(
-                "the signer's {kind} key has {} bits; at least {minimum} are required",
-                key.bits()
-            ),
-        ));
-    }
+    let key = signer_key(rules, certificate, signature.allow_sha1)?;
     let digest = if weak { "SHA-1 (weak)" } else { "SHA-256" };
-    Ok(format!("{digest}, {kind}-{}", key.bits()))
+    Ok(format!("{digest}, {key}"))
 }
 
 /// The report of a signature that cannot be read at all.
