@@ -76,6 +76,9 @@ impl RenderedEdxml {
 /// in memory (deliveries): no staging file for a common 10 KB letter.
 const INLINE_PACKAGE_BYTES: u64 = 1 << 20;
 
+/// Packages up to this size are read on the async worker.
+const INLINE_READ_BYTES: u64 = 256 * 1024;
+
 /// An upload as taken: in memory, or in a staging file.
 enum Upload {
     Memory(Vec<u8>),
@@ -271,8 +274,9 @@ impl Gateway {
     /// Accepts an edXML package the caller streams (`size` bytes): a
     /// document is verified (its XML signature beside any in PDF
     /// attachments), stored with its header kept whole and queued; a status
-    /// message is reported to the document's sender. The package is staged
-    /// on disk and read from a map; attachments decode into staging files.
+    /// message is reported to the document's sender. A package up to 1 MiB
+    /// is read in memory; a larger one is staged on disk and read from a
+    /// map, its attachments decoded into staging files.
     pub async fn edxml_send<S>(
         self: &Arc<Self>,
         caller: &Agency,
@@ -285,7 +289,7 @@ impl Gateway {
         // A small package is read in memory and its attachments go the
         // inline way of Send; a large one is staged, read from a map, and
         // its attachments decode into staging files.
-        let in_memory = size <= INLINE_PACKAGE_BYTES;
+        let in_memory = size <= INLINE_PACKAGE_BYTES.min(self.config.limits.max_message_bytes);
         let (upload, _room) = self.upload(size, chunks, "options.size", in_memory).await?;
         let this = self.clone();
         let read = move || {
@@ -317,7 +321,9 @@ impl Gateway {
             let content = sink.finish(package.attachments.len(), this.store.blobs())?;
             Ok::<_, GatewayError>((package, content, report, annex))
         };
-        let (package, content, report, annex) = if in_memory {
+        // Reading, canonicalizing and verifying a small package costs less
+        // than a trip through the blocking pool (as for Send).
+        let (package, content, report, annex) = if size <= INLINE_READ_BYTES {
             read()?
         } else {
             blocking(read).await?
