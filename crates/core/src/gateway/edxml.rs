@@ -74,7 +74,7 @@ impl RenderedEdxml {
 
 /// Packages up to this size are read in memory (Edxml.Send) and rendered
 /// in memory (deliveries): no staging file for a common 10 KB letter.
-const INLINE_PACKAGE_BYTES: u64 = 1 << 20;
+pub(super) const INLINE_PACKAGE_BYTES: u64 = 1 << 20;
 
 /// Packages up to this size are read on the async worker.
 const INLINE_READ_BYTES: u64 = 256 * 1024;

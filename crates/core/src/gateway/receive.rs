@@ -235,10 +235,18 @@ impl Gateway {
         sender: &Sink,
     ) -> Result<bool, GatewayError> {
         let chunk = usize::try_from(self.config.limits.delivery_chunk_bytes).unwrap_or(1 << 20);
+        let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
+        // A package rendered in memory is charged to the receive buffer
+        // whole (base64 and the header included) until its last chunk is
+        // handed over; one rendered to a file is charged chunk by chunk.
+        let whole = if total <= super::edxml::INLINE_PACKAGE_BYTES {
+            Some(self.receive_room.take(total / 3 * 4 + 64 * 1024).await)
+        } else {
+            None
+        };
         let room = self.receive_room.take(1024).await;
         // A small document renders faster here than through the blocking
         // pool; a large one reads its files there.
-        let total: u64 = leased.message.attachments.iter().map(|a| a.size).sum();
         let (leased, rendered) = if total <= INLINE_LOAD_BYTES {
             let rendered = self.render_edxml(&leased, sign)?;
             (leased, rendered)
@@ -271,19 +279,21 @@ impl Gateway {
                 attachment: EDXML_CHUNK.to_owned(),
                 data,
             })),
-            _room: Some(room),
+            _room: room,
         };
         let file = match &rendered {
             RenderedEdxml::Memory(bytes) => {
+                // Covered by `whole`: taking more room here could wait on
+                // streams that wait the same way.
                 for data in bytes.chunks(chunk) {
-                    let room = self.receive_room.take(data.len() as u64).await;
                     if !self
-                        .send_or_give_up(sender, piece(data.to_vec(), room))
+                        .send_or_give_up(sender, piece(data.to_vec(), None))
                         .await?
                     {
                         return Ok(false);
                     }
                 }
+                drop(whole);
                 return Ok(true);
             }
             RenderedEdxml::File(file) => file.path().to_owned(),
@@ -310,7 +320,10 @@ impl Gateway {
             if data.is_empty() {
                 break;
             }
-            if !self.send_or_give_up(sender, piece(data, room)).await? {
+            if !self
+                .send_or_give_up(sender, piece(data, Some(room)))
+                .await?
+            {
                 return Ok(false);
             }
         }
