@@ -270,19 +270,8 @@ fn verify_signer(
     let der = certificate.to_der().unwrap_or_default();
     let attribute_time = info.signing_time();
     let signing_time = attribute_time.or(claimed_time);
-    let fingerprint = Fingerprint::of_der(&der);
-    let signer = SignerFacts {
-        subject: name_text(certificate.subject_name()),
-        issuer: name_text(certificate.issuer_name()),
-        serial_hex: certificate
-            .serial_number()
-            .to_bn()
-            .and_then(|bn| bn.to_hex_str().map(|s| s.to_ascii_lowercase()))
-            .unwrap_or_default(),
-        fingerprint,
-        signing_time: signing_time.map(|s| s.saturating_mul(1000)),
-        registered: lookup(&fingerprint),
-    };
+    let signer = signer_facts(&certificate, &der, signing_time, lookup);
+    let fingerprint = signer.fingerprint;
     checks.pass(
         "signer_certificate",
         format!("{} (sha256 {fingerprint})", signer.subject),
@@ -308,7 +297,43 @@ fn verify_signer(
     checks.record("key_usage", key_usage(parsed.as_ref().ok()));
     let at = signing_time.unwrap_or(now / 1000);
     checks.record("validity", validity(parsed.as_ref().ok(), at, now, rules));
-    match chain(trust, &certificate, untrusted, at) {
+    chain_and_revocation(&mut checks, trust, &certificate, untrusted, at, now);
+    checks.report(attachment, Some(signer), now)
+}
+
+/// The facts of the signer's certificate (`der` is its DER) a report names.
+fn signer_facts(
+    certificate: &X509,
+    der: &[u8],
+    signing_time: Option<i64>,
+    lookup: SignerLookup<'_>,
+) -> SignerFacts {
+    let fingerprint = Fingerprint::of_der(der);
+    SignerFacts {
+        subject: name_text(certificate.subject_name()),
+        issuer: name_text(certificate.issuer_name()),
+        serial_hex: certificate
+            .serial_number()
+            .to_bn()
+            .and_then(|bn| bn.to_hex_str().map(|s| s.to_ascii_lowercase()))
+            .unwrap_or_default(),
+        fingerprint,
+        signing_time: signing_time.map(|s| s.saturating_mul(1000)),
+        registered: lookup(&fingerprint),
+    }
+}
+
+/// The last two checks of any signature: a chain to a trust anchor at
+/// `at`, then every certificate of it against fresh CRLs.
+fn chain_and_revocation(
+    checks: &mut Checks,
+    trust: &TrustStore,
+    certificate: &X509,
+    untrusted: &[X509],
+    at: i64,
+    now: UnixMillis,
+) {
+    match chain(trust, certificate, untrusted, at) {
         Ok(chain) => {
             checks.pass(
                 "chain",
@@ -318,7 +343,6 @@ fn verify_signer(
         }
         Err(failure) => checks.record("chain", Err(failure)),
     }
-    checks.report(attachment, Some(signer), now)
 }
 
 type Outcome = Result<String, (SubIndication, String)>;
@@ -804,12 +828,9 @@ pub fn verify_xml(
             .ok()
             .is_some_and(|key| xml_value_verifies(signature, &key))
     };
-    let Some(certificate) = parsed
-        .iter()
-        .find(|c| verifies(c))
-        .or(parsed.first())
-        .cloned()
-    else {
+    let verifying = parsed.iter().find(|c| verifies(c));
+    let value_verifies = verifying.is_some();
+    let Some(certificate) = verifying.or(parsed.first()).cloned() else {
         checks.fail(
             "signer_certificate",
             SubIndication::NoCertificateChainFound,
@@ -818,19 +839,8 @@ pub fn verify_xml(
         return checks.report(label, None, now);
     };
     let der = certificate.to_der().unwrap_or_default();
-    let fingerprint = Fingerprint::of_der(&der);
-    let signer = SignerFacts {
-        subject: name_text(certificate.subject_name()),
-        issuer: name_text(certificate.issuer_name()),
-        serial_hex: certificate
-            .serial_number()
-            .to_bn()
-            .and_then(|bn| bn.to_hex_str().map(|s| s.to_ascii_lowercase()))
-            .unwrap_or_default(),
-        fingerprint,
-        signing_time: signature.claimed_time.map(|s| s.saturating_mul(1000)),
-        registered: lookup(&fingerprint),
-    };
+    let signer = signer_facts(&certificate, &der, signature.claimed_time, lookup);
+    let fingerprint = signer.fingerprint;
     checks.pass(
         "signer_certificate",
         format!("{} (sha256 {fingerprint})", signer.subject),
@@ -844,7 +854,7 @@ pub fn verify_xml(
     );
     checks.record(
         "signature_value",
-        if verifies(&certificate) {
+        if value_verifies {
             Ok("the SignatureValue verifies over the canonical SignedInfo".to_owned())
         } else {
             Err((
@@ -875,16 +885,7 @@ pub fn verify_xml(
         .cloned()
         .collect();
     untrusted.extend(trust.intermediates.iter().cloned());
-    match chain(trust, &certificate, &untrusted, at) {
-        Ok(chain) => {
-            checks.pass(
-                "chain",
-                format!("{} certificates up to a trust anchor", chain.len()),
-            );
-            checks.record("revocation", revocation(trust, &chain, now));
-        }
-        Err(failure) => checks.record("chain", Err(failure)),
-    }
+    chain_and_revocation(&mut checks, trust, &certificate, &untrusted, at, now);
     let weak = signature.method.weak() || signature.reference_sha1;
     let mut report = checks.report(label, Some(signer), now);
     if weak && report.passed() {
