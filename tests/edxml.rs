@@ -1306,9 +1306,7 @@ fn ecdsa_signatures_both_ways() {
         "{}",
         insertion.element
     );
-    let mut ours = unsigned[..insertion.at].to_vec();
-    ours.extend_from_slice(insertion.element.as_bytes());
-    ours.extend_from_slice(&unsigned[insertion.at..]);
+    let ours = insertion.apply(&unsigned);
     let path = edxml::write(dir.path(), "ec-ours.edxml", &ours);
     edxml::xmlsec1_verify(&path).expect("xmlsec1 verifies our ECDSA signature");
     assert!(check(&ours).passed());

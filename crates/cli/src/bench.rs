@@ -391,7 +391,7 @@ fn edxml_packages(
             accepted_at: 0,
         });
         let mut unsigned = Vec::new();
-        write::write_package(
+        let (header_end, _) = write::write_package(
             &mut unsigned,
             &header,
             &[OutAttachment {
@@ -402,16 +402,11 @@ fn edxml_packages(
             }],
             &mut |_| Ok(Box::new(std::io::Cursor::new(content.clone())) as Box<dyn std::io::Read>),
         )?;
-        let package = lienthong_edxml::read(
-            &unsigned,
-            &lienthong_edxml::Limits::default(),
-            &mut lienthong_edxml::Discard,
-        )?;
-        let insertion = lienthong_edxml::sign(&unsigned, &package, &key)?;
-        let mut signed = unsigned[..insertion.at].to_vec();
-        signed.extend_from_slice(insertion.element.as_bytes());
-        signed.extend_from_slice(&unsigned[insertion.at..]);
-        out.push((lienthong_edxml::map::message_id(&document_id, None), signed));
+        let insertion = lienthong_edxml::sign_written(&unsigned, header_end, &key)?;
+        out.push((
+            lienthong_edxml::map::message_id(&document_id, None),
+            insertion.apply(&unsigned),
+        ));
     }
     Ok(out)
 }

@@ -285,6 +285,18 @@ pub struct Insertion {
     pub element: String,
 }
 
+impl Insertion {
+    /// The signed package: `doc` with the element at its place.
+    pub fn apply(&self, doc: &[u8]) -> Vec<u8> {
+        let at = self.at.min(doc.len());
+        let mut signed = Vec::with_capacity(doc.len() + self.element.len());
+        signed.extend_from_slice(&doc[..at]);
+        signed.extend_from_slice(self.element.as_bytes());
+        signed.extend_from_slice(&doc[at..]);
+        signed
+    }
+}
+
 /// Signs `doc` (an unsigned edXML package, from its first `<`; `header_end`
 /// is the offset of its `</…edXMLHeader>`): exclusive C14N, SHA-256, an
 /// enveloped `ds:Signature` with `Reference URI=""` and the certificates.

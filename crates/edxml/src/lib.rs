@@ -155,12 +155,24 @@ pub fn sign(
             "the package is signed already; its signature would no longer verify",
         ));
     }
-    let doc = &bytes[package.junk..];
+    let mut insertion = sign_written(&bytes[package.junk..], package.header_end, key)?;
+    insertion.at += package.junk;
+    Ok(insertion)
+}
+
+/// Signs a package without a signature whose `</edXMLHeader>` starts at
+/// `header_end` (what [`write::write_package`] answers for the package it
+/// wrote), with no reading back: the element to insert and where.
+pub fn sign_written(
+    doc: &[u8],
+    header_end: u64,
+    key: &lienthong_pki::SigningKey,
+) -> Result<Insertion, EdxmlError> {
     let certificates = lienthong_pki::certificate_chain_der(key)?;
     let method = lienthong_pki::xml_signature_method(key)?;
-    let mut insertion = dsig::sign(
+    dsig::sign(
         doc,
-        usize::try_from(package.header_end).unwrap_or(usize::MAX),
+        usize::try_from(header_end).unwrap_or(usize::MAX),
         &certificates,
         method,
         &mut |signed_info| {
@@ -168,9 +180,7 @@ pub fn sign(
                 .map(|(_, value)| value)
                 .map_err(EdxmlError::from)
         },
-    )?;
-    insertion.at += package.junk;
-    Ok(insertion)
+    )
 }
 
 /// A package file mapped read-only: read without copying it onto the heap

@@ -514,34 +514,27 @@ impl Gateway {
         };
         if total <= INLINE_PACKAGE_BYTES {
             let mut bytes = Vec::new();
-            write::write_package(&mut bytes, &header, &attachments, &mut open)?;
+            let (header_end, _) =
+                write::write_package(&mut bytes, &header, &attachments, &mut open)?;
             let Some(key) = key else {
                 return Ok(RenderedEdxml::Memory(bytes));
             };
-            let package = lienthong_edxml::read(&bytes, &KEPT, &mut lienthong_edxml::Discard)?;
-            let insertion = lienthong_edxml::sign(&bytes, &package, key)?;
-            let mut signed = Vec::with_capacity(bytes.len() + insertion.element.len());
-            signed.extend_from_slice(&bytes[..insertion.at]);
-            signed.extend_from_slice(insertion.element.as_bytes());
-            signed.extend_from_slice(&bytes[insertion.at..]);
-            return Ok(RenderedEdxml::Memory(signed));
+            // Written here, unsigned, its header's end known: no reading back.
+            let insertion = lienthong_edxml::sign_written(&bytes, header_end, key)?;
+            return Ok(RenderedEdxml::Memory(insertion.apply(&bytes)));
         }
         let mut file = blobs.stage()?;
-        {
+        let header_end = {
             let mut out = std::io::BufWriter::with_capacity(256 * 1024, StagedWriter(&mut file));
-            write::write_package(&mut out, &header, &attachments, &mut open)?;
+            let (header_end, _) = write::write_package(&mut out, &header, &attachments, &mut open)?;
             out.flush()
                 .map_err(|e| GatewayError::Internal(format!("writing edXML: {e}")))?;
-        }
+            header_end
+        };
         let Some(key) = key else {
             return Ok(RenderedEdxml::File(file));
         };
-        let insertion = {
-            let mapped = map_file(&file)?;
-            let map = mapped.bytes();
-            let package = lienthong_edxml::read(map, &KEPT, &mut lienthong_edxml::Discard)?;
-            lienthong_edxml::sign(map, &package, key)?
-        };
+        let insertion = lienthong_edxml::sign_written(map_file(&file)?.bytes(), header_end, key)?;
         let mut signed = blobs.stage()?;
         splice(&file, &insertion, &mut signed)?;
         Ok(RenderedEdxml::File(signed))
