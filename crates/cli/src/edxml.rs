@@ -11,7 +11,7 @@ use tonic::transport::Channel;
 
 use super::{
     CLIENT_MESSAGE_LIMIT, Connection, ack_delivery, format_timestamp,
-    pki::{Answered, ChunkReader, OfflineTrust, parse_role, print_reports, save_signed},
+    pki::{Answered, OfflineTrust, file_stream, parse_role, print_reports, save_signed},
     print_delivery_report, status_error,
 };
 
@@ -94,26 +94,6 @@ async fn client(connection: &Connection) -> anyhow::Result<EdxmlClient<Channel>>
     Ok(EdxmlClient::new(connection.channel().await?)
         .max_encoding_message_size(CLIENT_MESSAGE_LIMIT)
         .max_decoding_message_size(CLIENT_MESSAGE_LIMIT))
-}
-
-/// A file as a stream: the options message, then 1 MiB chunks; a read
-/// error is kept in `failed`.
-fn file_stream<T: Send + 'static>(
-    path: &Path,
-    first: T,
-    wrap: fn(Vec<u8>) -> T,
-    failed: &std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
-) -> anyhow::Result<impl tokio_stream::Stream<Item = T> + Send + 'static> {
-    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let chunks = ChunkReader {
-        file: Some(file),
-        failed: failed.clone(),
-        wrap,
-    };
-    Ok(tokio_stream::StreamExt::chain(
-        tokio_stream::once(first),
-        tokio_stream::iter(chunks),
-    ))
 }
 
 /// `lienthong send --edxml FILE`: the package as it is.

@@ -9,7 +9,7 @@ use lienthong_proto as proto;
 
 use super::{
     Connection,
-    pki::{Answered, ChunkReader, OfflineTrust, parse_role, print_reports, save_signed},
+    pki::{Answered, OfflineTrust, file_stream, parse_role, print_reports, save_signed},
     read, status_error,
 };
 
@@ -133,9 +133,9 @@ async fn sign(args: PdfSignArgs) -> anyhow::Result<()> {
         }),
         _ => None,
     };
-    let file = std::fs::File::open(&args.input)
-        .with_context(|| format!("opening {}", args.input.display()))?;
-    let size = file.metadata()?.len();
+    let size = std::fs::metadata(&args.input)
+        .with_context(|| format!("reading {}", args.input.display()))?
+        .len();
     let options = proto::SignPdfRequest {
         part: Some(sign_pdf_request::Part::Options(proto::SignPdfOptions {
             key: Some(proto::KeyRef {
@@ -149,15 +149,14 @@ async fn sign(args: PdfSignArgs) -> anyhow::Result<()> {
         })),
     };
     let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
-    let chunks = ChunkReader {
-        file: Some(file),
-        failed: failed.clone(),
-        wrap: |chunk| proto::SignPdfRequest {
+    let stream = file_stream(
+        &args.input,
+        options,
+        |chunk| proto::SignPdfRequest {
             part: Some(sign_pdf_request::Part::Chunk(chunk)),
         },
-    };
-    let stream =
-        tokio_stream::StreamExt::chain(tokio_stream::once(options), tokio_stream::iter(chunks));
+        &failed,
+    )?;
     let mut client = proto::signing_client::SigningClient::new(args.connection.channel().await?)
         .max_encoding_message_size(super::CLIENT_MESSAGE_LIMIT)
         .max_decoding_message_size(super::CLIENT_MESSAGE_LIMIT);

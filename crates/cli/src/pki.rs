@@ -407,23 +407,17 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
     let signature = match &args.cosign {
         None => {
             // Streamed 1 MiB at a time: files of any size, bounded memory.
-            let file = std::fs::File::open(&args.input)
-                .with_context(|| format!("opening {}", args.input.display()))?;
             let failed = std::sync::Arc::new(std::sync::Mutex::new(None));
-            let chunks = ChunkReader {
-                file: Some(file),
-                failed: failed.clone(),
-                wrap: |chunk| proto::SignStreamRequest {
+            let stream = file_stream(
+                &args.input,
+                proto::SignStreamRequest {
+                    part: Some(proto::sign_stream_request::Part::Key(key)),
+                },
+                |chunk| proto::SignStreamRequest {
                     part: Some(proto::sign_stream_request::Part::Chunk(chunk)),
                 },
-            };
-            let first = proto::SignStreamRequest {
-                part: Some(proto::sign_stream_request::Part::Key(key)),
-            };
-            let stream = tokio_stream::StreamExt::chain(
-                tokio_stream::once(first),
-                tokio_stream::iter(chunks),
-            );
+                &failed,
+            )?;
             let response = client
                 .sign_stream(stream)
                 .await
@@ -466,11 +460,11 @@ pub async fn sign(args: SignArgs) -> anyhow::Result<()> {
 
 /// Reads a file as stream messages of 1 MiB chunks. A read error ends the
 /// stream and is kept, so that what was made of it is thrown away.
-pub(crate) struct ChunkReader<T> {
-    pub(crate) file: Option<std::fs::File>,
-    pub(crate) failed: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
+struct ChunkReader<T> {
+    file: Option<std::fs::File>,
+    failed: std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
     /// Makes the stream message of a chunk.
-    pub(crate) wrap: fn(Vec<u8>) -> T,
+    wrap: fn(Vec<u8>) -> T,
 }
 
 impl<T> Iterator for ChunkReader<T> {
@@ -495,6 +489,26 @@ impl<T> Iterator for ChunkReader<T> {
             Ok(_) => Some((self.wrap)(buffer)),
         }
     }
+}
+
+/// A file as a stream: the options message, then 1 MiB chunks; a read
+/// error is kept in `failed`.
+pub(crate) fn file_stream<T: Send + 'static>(
+    path: &std::path::Path,
+    first: T,
+    wrap: fn(Vec<u8>) -> T,
+    failed: &std::sync::Arc<std::sync::Mutex<Option<std::io::Error>>>,
+) -> anyhow::Result<impl tokio_stream::Stream<Item = T> + Send + 'static> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let chunks = ChunkReader {
+        file: Some(file),
+        failed: failed.clone(),
+        wrap,
+    };
+    Ok(tokio_stream::StreamExt::chain(
+        tokio_stream::once(first),
+        tokio_stream::iter(chunks),
+    ))
 }
 
 /// One message of a signing answer: the summary, or a piece of the
