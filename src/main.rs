@@ -33,6 +33,11 @@ enum Command {
         /// Data directory; overrides server.data_dir.
         #[arg(long)]
         data_dir: Option<PathBuf>,
+        /// Keep the state in PostgreSQL at this connection string (e.g.
+        /// "host=/run/postgresql user=lienthong dbname=lienthong"): overrides
+        /// [store] engine and [store.postgres] url.
+        #[arg(long, value_name = "URL")]
+        postgres: Option<String>,
     },
     /// Register, list, disable and enable agencies (admin certificate).
     Agency {
@@ -164,6 +169,7 @@ fn run(command: Command) -> anyhow::Result<()> {
             config,
             listen,
             data_dir,
+            postgres,
         } => {
             let keystore_passphrase = std::env::var_os("LIENTHONG_KEYSTORE_PASSPHRASE")
                 .and_then(|value| lienthong::pki::Passphrase::new(value.into_encoded_bytes()));
@@ -171,6 +177,7 @@ fn run(command: Command) -> anyhow::Result<()> {
                 listen,
                 data_dir,
                 keystore_passphrase,
+                postgres,
             };
             let config = Config::load(&config, &overrides)?;
             lienthong::server::run_blocking(config)?;

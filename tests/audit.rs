@@ -10,16 +10,19 @@ use common::*;
 use lienthong::{
     audit::Entry,
     proto,
-    store::{self, Kv, SledKv},
+    store::{self, Kv, PgKv, PgOptions, SledKv},
 };
 use tonic::Code;
 
-fn audit_verify(data_dir: &std::path::Path) -> (bool, String) {
-    let output = Command::new(BIN)
-        .args(["audit", "verify", "--data-dir"])
-        .arg(data_dir)
-        .output()
-        .expect("lienthong audit verify");
+/// `lienthong audit verify` on the stopped gateway's store.
+fn audit_verify(data_dir: &std::path::Path, postgres: &Option<PgOptions>) -> (bool, String) {
+    let mut command = Command::new(BIN);
+    command.args(["audit", "verify"]);
+    match postgres {
+        Some(options) => command.args(["--postgres", &options.url]),
+        None => command.arg("--data-dir").arg(data_dir),
+    };
+    let output = command.output().expect("lienthong audit verify");
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -132,21 +135,29 @@ async fn every_step_is_traced_and_the_chain_catches_tampering() {
         .expect_err("unknown");
     assert_eq!(unknown.code(), Code::NotFound);
     drop((department, district, commune, outsider));
+    let postgres = server.postgres.clone();
     server.stop().await;
 
-    let (ok, text) = audit_verify(dir.path());
+    let (ok, text) = audit_verify(dir.path(), &postgres);
     assert!(ok, "{text}");
     assert!(text.contains("audit chain intact"), "{text}");
 
+    // The stopped gateway's engine, whichever it is.
     let sled = dir.path().join("sled");
-    let entry_at = |kv: &SledKv, seq: u64| -> Entry {
+    let open = || -> Box<dyn Kv> {
+        match &postgres {
+            Some(options) => Box::new(PgKv::open(options, None).expect("open")),
+            None => Box::new(SledKv::open(&sled).expect("open")),
+        }
+    };
+    let entry_at = |kv: &dyn Kv, seq: u64| -> Entry {
         let bytes = kv.get(&audit_key(seq)).expect("get").expect("entry exists");
         store::decode(&audit_key(seq), &bytes).expect("decode")
     };
     // Altered in place: its content no longer matches its hash.
     let original = {
-        let kv = SledKv::open(&sled).expect("open");
-        let original = entry_at(&kv, 10);
+        let kv = open();
+        let original = entry_at(&*kv, 10);
         let mut forged = original.clone();
         forged.event.detail.push_str(" (sửa)");
         kv.apply(vec![(
@@ -157,12 +168,12 @@ async fn every_step_is_traced_and_the_chain_catches_tampering() {
         kv.sync().expect("sync");
         original
     };
-    let (ok, text) = audit_verify(dir.path());
+    let (ok, text) = audit_verify(dir.path(), &postgres);
     assert!(!ok && text.contains("audit entry 10 was altered"), "{text}");
 
     // Altered with its own hash recomputed: the next entry no longer follows it.
     {
-        let kv = SledKv::open(&sled).expect("open");
+        let kv = open();
         let mut forged = original.clone();
         forged.at += 1;
         forged.hash = lienthong::audit::rehash(&forged).expect("hash");
@@ -173,12 +184,12 @@ async fn every_step_is_traced_and_the_chain_catches_tampering() {
         .expect("tamper");
         kv.sync().expect("sync");
     }
-    let (ok, text) = audit_verify(dir.path());
+    let (ok, text) = audit_verify(dir.path(), &postgres);
     assert!(!ok && text.contains("does not follow entry 10"), "{text}");
 
     // Removed: the gap is named.
     {
-        let kv = SledKv::open(&sled).expect("open");
+        let kv = open();
         kv.apply(vec![(
             audit_key(10),
             Some(store::encode(&original).expect("encode")),
@@ -187,6 +198,6 @@ async fn every_step_is_traced_and_the_chain_catches_tampering() {
         kv.apply(vec![(audit_key(7), None)]).expect("remove");
         kv.sync().expect("sync");
     }
-    let (ok, text) = audit_verify(dir.path());
+    let (ok, text) = audit_verify(dir.path(), &postgres);
     assert!(!ok && text.contains("audit entry 7 is missing"), "{text}");
 }

@@ -122,8 +122,7 @@ async fn content_is_kept_for_its_retention_then_the_sweeper_releases_it() {
     let (server, clock) = start(config).await;
     let mut department = server.exchange("department").await;
     let content = b"kept thirty days, then released".to_vec();
-    let hash = lienthong::store::ContentHash::of(&content).to_string();
-    let blob = dir.path().join("blobs").join(&hash[..2]).join(&hash);
+    let hash = lienthong::store::ContentHash::of(&content);
     send(
         &mut department,
         envelope("kept-1", DEPARTMENT, &[DISTRICT], &content),
@@ -133,24 +132,27 @@ async fn content_is_kept_for_its_retention_then_the_sweeper_releases_it() {
     let mut district = server.exchange("district").await;
     let delivery = drain(&mut district).await.pop().expect("delivered");
     ack(&mut district, &delivery).await;
-    assert!(blob.is_file(), "stored at {}", blob.display());
+    assert!(server.content_stored(&hash), "{hash} stored");
 
     // A day short of the retention: several sweeps pass, the file stays.
     clock.advance(retention - 86_400_000);
     tokio::time::sleep(Duration::from_millis(2_500)).await;
-    assert!(blob.is_file(), "released before its retention");
+    assert!(
+        server.content_stored(&hash),
+        "released before its retention"
+    );
 
     // Past it: the next sweep releases the file.
     clock.advance(86_400_000);
     let mut released = false;
     for _ in 0..100 {
-        if !blob.exists() {
+        if !server.content_stored(&hash) {
             released = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(released, "{} kept past its retention", blob.display());
+    assert!(released, "{hash} kept past its retention");
     server.stop().await;
 }
 

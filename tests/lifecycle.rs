@@ -50,6 +50,16 @@ async fn trace_of(
 /// The content files in the gateway's blob store, listed from the
 /// directory (BlobStore::open would clear a running gateway's staging).
 fn blob_files(data_dir: &std::path::Path) -> Vec<String> {
+    if let Some(url) = test_postgres(data_dir) {
+        let options = lienthong::store::PgOptions {
+            url,
+            ..Default::default()
+        };
+        let offline = lienthong::store::offline::OfflineStore::open_postgres(&options)
+            .expect("open the gateway's database");
+        let hashes = offline.blobs().list().expect("list");
+        return hashes.iter().map(|h| h.to_hex()).collect();
+    }
     let mut out = Vec::new();
     for shard in std::fs::read_dir(data_dir.join("blobs"))
         .expect("blobs")
@@ -252,8 +262,8 @@ async fn statuses_flow_back_and_a_recall_is_answered() {
     server.stop().await;
 
     let verify = Command::new(BIN)
-        .args(["audit", "verify", "--data-dir"])
-        .arg(dir.path())
+        .args(["audit", "verify"])
+        .args(store_location(dir.path()))
         .output()
         .expect("audit verify");
     assert!(

@@ -14,15 +14,19 @@ pub enum AuditCommand {
     /// first entry that was altered or removed.
     Verify {
         /// The gateway's data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[arg(long, required_unless_present = "postgres")]
+        data_dir: Option<PathBuf>,
+        /// Or the gateway's PostgreSQL database (connection string).
+        #[arg(long, value_name = "URL", conflicts_with = "data_dir")]
+        postgres: Option<String>,
     },
 }
 
 /// Runs an audit command.
 pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::Verify { data_dir } = command;
-    let offline = super::store::open_offline(&data_dir, true)?;
+    let AuditCommand::Verify { data_dir, postgres } = command;
+    let location = super::store::Location::of(data_dir, postgres)?;
+    let offline = location.open(true)?;
     let (entries, head) = match audit::verify(offline.kv()) {
         Ok(verified) => verified,
         Err(error) => bail!("audit chain broken: {error}"),
@@ -30,6 +34,8 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
     // The chain's head lives in the same database as the chain: a database
     // cut short looks intact, only shorter. The durability record does not.
     match offline.durability_record()? {
+        // The database's own durability keeps the head with the chain.
+        _ if matches!(location, super::store::Location::Postgres(_)) => {}
         Some(recorded) => {
             if let Err(error) =
                 audit::check_recorded_head(offline.kv(), (entries, head), &recorded.audit_head)
@@ -38,8 +44,7 @@ pub fn audit(command: AuditCommand) -> anyhow::Result<()> {
             }
         }
         None => bail!(
-            "{} has no durability record: the chain cannot be checked for lost entries",
-            data_dir.display()
+            "the store has no durability record: the chain cannot be checked for lost entries"
         ),
     }
     println!(

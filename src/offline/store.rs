@@ -20,14 +20,53 @@ pub enum StoreCommand {
     /// when anything is wrong.
     Check {
         /// The gateway's data directory.
-        #[arg(long)]
-        data_dir: PathBuf,
+        #[arg(long, required_unless_present = "postgres")]
+        data_dir: Option<PathBuf>,
+        /// Or the gateway's PostgreSQL database (connection string).
+        #[arg(long, value_name = "URL", conflicts_with_all = ["data_dir", "reseal"])]
+        postgres: Option<String>,
         /// Accept the store as it is now: write a new durability record.
         /// Only after a check, for a store you have decided to keep (one
         /// written before the record existed, or salvaged by hand).
         #[arg(long)]
         reseal: bool,
     },
+}
+
+/// Where a stopped gateway's store is: a data directory (sled) or a
+/// PostgreSQL database.
+pub enum Location {
+    /// `--data-dir`.
+    Dir(PathBuf),
+    /// `--postgres URL`.
+    Postgres(String),
+}
+
+impl Location {
+    /// From the two mutually exclusive options.
+    pub fn of(data_dir: Option<PathBuf>, postgres: Option<String>) -> anyhow::Result<Self> {
+        match (data_dir, postgres) {
+            (_, Some(url)) => Ok(Self::Postgres(url)),
+            (Some(dir), None) => Ok(Self::Dir(dir)),
+            (None, None) => bail!("give --data-dir DIR or --postgres URL"),
+        }
+    }
+
+    /// Opens the store for an offline command: read-only (a copy) unless
+    /// it is to be resealed.
+    pub fn open(&self, read_only: bool) -> anyhow::Result<OfflineStore> {
+        match self {
+            Self::Dir(dir) => open_offline(dir, read_only),
+            Self::Postgres(url) => {
+                let options = store::PgOptions {
+                    url: url.clone(),
+                    ..store::PgOptions::default()
+                };
+                OfflineStore::open_postgres(&options)
+                    .context("opening the gateway's PostgreSQL database")
+            }
+        }
+    }
 }
 
 /// Opens a stopped gateway's store for the offline commands: read-only (on
@@ -48,8 +87,13 @@ pub fn open_offline(data_dir: &Path, read_only: bool) -> anyhow::Result<OfflineS
 
 /// Runs a store command.
 pub fn store(command: StoreCommand) -> anyhow::Result<()> {
-    let StoreCommand::Check { data_dir, reseal } = command;
-    let offline = open_offline(&data_dir, !reseal)?;
+    let StoreCommand::Check {
+        data_dir,
+        postgres,
+        reseal,
+    } = command;
+    let location = Location::of(data_dir, postgres)?;
+    let offline = location.open(!reseal)?;
     let mut failures = 0u64;
     let mut fail = |text: String| {
         failures += 1;
@@ -61,6 +105,10 @@ pub fn store(command: StoreCommand) -> anyhow::Result<()> {
         found.generation, found.seq
     );
     let recorded = match offline.durability_record() {
+        _ if matches!(location, Location::Postgres(_)) => {
+            println!("ok    PostgreSQL keeps its own durability (no durability record)");
+            None
+        }
         Ok(Some(recorded)) => {
             match watermark::compare(&found, &recorded) {
                 Ok(_) => println!(

@@ -42,17 +42,58 @@ pub fn certs() -> PathBuf {
 pub struct TestServer {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
+    /// The database, when the gateway's store is PostgreSQL.
+    pub postgres: Option<lienthong::store::PgOptions>,
     stop: Option<oneshot::Sender<()>>,
     handle: JoinHandle<Result<(), lienthong::server::ServerError>>,
 }
 
+/// The shipped config for a test gateway in `data_dir`. With
+/// `LIENTHONG_TEST_ENGINE=postgres` (scripts/test runs the core flows a
+/// second time so), on a fresh database of the `LIENTHONG_PG` cluster.
 pub fn config(data_dir: &Path) -> Config {
     let overrides = Overrides {
         listen: Some("127.0.0.1:0".parse().expect("addr")),
         data_dir: Some(data_dir.to_path_buf()),
         keystore_passphrase: None,
+        postgres: test_postgres(data_dir),
     };
     Config::load(&repo().join("lienthong.toml"), &overrides).expect("shipped config loads")
+}
+
+/// Where an offline command (`audit verify`, `store check`) finds the
+/// store of the test gateway in `data_dir`.
+pub fn store_location(data_dir: &Path) -> Vec<std::ffi::OsString> {
+    match test_postgres(data_dir) {
+        Some(url) => vec!["--postgres".into(), url.into()],
+        None => vec!["--data-dir".into(), data_dir.as_os_str().to_owned()],
+    }
+}
+
+/// Whether the suite runs on PostgreSQL (`LIENTHONG_TEST_ENGINE=postgres`).
+pub fn on_postgres() -> bool {
+    std::env::var("LIENTHONG_TEST_ENGINE").as_deref() == Ok("postgres")
+}
+
+/// The database of the test gateway in `data_dir` when the suite runs on
+/// PostgreSQL: a fresh one the first time, the same one when the gateway
+/// is started again on that directory.
+pub fn test_postgres(data_dir: &Path) -> Option<String> {
+    static DATABASES: std::sync::Mutex<Vec<(PathBuf, String)>> = std::sync::Mutex::new(Vec::new());
+    if !on_postgres() {
+        return None;
+    }
+    let mut databases = DATABASES.lock().expect("lock");
+    if let Some((_, url)) = databases.iter().find(|(dir, _)| dir == data_dir) {
+        return Some(url.clone());
+    }
+    let admin = std::env::var("LIENTHONG_PG")
+        .expect("LIENTHONG_TEST_ENGINE=postgres needs LIENTHONG_PG (scripts/test sets both)");
+    let url = lienthong::store::pg::scratch_database(&admin)
+        .expect("create a test database")
+        .url;
+    databases.push((data_dir.to_path_buf(), url.clone()));
+    Some(url)
 }
 
 impl TestServer {
@@ -73,6 +114,8 @@ impl TestServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let data_dir = config.data_dir.clone();
+        let postgres = (config.store.engine == lienthong::store::Engine::Postgres)
+            .then(|| config.store.postgres.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let handle = tokio::spawn(lienthong::server::serve_with_clock(
             config,
@@ -85,6 +128,7 @@ impl TestServer {
         let server = Self {
             addr,
             data_dir,
+            postgres,
             stop: Some(stop),
             handle,
         };
@@ -121,6 +165,25 @@ impl TestServer {
 
     pub async fn admin(&self, who: &str) -> AdminClient<Channel> {
         AdminClient::new(self.channel(who).await)
+    }
+
+    /// Whether content of `hash` is stored: its file, or its row in the
+    /// gateway's database.
+    pub fn content_stored(&self, hash: &lienthong::store::ContentHash) -> bool {
+        match &self.postgres {
+            Some(options) => lienthong::store::offline::OfflineStore::open_postgres(options)
+                .expect("open the gateway's database")
+                .blobs()
+                .contains(hash),
+            None => {
+                let hex = hash.to_hex();
+                self.data_dir
+                    .join("blobs")
+                    .join(&hex[..2])
+                    .join(&hex)
+                    .is_file()
+            }
+        }
     }
 
     /// Stops the gateway the way SIGTERM does and waits until it has.
@@ -384,7 +447,23 @@ pub fn staging_files(data_dir: &Path) -> Vec<PathBuf> {
         .unwrap_or_default()
 }
 
+/// Every record and every stored content hash of the stopped gateway in
+/// `data_dir`, whichever its engine.
 pub fn snapshot(data_dir: &Path) -> (Vec<Pair>, Vec<String>) {
+    if let Some(url) = test_postgres(data_dir) {
+        let options = lienthong::store::PgOptions {
+            url,
+            ..Default::default()
+        };
+        let offline = lienthong::store::offline::OfflineStore::open_postgres(&options)
+            .expect("open the gateway's database");
+        let pairs = offline
+            .kv()
+            .scan_prefix(b"", None, usize::MAX)
+            .expect("scan");
+        let blobs = offline.blobs().list().expect("list");
+        return (pairs, blobs.iter().map(|h| h.to_hex()).collect());
+    }
     let kv = SledKv::open(&data_dir.join("sled")).expect("open sled offline");
     let pairs = kv.scan_prefix(b"", None, usize::MAX).expect("scan");
     let blobs = lienthong::store::BlobStore::open(&data_dir.join("blobs"))
@@ -442,10 +521,14 @@ pub fn spawn_gateway_env(
     extra: &[&std::ffi::OsStr],
     env: &[(&str, &str)],
 ) -> (GatewayProcess, SocketAddr) {
+    let postgres = test_postgres(data_dir)
+        .map(|url| vec!["--postgres".to_owned(), url])
+        .unwrap_or_default();
     let mut child = Command::new(BIN)
         .envs(env.iter().copied())
         .args(["serve", "--listen", listen, "--data-dir"])
         .arg(data_dir)
+        .args(postgres)
         .args(extra)
         .current_dir(repo())
         .env("LIENTHONG_LOG", "info")

@@ -539,6 +539,7 @@ struct RawStore {
     commit_batch_max: usize,
     cache_capacity_bytes: u64,
     min_free_bytes: u64,
+    postgres: RawPostgres,
 }
 
 impl Default for RawStore {
@@ -549,7 +550,68 @@ impl Default for RawStore {
             commit_batch_max: defaults.commit_batch_max,
             cache_capacity_bytes: defaults.cache_capacity_bytes,
             min_free_bytes: defaults.min_free_bytes,
+            postgres: RawPostgres::default(),
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPostgres {
+    url: String,
+    timeout_seconds: u64,
+    lease_seconds: u64,
+    chunk_bytes: usize,
+    name: String,
+    advertise: String,
+}
+
+impl Default for RawPostgres {
+    fn default() -> Self {
+        let defaults = crate::store::PgOptions::default();
+        Self {
+            url: String::new(),
+            timeout_seconds: defaults.timeout.as_secs(),
+            lease_seconds: defaults.lease.as_secs(),
+            chunk_bytes: defaults.chunk_bytes,
+            name: String::new(),
+            advertise: String::new(),
+        }
+    }
+}
+
+impl RawPostgres {
+    fn build(self, engine: crate::store::Engine) -> Result<crate::store::PgOptions, ConfigError> {
+        if engine == crate::store::Engine::Postgres && self.url.trim().is_empty() {
+            return Err(invalid(
+                "store.postgres.url",
+                "is required with engine = \"postgres\" (e.g. \"host=/run/postgresql user=lienthong dbname=lienthong\")",
+            ));
+        }
+        if !(1..=300).contains(&self.timeout_seconds) {
+            return Err(invalid(
+                "store.postgres.timeout_seconds",
+                "must be between 1 and 300",
+            ));
+        }
+        if !(2..=300).contains(&self.lease_seconds) {
+            return Err(invalid(
+                "store.postgres.lease_seconds",
+                "must be between 2 and 300",
+            ));
+        }
+        if !(64 << 10..=16 << 20).contains(&self.chunk_bytes) {
+            return Err(invalid(
+                "store.postgres.chunk_bytes",
+                "must be between 64 KiB and 16 MiB",
+            ));
+        }
+        Ok(crate::store::PgOptions {
+            url: self.url,
+            timeout: Duration::from_secs(self.timeout_seconds),
+            lease: Duration::from_secs(self.lease_seconds),
+            chunk_bytes: self.chunk_bytes,
+        })
     }
 }
 
@@ -669,6 +731,9 @@ pub struct Config {
     pub flow: Flow,
     /// The store: engine, group commit, cache.
     pub store: crate::store::StoreOptions,
+    /// How this gateway names itself when it shares a PostgreSQL store
+    /// with others (`[store.postgres] name`, `advertise`).
+    pub leadership: Leadership,
     /// Agencies to register at start when absent.
     pub agencies: Vec<SeedAgency>,
     /// Signature verification.
@@ -700,6 +765,16 @@ pub struct ReceiptsConfig {
     pub max_batch: usize,
 }
 
+/// A gateway's name and address in the leadership lease of a shared
+/// PostgreSQL store: a standby names the active one by them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leadership {
+    /// This gateway's name (default: its listen address).
+    pub name: String,
+    /// The address clients reach it on (default: its listen address).
+    pub advertise: String,
+}
+
 /// How the keystore is unlocked.
 #[derive(Clone, Default)]
 pub struct KeystoreConfig {
@@ -727,6 +802,9 @@ pub struct Overrides {
     pub data_dir: Option<PathBuf>,
     /// LIENTHONG_KEYSTORE_PASSPHRASE.
     pub keystore_passphrase: Option<crate::pki::Passphrase>,
+    /// `--postgres URL`: the PostgreSQL engine at URL, whatever `[store]`
+    /// says.
+    pub postgres: Option<String>,
 }
 
 impl Config {
@@ -758,7 +836,7 @@ impl Config {
 }
 
 impl RawConfig {
-    fn build(self, base: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
+    fn build(mut self, base: &Path, overrides: &Overrides) -> Result<Config, ConfigError> {
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -807,6 +885,13 @@ impl RawConfig {
                 "must be between 1 and 4096",
             ));
         }
+        if let Some(url) = &overrides.postgres {
+            self.store.engine = crate::store::Engine::Postgres;
+            self.store.postgres.url = url.clone();
+        }
+        let postgres_name = std::mem::take(&mut self.store.postgres.name);
+        let advertise = std::mem::take(&mut self.store.postgres.advertise);
+        let postgres_options = std::mem::take(&mut self.store.postgres).build(self.store.engine)?;
         let agencies = self
             .agencies
             .into_iter()
@@ -904,6 +989,19 @@ impl RawConfig {
                 commit_batch_max: self.store.commit_batch_max,
                 cache_capacity_bytes: self.store.cache_capacity_bytes,
                 min_free_bytes: self.store.min_free_bytes,
+                postgres: postgres_options,
+            },
+            leadership: Leadership {
+                name: if postgres_name.is_empty() {
+                    listen.to_string()
+                } else {
+                    postgres_name
+                },
+                advertise: if advertise.is_empty() {
+                    listen.to_string()
+                } else {
+                    advertise
+                },
             },
             agencies,
         })
@@ -1109,6 +1207,7 @@ mod tests {
             listen: Some("127.0.0.1:0".parse().expect("addr")),
             data_dir: Some(PathBuf::from("/tmp/x")),
             keystore_passphrase: None,
+            postgres: None,
         };
         let config = Config::from_toml(MINIMAL, Path::new("."), &overrides).expect("valid");
         assert_eq!(config.listen.port(), 0);

@@ -6,6 +6,7 @@
 
 pub mod api;
 mod link;
+mod standby;
 
 use lienthong_core::{audit, config, federation, gateway, messages, queue, receipt, registry};
 use lienthong_domain::{clock, envelope, routing, status};
@@ -16,7 +17,6 @@ use lienthong_store as store;
 use std::{collections::HashSet, future::Future, net::SocketAddr, path::Path, sync::Arc};
 
 use tokio::{net::TcpListener, sync::watch};
-use tokio_stream::{StreamExt, wrappers::TcpListenerStream};
 use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 
 use crate::{
@@ -98,6 +98,14 @@ fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
 /// Opens and checks the store, then binds the configured address and serves
 /// until SIGINT or SIGTERM. A damaged store is refused before the port opens.
 pub async fn run(config: Config) -> Result<(), ServerError> {
+    if config.store.engine == store::Engine::Postgres {
+        let addr = config.listen;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        return standby::serve_shared(config, listener, Arc::new(SystemClock), shutdown_signal())
+            .await;
+    }
     let store = open_store(&config).await?;
     let addr = config.listen;
     let listener = match TcpListener::bind(addr).await {
@@ -182,6 +190,9 @@ pub async fn serve_with_clock(
     clock: Arc<dyn Clock>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    if config.store.engine == store::Engine::Postgres {
+        return standby::serve_shared(config, listener, clock, shutdown).await;
+    }
     let store = open_store(&config).await?;
     serve_opened(config, listener, store, clock, shutdown).await
 }
@@ -203,7 +214,15 @@ async fn serve_opened(
             });
         }
     };
-    let result = serve_store(config, listener, local, store.clone(), clock, shutdown).await;
+    let result = serve_store(
+        config,
+        Arc::new(listener),
+        local,
+        store.clone(),
+        clock,
+        shutdown,
+    )
+    .await;
     let closed = store.close().await;
     result?;
     closed?;
@@ -213,7 +232,7 @@ async fn serve_opened(
 
 async fn serve_store(
     config: Config,
-    listener: TcpListener,
+    listener: Arc<TcpListener>,
     local: SocketAddr,
     store: Store,
     clock: Arc<dyn Clock>,
@@ -270,13 +289,7 @@ async fn serve_store(
             .max_encoding_message_size(frame_limit);
     let forwarders = gateway.spawn_forwarders(links);
 
-    let incoming = TcpListenerStream::new(listener).map(|stream| {
-        if let Ok(stream) = &stream {
-            // Small gRPC frames must not wait for Nagle.
-            let _ = stream.set_nodelay(true);
-        }
-        stream
-    });
+    let incoming = standby::incoming(listener);
     let mut server_stop = stopped.clone();
     let router = Server::builder()
         .http2_keepalive_interval(Some(flow.http2_keepalive_interval))

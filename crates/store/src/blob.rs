@@ -7,12 +7,19 @@ use std::{
     fs::{self, File},
     io::{Read, Write},
     path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
 };
 
 use sha2::{Digest, Sha256};
 
-use super::{StoreError, sync_dir};
+use super::{
+    StoreError,
+    pg::{PgShared, Source},
+    sync_dir,
+};
 
 /// A SHA-256 content hash.
 #[derive(
@@ -51,10 +58,22 @@ impl fmt::Display for ContentHash {
     }
 }
 
-/// Files under `root/ab/abcdef…`, written durably and read back verified.
-#[derive(Clone, Debug)]
+/// Files under `root/ab/abcdef…`, written durably and read back verified;
+/// with the PostgreSQL engine, rows in the database instead (content staged
+/// in pieces still goes through a file under `root/tmp` first).
+#[derive(Clone)]
 pub struct BlobStore {
     root: PathBuf,
+    remote: Option<Arc<PgShared>>,
+}
+
+impl fmt::Debug for BlobStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BlobStore")
+            .field("root", &self.root)
+            .field("postgres", &self.remote.is_some())
+            .finish()
+    }
 }
 
 static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -76,6 +95,15 @@ impl BlobStore {
         }
         Ok(Self {
             root: root.to_path_buf(),
+            remote: None,
+        })
+    }
+
+    /// Content in PostgreSQL, staged under `root/tmp`.
+    pub(crate) fn open_postgres(root: &Path, remote: Arc<PgShared>) -> Result<Self, StoreError> {
+        Ok(Self {
+            remote: Some(remote),
+            ..Self::open(root)?
         })
     }
 
@@ -83,7 +111,13 @@ impl BlobStore {
     pub fn at(root: &Path) -> Self {
         Self {
             root: root.to_path_buf(),
+            remote: None,
         }
+    }
+
+    /// Whether content lives in PostgreSQL rather than in files.
+    pub fn in_database(&self) -> bool {
+        self.remote.is_some()
     }
 
     fn path_of(&self, hash: &ContentHash) -> PathBuf {
@@ -110,15 +144,23 @@ impl BlobStore {
         &self.root
     }
 
-    /// Whether the file of `hash` is present.
+    /// Whether content of `hash` is stored (false also when the database
+    /// cannot say).
     pub fn contains(&self, hash: &ContentHash) -> bool {
-        self.path_of(hash).is_file()
+        match &self.remote {
+            Some(remote) => matches!(remote.content_chunks(hash), Ok(Some(_))),
+            None => self.path_of(hash).is_file(),
+        }
     }
 
     /// Stores `bytes` durably and returns their hash. Blocking: call it off
     /// the async reactor. Storing content that is already there costs a stat.
     pub fn put(&self, bytes: &[u8]) -> Result<ContentHash, StoreError> {
         let hash = ContentHash::of(bytes);
+        if let Some(remote) = &self.remote {
+            remote.put_content(hash, bytes.len() as u64, Source::Memory(bytes.to_vec()))?;
+            return Ok(hash);
+        }
         let Some((path, shard)) = self.target(&hash)? else {
             return Ok(hash);
         };
@@ -166,6 +208,11 @@ impl BlobStore {
     /// the directory); content already stored costs nothing more. Blocking.
     pub fn commit(&self, mut staged: StagedBlob) -> Result<ContentHash, StoreError> {
         let hash = staged.seal()?;
+        if let Some(remote) = &self.remote {
+            // The staged file is deleted when `staged` drops.
+            remote.put_content(hash, staged.size, Source::File(staged.path.clone()))?;
+            return Ok(hash);
+        }
         let Some((path, shard)) = self.target(&hash)? else {
             return Ok(hash);
         };
@@ -177,10 +224,29 @@ impl BlobStore {
     /// Opens stored content for reading in pieces; the caller checks the
     /// hash as it reads (see [`BlobReader`]).
     pub fn open_reader(&self, hash: &ContentHash) -> Result<BlobReader, StoreError> {
+        if let Some(remote) = &self.remote {
+            let path = PathBuf::from(format!("postgres:lienthong_blob/{}", hash.to_hex()));
+            let Some(chunks) = remote.content_chunks(hash)? else {
+                let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+                return Err(StoreError::io("reading blob", &path, missing));
+            };
+            return Ok(BlobReader {
+                source: ReadSource::Rows {
+                    remote: remote.clone(),
+                    chunks,
+                    next: 0,
+                    buffer: Vec::new(),
+                    at: 0,
+                },
+                path,
+                expected: *hash,
+                hasher: Sha256::new(),
+            });
+        }
         let path = self.path_of(hash);
         let file = File::open(&path).map_err(|e| StoreError::io("reading blob", &path, e))?;
         Ok(BlobReader {
-            file,
+            source: ReadSource::File(file),
             path,
             expected: *hash,
             hasher: Sha256::new(),
@@ -190,6 +256,9 @@ impl BlobStore {
     /// Deletes stored content. Only the content sweeper calls it, once no
     /// record points at the hash any more. Blocking.
     pub fn remove(&self, hash: &ContentHash) -> Result<bool, StoreError> {
+        if let Some(remote) = &self.remote {
+            return remote.remove_content(hash);
+        }
         let path = self.path_of(hash);
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
@@ -200,6 +269,17 @@ impl BlobStore {
 
     /// Reads content back and checks it against its hash.
     pub fn get(&self, hash: &ContentHash) -> Result<Vec<u8>, StoreError> {
+        if self.remote.is_some() {
+            let mut reader = self.open_reader(hash)?;
+            let mut bytes = Vec::new();
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                match reader.read(&mut buffer)? {
+                    0 => return Ok(bytes),
+                    read => bytes.extend_from_slice(&buffer[..read]),
+                }
+            }
+        }
         let path = self.path_of(hash);
         let mut bytes = Vec::new();
         File::open(&path)
@@ -216,6 +296,9 @@ impl BlobStore {
 
     /// Every stored hash; for tests and maintenance.
     pub fn list(&self) -> Result<Vec<ContentHash>, StoreError> {
+        if let Some(remote) = &self.remote {
+            return remote.list_content();
+        }
         let mut out = Vec::new();
         let entries =
             fs::read_dir(&self.root).map_err(|e| StoreError::io("listing blobs", &self.root, e))?;
@@ -294,10 +377,53 @@ impl Drop for StagedBlob {
 
 /// Stored content read in pieces, checked against its hash at the end.
 pub struct BlobReader {
-    file: File,
+    source: ReadSource,
     path: PathBuf,
     expected: ContentHash,
     hasher: Sha256,
+}
+
+enum ReadSource {
+    File(File),
+    /// Chunk rows, fetched one at a time.
+    Rows {
+        remote: Arc<PgShared>,
+        chunks: i32,
+        next: i32,
+        buffer: Vec<u8>,
+        at: usize,
+    },
+}
+
+impl ReadSource {
+    fn read(&mut self, hash: &ContentHash, out: &mut [u8]) -> Result<usize, StoreError> {
+        match self {
+            Self::File(file) => file.read(out).map_err(|e| {
+                let path = PathBuf::from(hash.to_hex());
+                StoreError::io("reading blob", &path, e)
+            }),
+            Self::Rows {
+                remote,
+                chunks,
+                next,
+                buffer,
+                at,
+            } => {
+                while *at == buffer.len() {
+                    if *next == *chunks {
+                        return Ok(0);
+                    }
+                    *buffer = remote.content_chunk(hash, *next)?;
+                    *next += 1;
+                    *at = 0;
+                }
+                let read = out.len().min(buffer.len() - *at);
+                out[..read].copy_from_slice(&buffer[*at..*at + read]);
+                *at += read;
+                Ok(read)
+            }
+        }
+    }
 }
 
 impl BlobReader {
@@ -305,9 +431,16 @@ impl BlobReader {
     /// whole content matched its hash. Blocking.
     pub fn read(&mut self, buffer: &mut [u8]) -> Result<usize, StoreError> {
         let read = self
-            .file
-            .read(buffer)
-            .map_err(|e| StoreError::io("reading blob", &self.path, e))?;
+            .source
+            .read(&self.expected, buffer)
+            .map_err(|error| match error {
+                StoreError::Io { action, source, .. } => StoreError::Io {
+                    action,
+                    path: self.path.display().to_string(),
+                    source,
+                },
+                other => other,
+            })?;
         if read == 0 {
             let actual = ContentHash(std::mem::take(&mut self.hasher).finalize().into());
             if actual != self.expected {

@@ -226,6 +226,13 @@ impl Writer {
         self.shared.failure.subscribe()
     }
 
+    /// Stops writing for good, as a failed flush does: every later write is
+    /// refused with `cause` and [`Writer::failure`] fires. For a gateway
+    /// that lost the leadership of a shared database.
+    pub fn stop_writing(&self, cause: &StoreError) {
+        self.shared.fail(cause);
+    }
+
     /// Finishes queued jobs, syncs, and stops the thread.
     pub async fn close(&self) -> Result<(), StoreError> {
         let (reply, answer) = oneshot::channel();
@@ -328,14 +335,14 @@ fn run(
             tracing::error!(%error, "applying a write group failed; refusing further writes");
             shared.fail(error);
         }
-        let applied = applied.map_err(|error| error.to_string());
+        let applied = applied.map_err(|error| Refusal::of(&error));
         let completions: Vec<_> = completions
             .into_iter()
             .map(|(completion, checked)| {
                 let result = match (checked, &applied) {
                     (Err(error), _) => Err(error),
                     (Ok(()), Ok(())) => Ok(()),
-                    (Ok(()), Err(error)) => Err(StoreError::Engine(error.clone())),
+                    (Ok(()), Err(error)) => Err(error.to_error()),
                 };
                 (completion, result)
             })
@@ -377,11 +384,37 @@ fn run(
     }
 }
 
+/// Why the engine refused a group, for each of its jobs: the kinds a
+/// caller acts on (a database away, a leadership lost) keep their kind.
+enum Refusal {
+    Unavailable(String),
+    NotLeader(String),
+    Other(String),
+}
+
+impl Refusal {
+    fn of(error: &StoreError) -> Self {
+        match error {
+            StoreError::Unavailable(why) => Self::Unavailable(why.clone()),
+            StoreError::NotLeader(why) => Self::NotLeader(why.clone()),
+            other => Self::Other(other.to_string()),
+        }
+    }
+
+    fn to_error(&self) -> StoreError {
+        match self {
+            Self::Unavailable(why) => StoreError::Unavailable(why.clone()),
+            Self::NotLeader(why) => StoreError::NotLeader(why.clone()),
+            Self::Other(why) => StoreError::Engine(why.clone()),
+        }
+    }
+}
+
 /// After the engine's sync: makes the durability record name the group.
 fn record(
     durability: &mut Option<Durability>,
     next_mark: Option<Watermark>,
-    applied: &Result<(), String>,
+    applied: &Result<(), Refusal>,
 ) -> Result<(), StoreError> {
     let (Some(durability), Some(mark), Ok(())) = (durability.as_mut(), next_mark, applied) else {
         return Ok(());

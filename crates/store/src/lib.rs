@@ -13,6 +13,7 @@ mod blob;
 mod commit;
 mod memory;
 pub mod offline;
+pub mod pg;
 mod sled_kv;
 mod space;
 #[cfg(test)]
@@ -24,6 +25,7 @@ use std::{path::Path, sync::Arc};
 pub use blob::{BlobReader, BlobStore, ContentHash, StagedBlob};
 pub use commit::{WriteSet, Writer};
 pub use memory::MemoryKv;
+pub use pg::{Fence, Leadership, Lease, PgKv, PgOptions};
 pub use sled_kv::{DEFAULT_CACHE_BYTES as SLED_DEFAULT_CACHE_BYTES, SledKv};
 pub use space::SpaceGuard;
 
@@ -105,6 +107,15 @@ pub enum StoreError {
     /// The writer has stopped (shutdown).
     #[error("store is shutting down")]
     Closed,
+    /// The database cannot be reached, or did not answer in time
+    /// (PostgreSQL engine). Nothing of the failed call was written.
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    /// This gateway no longer holds the leadership of a shared database
+    /// (PostgreSQL engine): another one took over, or its lease ran out.
+    /// Nothing of the refused call was written.
+    #[error("this gateway is no longer the active one: {0}")]
+    NotLeader(String),
 }
 
 impl StoreError {
@@ -377,14 +388,16 @@ pub fn printable_key(key: &[u8]) -> String {
     key.escape_ascii().to_string()
 }
 
-/// The engine a gateway keeps its state in (`[store] engine`). One engine
-/// today; the seam where another (PostgreSQL) plugs in.
+/// The engine a gateway keeps its state in (`[store] engine`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Engine {
-    /// sled, embedded, under `{data_dir}/sled`.
+    /// sled, embedded, under `{data_dir}/sled`; content in files.
     #[default]
     Sled,
+    /// PostgreSQL (`[store.postgres]`): records and content in the
+    /// database, which any number of gateways may share, one active.
+    Postgres,
 }
 
 /// How to open a gateway's store (`[store]` of the configuration).
@@ -399,6 +412,8 @@ pub struct StoreOptions {
     /// New documents are refused while the data directory's filesystem has
     /// less than this free (0: never); see [`SpaceGuard`].
     pub min_free_bytes: u64,
+    /// Where and how to reach PostgreSQL, for [`Engine::Postgres`].
+    pub postgres: PgOptions,
 }
 
 /// The default free-space reserve: 256 MiB.
@@ -411,6 +426,7 @@ impl Default for StoreOptions {
             commit_batch_max: 256,
             cache_capacity_bytes: SLED_DEFAULT_CACHE_BYTES,
             min_free_bytes: DEFAULT_MIN_FREE_BYTES,
+            postgres: PgOptions::default(),
         }
     }
 }
@@ -438,7 +454,31 @@ impl Store {
                 space: SpaceGuard::new(data_dir, options.min_free_bytes),
                 ..store
             }),
+            Engine::Postgres => Self::open_postgres(data_dir, options, None),
         }
+    }
+
+    /// Opens the PostgreSQL store of `options` (creating its tables when
+    /// absent); `data_dir` holds only content being staged. With a
+    /// `fence`, the store reads and writes only while this gateway holds
+    /// the leadership it names (see [`Lease`]); without, it is a tool's
+    /// (migration, tests) and must be the only writer.
+    pub fn open_postgres(
+        data_dir: &Path,
+        options: &StoreOptions,
+        fence: Option<Arc<Fence>>,
+    ) -> Result<Self, StoreError> {
+        create_dir_durably(data_dir)?;
+        let kv = PgKv::open(&options.postgres, fence)?;
+        let blobs = BlobStore::open_postgres(&data_dir.join("blobs"), kv.shared())?;
+        let kv: Arc<dyn Kv> = Arc::new(kv);
+        let writer = Writer::start(kv.clone(), options.commit_batch_max, None)?;
+        Ok(Self {
+            kv,
+            writer,
+            blobs,
+            space: SpaceGuard::new(data_dir, options.min_free_bytes),
+        })
     }
 
     /// Opens (or creates) the sled store under `data_dir`.

@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use super::{
-    BlobStore, Engine, Kv, StoreError, copy_tree, open_sled,
+    BlobStore, Engine, Kv, PgKv, PgOptions, StoreError, copy_tree, open_sled,
     watermark::{Watermark, WatermarkFile},
 };
 
@@ -33,8 +33,30 @@ impl OfflineStore {
         Self::open(data_dir, engine, false)
     }
 
+    /// Opens the PostgreSQL store of `options` for a tool: no fence, so no
+    /// gateway may be serving it. Content being staged goes to a scratch
+    /// directory; the store has no durability record (the database is
+    /// durable itself).
+    pub fn open_postgres(options: &PgOptions) -> Result<Self, StoreError> {
+        let scratch = tempfile::tempdir().map_err(|e| {
+            StoreError::io("creating a scratch directory in", &std::env::temp_dir(), e)
+        })?;
+        let kv = PgKv::open(options, None)?;
+        let blobs = BlobStore::open_postgres(&scratch.path().join("blobs"), kv.shared())?;
+        Ok(Self {
+            kv: Box::new(kv),
+            blobs,
+            data_dir: scratch.path().to_owned(),
+            _scratch: Some(scratch),
+        })
+    }
+
     fn open(data_dir: &Path, engine: Engine, copy: bool) -> Result<Self, StoreError> {
-        let Engine::Sled = engine;
+        if engine == Engine::Postgres {
+            return Err(StoreError::Engine(
+                "a PostgreSQL store is not in a data directory: open it with its URL".to_owned(),
+            ));
+        }
         let sled_dir = data_dir.join("sled");
         if !sled_dir.is_dir() {
             return Err(StoreError::Damaged(format!(

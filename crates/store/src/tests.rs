@@ -3,16 +3,37 @@
 use std::sync::Arc;
 
 use super::*;
+use crate::pg::Leadership;
 
 fn engines() -> Vec<(&'static str, Arc<dyn Kv>, tempfile::TempDir)> {
     let sled_dir = tempfile::tempdir().expect("tempdir");
     let sled: Arc<dyn Kv> =
         Arc::new(SledKv::open(&sled_dir.path().join("sled")).expect("sled opens"));
     let memory_dir = tempfile::tempdir().expect("tempdir");
-    vec![
+    let mut engines = vec![
         ("sled", sled, sled_dir),
-        ("memory", Arc::new(MemoryKv::new()), memory_dir),
-    ]
+        (
+            "memory",
+            Arc::new(MemoryKv::new()) as Arc<dyn Kv>,
+            memory_dir,
+        ),
+    ];
+    if let Some(options) = postgres() {
+        let kv: Arc<dyn Kv> = Arc::new(PgKv::open(&options, None).expect("postgres opens"));
+        engines.push(("postgres", kv, tempfile::tempdir().expect("tempdir")));
+    }
+    engines
+}
+
+/// A fresh database on the test cluster, or `None` (SKIPPED) outside CI.
+fn postgres() -> Option<PgOptions> {
+    match pg::test_cluster() {
+        Some(admin) => Some(pg::scratch_database(&admin).expect("create a test database")),
+        None => {
+            eprintln!("SKIPPED the PostgreSQL engine: LIENTHONG_PG is not set");
+            None
+        }
+    }
 }
 
 fn put(key: &[u8], value: &[u8]) -> (Vec<u8>, Option<Vec<u8>>) {
@@ -468,4 +489,247 @@ async fn a_store_without_its_record_is_refused_until_resealed() {
     let store = Store::open(dir.path(), 8).expect("opens after reseal");
     assert_eq!(store.kv().get(b"k1").expect("get"), Some(b"v".to_vec()));
     store.close().await.expect("close");
+}
+
+#[test]
+fn postgres_orders_bytea_keys_bytewise() {
+    let Some(options) = postgres() else { return };
+    let kv = PgKv::open(&options, None).expect("postgres opens");
+    // Keys that a collation, a signed byte or a text comparison would
+    // order differently: NULs, 0x7f/0x80, 0xff, prefixes of each other.
+    let mut keys: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0],
+        vec![0, 0],
+        vec![0, 0xff],
+        vec![1],
+        b"A".to_vec(),
+        b"a".to_vec(),
+        b"a\0".to_vec(),
+        b"a\0b".to_vec(),
+        b"ab".to_vec(),
+        vec![0x7f],
+        vec![0x80],
+        vec![0x80, 0],
+        "é".as_bytes().to_vec(),
+        vec![0xff],
+        vec![0xff, 0xff],
+        vec![0xff, 0xff, 0],
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..300 {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let length = (state % 6) as usize;
+        keys.push(state.to_be_bytes()[..length].to_vec());
+    }
+    keys.sort();
+    keys.dedup();
+    kv.apply(keys.iter().map(|k| (k.clone(), Some(k.clone()))).collect())
+        .expect("apply");
+    let all: Vec<Vec<u8>> = kv
+        .scan_prefix(b"", None, usize::MAX)
+        .expect("scan")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(all, keys, "PostgreSQL's bytea order is Rust's byte order");
+    // Prefix scans end where the prefix does, also at 0xff.
+    let under_ff: Vec<Vec<u8>> = keys
+        .iter()
+        .filter(|k| k.starts_with(&[0xff]))
+        .cloned()
+        .collect();
+    let scanned: Vec<Vec<u8>> = kv
+        .scan_prefix(&[0xff], None, 1000)
+        .expect("scan")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(scanned, under_ff);
+    // Resuming after a key goes on with the next one in that order.
+    let middle = &keys[keys.len() / 2];
+    let rest: Vec<Vec<u8>> = kv
+        .scan_prefix(b"", Some(middle), 3)
+        .expect("scan")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    let position = keys.iter().position(|k| k == middle).expect("present");
+    assert_eq!(
+        rest,
+        keys[position + 1..(position + 4).min(keys.len())].to_vec()
+    );
+}
+
+#[tokio::test]
+async fn postgres_keeps_data_sequence_and_content_across_reopen() {
+    let Some(mut options) = postgres().map(|postgres| StoreOptions {
+        engine: Engine::Postgres,
+        postgres,
+        ..StoreOptions::default()
+    }) else {
+        return;
+    };
+    // Small chunks so that a modest document spans several rows.
+    options.postgres.chunk_bytes = 1024;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let content: Vec<u8> = (0..10_000u32).flat_map(|i| i.to_le_bytes()).collect();
+    let (last, hash, small) = {
+        let store = Store::open_with(dir.path(), &options).expect("open");
+        let seq = store
+            .writer()
+            .write(|w| {
+                w.put(b"kept".to_vec(), b"yes".to_vec());
+                Ok::<_, StoreError>(w.next_seq())
+            })
+            .await
+            .expect("write");
+        let mut staged = store.blobs().stage().expect("stage");
+        for piece in content.chunks(777) {
+            staged.write(piece).expect("write piece");
+        }
+        let hash = store.blobs().commit(staged).expect("commit");
+        let small = store.blobs().put(b"a small document").expect("put");
+        assert_eq!(
+            store.blobs().put(b"a small document").expect("again"),
+            small,
+            "content is stored once"
+        );
+        store.close().await.expect("close");
+        (seq, hash, small)
+    };
+    assert!(
+        std::fs::read_dir(dir.path().join("blobs/tmp"))
+            .expect("staging")
+            .next()
+            .is_none(),
+        "nothing left in staging"
+    );
+    let store = Store::open_with(dir.path(), &options).expect("reopen");
+    assert_eq!(store.kv().get(b"kept").expect("get"), Some(b"yes".to_vec()));
+    assert_eq!(store.writer().durable_seq(), last);
+    let next = store
+        .writer()
+        .write(|w| Ok::<_, StoreError>(w.next_seq()))
+        .await
+        .expect("write");
+    assert!(next > last, "sequence numbers never repeat after a reopen");
+    assert_eq!(store.blobs().get(&hash).expect("get"), content);
+    let mut reader = store.blobs().open_reader(&hash).expect("reader");
+    let (mut read, mut buffer) = (Vec::new(), [0u8; 500]);
+    loop {
+        match reader.read(&mut buffer).expect("read") {
+            0 => break,
+            n => read.extend_from_slice(&buffer[..n]),
+        }
+    }
+    assert_eq!(read, content, "read back in pieces across chunk rows");
+    let mut listed = vec![hash, small];
+    listed.sort();
+    assert_eq!(store.blobs().list().expect("list"), listed);
+    assert!(store.blobs().contains(&small));
+    assert!(store.blobs().remove(&small).expect("remove"));
+    assert!(!store.blobs().contains(&small));
+    assert!(!store.blobs().remove(&small).expect("remove again"));
+    let missing = store
+        .blobs()
+        .open_reader(&small)
+        .map(|_| ())
+        .expect_err("gone");
+    assert!(missing.to_string().contains("reading blob"), "{missing}");
+    store.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn a_deposed_leader_can_neither_write_nor_read() {
+    let Some(postgres) = postgres() else { return };
+    let postgres = PgOptions {
+        lease: std::time::Duration::from_millis(1500),
+        ..postgres
+    };
+    let options = StoreOptions {
+        engine: Engine::Postgres,
+        postgres: postgres.clone(),
+        ..StoreOptions::default()
+    };
+    let mut first = Lease::new(&postgres, "first".into(), "127.0.0.1:1".into()).expect("lease");
+    let mut second = Lease::new(&postgres, "second".into(), "127.0.0.1:2".into()).expect("lease");
+    let Leadership::Acquired(fence) = first.try_acquire().await.expect("acquire") else {
+        panic!("a free lease is taken")
+    };
+    match second.try_acquire().await.expect("try") {
+        Leadership::HeldBy { holder, address } => {
+            assert_eq!(
+                (holder.as_str(), address.as_str()),
+                ("first", "127.0.0.1:1")
+            );
+        }
+        other => panic!("a held lease is not taken: {other:?}"),
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open_postgres(dir.path(), &options, Some(fence.clone())).expect("open");
+    store
+        .writer()
+        .write(|w| {
+            w.put(b"by-first".to_vec(), b"1".to_vec());
+            Ok::<_, StoreError>(())
+        })
+        .await
+        .expect("the leader writes");
+    assert!(
+        first.renew(&fence).await.expect("renew"),
+        "renewed while held"
+    );
+    // The first gateway stops renewing (hung); the lease runs out.
+    tokio::time::sleep(std::time::Duration::from_millis(1700)).await;
+    let Leadership::Acquired(taken) = second.try_acquire().await.expect("acquire") else {
+        panic!("a lease that ran out is taken over")
+    };
+    assert_eq!(
+        taken.epoch(),
+        fence.epoch() + 1,
+        "a takeover is a new epoch"
+    );
+    let refused = store.kv().get(b"by-first").expect_err("reads refused");
+    assert!(matches!(refused, StoreError::NotLeader(_)), "{refused}");
+    let refused: Result<(), StoreError> = store
+        .writer()
+        .write(|w| {
+            w.put(b"late".to_vec(), b"x".to_vec());
+            Ok(())
+        })
+        .await;
+    assert!(
+        matches!(refused, Err(StoreError::NotLeader(_))),
+        "{refused:?}"
+    );
+    assert!(!first.renew(&fence).await.expect("renew"), "deposed");
+    // Even with a lapsed deadline ignored, the epoch check in the
+    // transaction refuses: a kv without the local deadline (a fence
+    // renewed by mistake) still cannot commit.
+    let kv = PgKv::open(
+        &postgres,
+        Some(Fence::new(
+            fence.epoch(),
+            std::time::Instant::now() + std::time::Duration::from_secs(60),
+        )),
+    )
+    .expect("open");
+    let refused = kv
+        .apply(vec![put(b"late", b"x")])
+        .expect_err("the epoch is checked in the transaction");
+    assert!(matches!(refused, StoreError::NotLeader(_)), "{refused}");
+    let winner = Store::open_postgres(dir.path(), &options, Some(taken)).expect("open");
+    assert_eq!(
+        winner.kv().get(b"by-first").expect("get"),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(
+        winner.kv().get(b"late").expect("get"),
+        None,
+        "nothing of the deposed one"
+    );
+    winner.close().await.expect("close");
 }

@@ -300,6 +300,12 @@ fn refused(refusal: &Refusal, reports: &[Report]) -> Status {
 fn store(error: StoreError) -> Status {
     match &error {
         StoreError::Failed(_) | StoreError::Closed => Status::unavailable(error.to_string()),
+        // Nothing was written: the caller tries again, here once the
+        // database is back, or at the gateway that took over.
+        StoreError::Unavailable(_) | StoreError::NotLeader(_) => {
+            tracing::warn!(error = %error, "call refused");
+            Status::unavailable(format!("{error}; try again"))
+        }
         StoreError::JobPanicked(_) => {
             tracing::error!(error = %error, "internal fault");
             Status::internal("an internal fault in the gateway; see its log")
