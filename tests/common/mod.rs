@@ -521,7 +521,9 @@ pub fn spawn_gateway_env(
     extra: &[&std::ffi::OsStr],
     env: &[(&str, &str)],
 ) -> (GatewayProcess, SocketAddr) {
+    let chosen = extra.iter().any(|arg| *arg == "--postgres");
     let postgres = test_postgres(data_dir)
+        .filter(|_| !chosen)
         .map(|url| vec!["--postgres".to_owned(), url])
         .unwrap_or_default();
     let mut child = Command::new(BIN)
