@@ -31,6 +31,20 @@ pub enum StoreCommand {
         #[arg(long)]
         reseal: bool,
     },
+    /// Copy a stopped gateway's whole state (records, queues, audit chain,
+    /// sealed keys, content) from its sled data directory into an empty
+    /// PostgreSQL database, then verify the copy: every record equal, the
+    /// same content, the audit chain intact with the same head. The source
+    /// is read on a copy and never changed. Exits 1 when the copy differs.
+    Migrate {
+        /// `sled:DIR`: the stopped gateway's data directory.
+        #[arg(long, value_name = "sled:DIR")]
+        from: String,
+        /// `postgres:URL`: an empty database (e.g.
+        /// "postgres:host=/run/postgresql user=lienthong dbname=lienthong").
+        #[arg(long, value_name = "postgres:URL")]
+        to: String,
+    },
 }
 
 /// Where a stopped gateway's store is: a data directory (sled) or a
@@ -87,11 +101,14 @@ pub fn open_offline(data_dir: &Path, read_only: bool) -> anyhow::Result<OfflineS
 
 /// Runs a store command.
 pub fn store(command: StoreCommand) -> anyhow::Result<()> {
-    let StoreCommand::Check {
-        data_dir,
-        postgres,
-        reseal,
-    } = command;
+    let (data_dir, postgres, reseal) = match command {
+        StoreCommand::Check {
+            data_dir,
+            postgres,
+            reseal,
+        } => (data_dir, postgres, reseal),
+        StoreCommand::Migrate { from, to } => return super::migrate::migrate(&from, &to),
+    };
     let location = Location::of(data_dir, postgres)?;
     let offline = location.open(!reseal)?;
     let mut failures = 0u64;
