@@ -53,9 +53,19 @@ struct Node {
 
 impl Node {
     fn start(name: &'static str, dir: &Path, url: &str, listen: &str) -> Self {
+        Self::start_env(name, dir, url, listen, &[])
+    }
+
+    fn start_env(
+        name: &'static str,
+        dir: &Path,
+        url: &str,
+        listen: &str,
+        env: &[(&str, &str)],
+    ) -> Self {
         let data = dir.join(name);
         let config = config_file(dir);
-        let (process, addr) = spawn_gateway_with_postgres(&data, &config, url, listen);
+        let (process, addr) = spawn_gateway_with_postgres(&data, &config, url, listen, env);
         Self {
             data,
             config,
@@ -79,6 +89,7 @@ impl Node {
             &self.config,
             &self.url,
             &self.addr.to_string(),
+            &[],
         );
         self.process = Some(process);
     }
@@ -103,6 +114,7 @@ fn spawn_gateway_with_postgres(
     config: &Path,
     url: &str,
     listen: &str,
+    env: &[(&str, &str)],
 ) -> (GatewayProcess, SocketAddr) {
     spawn_gateway_env(
         data,
@@ -113,7 +125,7 @@ fn spawn_gateway_with_postgres(
             "--postgres".as_ref(),
             url.as_ref(),
         ],
-        &[],
+        env,
     )
 }
 
@@ -500,26 +512,33 @@ async fn the_standby_takes_over_from_a_killed_active_gateway_and_nothing_is_lost
     assert!(verified.contains("audit chain intact"), "{verified}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_hung_active_gateway_is_deposed_and_cannot_write_when_it_comes_back() {
-    let Some(admin) = lienthong::store::pg::test_cluster() else {
-        eprintln!("SKIPPED: LIENTHONG_PG is not set (scripts/test starts PostgreSQL)");
-        return;
-    };
+/// What a hung active gateway did when it came back.
+struct Comeback {
+    /// Its Send right after SIGCONT was answered OK.
+    late_accepted: bool,
+    /// What the district found at the new active gateway.
+    drained: BTreeSet<String>,
+}
+
+/// Two gateways; the active one is stopped (SIGSTOP) until the standby has
+/// taken over and accepted a document, then continued and sent one at
+/// once. `unfenced`: the first gateway runs without fencing (a test fault).
+async fn hung_leader(unfenced: bool) -> Option<Comeback> {
+    let admin = lienthong::store::pg::test_cluster()?;
     let url = lienthong::store::pg::scratch_database(&admin)
         .expect("database")
         .url;
     let dir = tempfile::tempdir().expect("tempdir");
-    let mut nodes = [
-        Node::start("a", dir.path(), &url, "127.0.0.1:0"),
-        Node::start("b", dir.path(), &url, "127.0.0.1:0"),
-    ];
-    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
-    let (active, _) = wait_for_active(&addrs, Duration::from_secs(20)).await;
-    let other = 1 - active;
-    let mut client = exchange(addrs[active], "department")
-        .await
-        .expect("connect");
+    let fault: &[(&str, &str)] = if unfenced {
+        &[("LIENTHONG_FAULT_UNFENCED", "1")]
+    } else {
+        &[]
+    };
+    let mut first = Node::start_env("a", dir.path(), &url, "127.0.0.1:0", fault);
+    wait_for_active(&[first.addr], Duration::from_secs(20)).await;
+    let mut second = Node::start("b", dir.path(), &url, "127.0.0.1:0");
+    let (active, other) = (first.addr, second.addr);
+    let mut client = exchange(active, "department").await.expect("connect");
     send(
         &mut client,
         envelope("before-stop", DEPARTMENT, &[DISTRICT], b"1"),
@@ -528,7 +547,7 @@ async fn a_hung_active_gateway_is_deposed_and_cannot_write_when_it_comes_back() 
     .expect("the active gateway accepts");
 
     // Hung: the process stops, its connections to PostgreSQL stay open.
-    let pid = nodes[active].pid().to_string();
+    let pid = first.pid().to_string();
     assert!(
         Command::new("kill")
             .args(["-STOP", &pid])
@@ -537,18 +556,20 @@ async fn a_hung_active_gateway_is_deposed_and_cannot_write_when_it_comes_back() 
             .success()
     );
     let started = Instant::now();
-    while !serving(addrs[other]).await {
+    while !serving(other).await {
         assert!(
             started.elapsed() < Duration::from_secs(LEASE_SECONDS + 10),
             "the standby did not take over from a stopped gateway"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    report(format!(
-        "SIGSTOP of the active gateway: the standby served after {} ms",
-        started.elapsed().as_millis()
-    ));
-    let mut taken = exchange(addrs[other], "department").await.expect("connect");
+    if !unfenced {
+        report(format!(
+            "SIGSTOP of the active gateway: the standby served after {} ms",
+            started.elapsed().as_millis()
+        ));
+    }
+    let mut taken = exchange(other, "department").await.expect("connect");
     send(
         &mut taken,
         envelope("after-takeover", DEPARTMENT, &[DISTRICT], b"2"),
@@ -556,7 +577,7 @@ async fn a_hung_active_gateway_is_deposed_and_cannot_write_when_it_comes_back() 
     .await
     .expect("the new active gateway accepts");
 
-    // Back: the deposed gateway must not write, whatever reaches it first.
+    // Back: whatever reaches it first, the deposed gateway must not write.
     assert!(
         Command::new("kill")
             .args(["-CONT", &pid])
@@ -572,46 +593,90 @@ async fn a_hung_active_gateway_is_deposed_and_cannot_write_when_it_comes_back() 
         ),
     )
     .await;
-    if let Ok(result) = &late {
-        let status = result
-            .as_ref()
-            .expect_err("a deposed gateway cannot accept");
-        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
-    }
-    // It steps down to standby and names the new active one.
-    let started = Instant::now();
-    let named = loop {
-        if let Some(mut fresh) = exchange(addrs[active], "department").await
-            && let Err(status) =
-                send(&mut fresh, envelope("probe", DEPARTMENT, &[DISTRICT], b"4")).await
-            && status.message().contains("standby")
-        {
-            break status.message().to_owned();
+    let late_accepted = match &late {
+        Ok(Ok(_)) => true,
+        Ok(Err(status)) => {
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+            false
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "the deposed gateway did not stand by"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        Err(_) => false,
     };
-    assert!(named.contains(&addrs[other].to_string()), "{named}");
-    assert!(!serving(addrs[active]).await);
-    // Nothing of the deposed one's reached the database.
-    let mut district = exchange(addrs[other], "district").await.expect("connect");
-    let ids: BTreeSet<String> = drain(&mut district)
+    if !unfenced {
+        // It steps down to standby and names the new active one.
+        let started = Instant::now();
+        let named = loop {
+            if let Some(mut fresh) = exchange(active, "department").await
+                && let Err(status) =
+                    send(&mut fresh, envelope("probe", DEPARTMENT, &[DISTRICT], b"4")).await
+                && status.message().contains("standby")
+            {
+                break status.message().to_owned();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "the deposed gateway did not stand by"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        assert!(named.contains(&other.to_string()), "{named}");
+        assert!(!serving(active).await);
+    }
+    let mut district = exchange(other, "district").await.expect("connect");
+    let drained = drain(&mut district)
         .await
         .iter()
         .map(|d| envelope_of(d).message_id.clone())
         .collect();
+    first.stop();
+    second.stop();
+    if !unfenced {
+        audit_verify(&url);
+    }
+    Some(Comeback {
+        late_accepted,
+        drained,
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_hung_active_gateway_is_deposed_and_cannot_write_when_it_comes_back() {
+    let Some(comeback) = hung_leader(false).await else {
+        eprintln!("SKIPPED: LIENTHONG_PG is not set (scripts/test starts PostgreSQL)");
+        return;
+    };
+    assert!(
+        !comeback.late_accepted,
+        "a deposed gateway accepted a document"
+    );
     assert_eq!(
-        ids,
+        comeback.drained,
         BTreeSet::from(["before-stop".to_owned(), "after-takeover".to_owned()]),
         "only what the leaders of their time accepted"
     );
-    for node in nodes.iter_mut() {
-        node.stop();
-    }
-    audit_verify(&url);
+}
+
+/// The control: the same run with fencing turned off (a test fault) is
+/// caught, so the test above would see a deposed gateway that writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_fencing_the_deposed_gateway_is_caught_writing() {
+    let Some(comeback) = hung_leader(true).await else {
+        eprintln!("SKIPPED: LIENTHONG_PG is not set (scripts/test starts PostgreSQL)");
+        return;
+    };
+    report(format!(
+        "control without fencing: the deposed gateway accepted a document after SIGCONT: {}; \
+         the district found {:?}",
+        comeback.late_accepted, comeback.drained
+    ));
+    assert!(
+        comeback.late_accepted,
+        "without fencing, the deposed one accepts"
+    );
+    assert_ne!(
+        comeback.drained,
+        BTreeSet::from(["before-stop".to_owned(), "after-takeover".to_owned()]),
+        "the check sees what the deposed gateway wrote"
+    );
 }
 
 /// A PostgreSQL cluster of this test's own, so that stopping it disturbs

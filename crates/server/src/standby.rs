@@ -184,6 +184,7 @@ async fn keep_leadership(
     fence: Arc<Fence>,
     store: Store,
     mut done: watch::Receiver<bool>,
+    unfenced: bool,
 ) -> Lease {
     let every = lease.ttl() / 3;
     loop {
@@ -195,7 +196,7 @@ async fn keep_leadership(
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "renewing the leadership lease failed"),
         }
-        if let Some(why) = fence.lost() {
+        if let Some(why) = fence.lost().filter(|_| !unfenced) {
             tracing::error!(cause = %why, "this gateway lost the leadership; stepping down");
             store.writer().stop_writing(&StoreError::NotLeader(why));
             let _ = done.wait_for(|done| *done).await;
@@ -240,14 +241,13 @@ pub(crate) async fn serve_shared(
             return Ok(());
         };
         tracing::info!(epoch = fence.epoch(), "this gateway is now the active one");
+        let unfenced = unfenced_for_a_test();
         let opened = {
-            let (data_dir, options, fence) =
-                (config.data_dir.clone(), config.store.clone(), fence.clone());
-            tokio::task::spawn_blocking(move || {
-                Store::open_postgres(&data_dir, &options, Some(fence))
-            })
-            .await
-            .map_err(|e| ServerError::Task(format!("opening the store: {e}")))?
+            let (data_dir, options) = (config.data_dir.clone(), config.store.clone());
+            let fence = (!unfenced).then(|| fence.clone());
+            tokio::task::spawn_blocking(move || Store::open_postgres(&data_dir, &options, fence))
+                .await
+                .map_err(|e| ServerError::Task(format!("opening the store: {e}")))?
         };
         let store = match opened {
             Ok(store) => store,
@@ -263,6 +263,7 @@ pub(crate) async fn serve_shared(
             fence.clone(),
             store.clone(),
             watching,
+            unfenced,
         ));
         let mut stopped = stop.clone();
         let served = crate::serve_store(
@@ -299,6 +300,21 @@ pub(crate) async fn serve_shared(
             }
         }
     }
+}
+
+/// `LIENTHONG_FAULT_UNFENCED=1`, honoured only in debug builds: the
+/// gateway keeps serving after losing the leadership and its store checks
+/// no epoch, as a design without fencing would. The failover tests use it
+/// to show that they catch a deposed leader that writes.
+fn unfenced_for_a_test() -> bool {
+    let asked = std::env::var_os("LIENTHONG_FAULT_UNFENCED").is_some_and(|v| v == "1");
+    if asked && cfg!(debug_assertions) {
+        tracing::error!(
+            "LIENTHONG_FAULT_UNFENCED: this gateway does not fence its writes (a test fault)"
+        );
+        return true;
+    }
+    false
 }
 
 /// The address a standby names this gateway by: the configured one, or
