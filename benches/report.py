@@ -321,6 +321,53 @@ def render(directory):
                     f"| {growth / r['attachment_bytes']:.2f} |"
                 )
         w("")
+    postgres = sorted(
+        (json.load(open(p)) for p in glob.glob(os.path.join(directory, "postgres", "*.json"))),
+        key=lambda r: r["date"],
+    )
+    if postgres:
+        w("## PostgreSQL engine against sled")
+        w("")
+        w("Written by `benches/postgres.sh`. End to end (sent, verified, stored,")
+        w("delivered, acknowledged) with 10 KB documents and one CAdES signature, on a")
+        w("fresh release gateway each: sled, then PostgreSQL 15 from a throwaway cluster on")
+        w("the same machine. **The database shares the 2 cores** with the gateway and the")
+        w("load generator; every write group is one transaction committed with")
+        w("`synchronous_commit = on`, and every read a round trip over a Unix socket.")
+        w("")
+        w("| commit | date | documents | sled docs/s (p99) | PostgreSQL docs/s (p99) | **ratio** (PostgreSQL / sled) | errors |")
+        w("|---|---|---|---|---|---|---|")
+        for r in postgres:
+            a, b = r["sled"], r["postgres"]
+            errors = ", ".join(f"{k} {v}" for k, v in {**a["errors"], **b["errors"]}.items()) or "none"
+
+            def per_second(z):
+                return z["acknowledged"] / z["seconds"]
+
+            def p99(z):
+                return (z.get("end_to_end_latency") or {}).get("p99_ms", 0)
+
+            w(
+                f"| `{r['commit']}` | {r['date']} | {b['acknowledged']:,} | {per_second(a):,.0f} /s ({p99(a):.1f} ms) "
+                f"| {per_second(b):,.0f} /s ({p99(b):.1f} ms) | **{per_second(b) / per_second(a):.2f}** | {errors} |"
+            )
+        w("")
+        w("Takeover: two gateways on one database, the active one killed with SIGKILL; the")
+        w("time until the standby logs that it is the active one (it then serves at once),")
+        w("against the lease (the bound: the lease runs out, then the standby's next try).")
+        w("")
+        w("| commit | lease | cycles | median | max | **max / lease** |")
+        w("|---|---|---|---|---|---|")
+        for r in postgres:
+            t = sorted(r["takeover_ms"])
+            if not t:
+                continue
+            median = t[len(t) // 2]
+            w(
+                f"| `{r['commit']}` | {r['lease_seconds']} s | {len(t)} | {median / 1000:.2f} s | {t[-1] / 1000:.2f} s "
+                f"| **{t[-1] / 1000 / r['lease_seconds']:.2f}** |"
+            )
+        w("")
     notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "NOTES.md")
     if os.path.exists(notes):
         w(open(notes).read().rstrip())

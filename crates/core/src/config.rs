@@ -1229,6 +1229,42 @@ mod tests {
     }
 
     #[test]
+    fn the_postgres_engine_needs_its_url_and_sane_bounds() {
+        let load = |text: String, overrides: &Overrides| {
+            Config::from_toml(&text, Path::new("."), overrides)
+        };
+        let bare = format!("{MINIMAL}[store]\nengine = \"postgres\"\n");
+        let error = load(bare.clone(), &Overrides::default()).expect_err("no url");
+        assert!(error.to_string().contains("store.postgres.url"), "{error}");
+        let given = format!(
+            "{MINIMAL}[store]\nengine = \"postgres\"\n[store.postgres]\nurl = \"host=/run/postgresql\"\nname = \"gw-a\"\n"
+        );
+        let config = load(given, &Overrides::default()).expect("valid");
+        assert_eq!(config.store.engine, crate::store::Engine::Postgres);
+        assert_eq!(config.store.postgres.lease, Duration::from_secs(6));
+        assert_eq!(config.leadership.name, "gw-a");
+        assert_eq!(config.leadership.advertise, config.listen.to_string());
+        // `serve --postgres URL` chooses the engine and the database.
+        let overrides = Overrides {
+            postgres: Some("host=/tmp user=lienthong".into()),
+            ..Overrides::default()
+        };
+        let config = load(MINIMAL.to_owned(), &overrides).expect("override");
+        assert_eq!(config.store.engine, crate::store::Engine::Postgres);
+        assert_eq!(config.store.postgres.url, "host=/tmp user=lienthong");
+        for (setting, field) in [
+            ("lease_seconds = 1", "store.postgres.lease_seconds"),
+            ("timeout_seconds = 0", "store.postgres.timeout_seconds"),
+            ("chunk_bytes = 100", "store.postgres.chunk_bytes"),
+            ("colour = \"blue\"", "colour"),
+        ] {
+            let text = format!("{MINIMAL}[store.postgres]\nurl = \"x\"\n{setting}\n");
+            let error = load(text, &Overrides::default()).expect_err(setting);
+            assert!(error.to_string().contains(field), "{setting}: {error}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_and_bad_values_are_refused() {
         let unknown = format!("{MINIMAL}[server]\nlisten_addr = \"x\"\n");
         assert!(matches!(
