@@ -84,7 +84,7 @@ kill "$gateway_pid"; wait "$gateway_pid" 2>/dev/null || true; gateway_pid=""
 step "takeover: $cycles kills of the active gateway, default lease"
 url=$(database bench_takeover)
 start_node() { # name -> pid, log in $work/$1.log (appended)
-    "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/$1" --postgres "$url" 2>> "$work/$1.log" &
+    "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/$1" --postgres "$url" > /dev/null 2>> "$work/$1.log" &
     echo $!
 }
 declare -A pid_of

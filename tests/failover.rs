@@ -28,6 +28,14 @@ use tonic_health::pb::{
 
 /// The lease the tests run with: takeovers in about 2 s instead of 6.
 const LEASE_SECONDS: u64 = 2;
+
+/// Cycles from the environment (scripts/reliability runs more), else `default`.
+fn cycles(variable: &str, default: usize) -> usize {
+    std::env::var(variable)
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(default)
+}
 const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// The shipped configuration with absolute paths and a short lease.
@@ -450,12 +458,12 @@ async fn the_standby_takes_over_from_a_killed_active_gateway_and_nothing_is_lost
         refused.message()
     );
 
-    const CYCLES: usize = 20;
+    let cycle_count = cycles("LIENTHONG_FAILOVER_CYCLES", 20);
     let takeovers = Arc::new(Mutex::new(Vec::new()));
     let nodes = Arc::new(Mutex::new(&mut nodes));
     let tally = {
         let (nodes, takeovers, addrs) = (nodes.clone(), takeovers.clone(), addrs.clone());
-        under_load(addrs.clone(), CYCLES, move |_| {
+        under_load(addrs.clone(), cycle_count, move |_| {
             let (nodes, takeovers, addrs) = (nodes.clone(), takeovers.clone(), addrs.clone());
             async move {
                 let (active, _) = wait_for_active(&addrs, Duration::from_secs(30)).await;
@@ -484,7 +492,7 @@ async fn the_standby_takes_over_from_a_killed_active_gateway_and_nothing_is_lost
     let max = *takeovers.iter().max().expect("cycles");
     let median = median(&mut takeovers);
     report(format!(
-        "kill -9 of the active gateway under load, {CYCLES} cycles, lease {LEASE_SECONDS} s: \
+        "kill -9 of the active gateway under load, {cycle_count} cycles, lease {LEASE_SECONDS} s: \
          {} documents sent, {} lost, {} delivered again after their ack \
          ({} acks committed whose answer died with the gateway); \
          takeover median {} ms, max {} ms",
@@ -500,7 +508,7 @@ async fn the_standby_takes_over_from_a_killed_active_gateway_and_nothing_is_lost
         "delivered after ack: {:?}",
         tally.after_ack
     );
-    assert!(tally.sent.len() >= CYCLES * 5);
+    assert!(tally.sent.len() >= cycle_count * 5);
     assert!(
         max < Duration::from_secs(LEASE_SECONDS + 3),
         "a takeover took {max:?} with a {LEASE_SECONDS} s lease"
@@ -735,14 +743,14 @@ async fn the_gateway_rides_out_a_database_crash_and_recovers_by_itself() {
     let addrs = vec![node.addr];
     wait_for_active(&addrs, Duration::from_secs(20)).await;
 
-    const CYCLES: usize = 10;
+    let cycle_count = cycles("LIENTHONG_DB_CRASH_CYCLES", 10);
     let recoveries = Arc::new(Mutex::new(Vec::new()));
     let unavailable = Arc::new(Mutex::new(0usize));
     let tally = {
         let (recoveries, unavailable, addrs) =
             (recoveries.clone(), unavailable.clone(), addrs.clone());
         let cluster = &cluster;
-        under_load(addrs.clone(), CYCLES, move |_| {
+        under_load(addrs.clone(), cycle_count, move |_| {
             let (recoveries, unavailable, addrs) =
                 (recoveries.clone(), unavailable.clone(), addrs.clone());
             async move {
@@ -785,7 +793,7 @@ async fn the_gateway_rides_out_a_database_crash_and_recovers_by_itself() {
     let max = *recoveries.iter().max().expect("cycles");
     let median = median(&mut recoveries);
     report(format!(
-        "pg_ctl stop -m immediate under load, {CYCLES} cycles: {} documents sent, {} lost, \
+        "pg_ctl stop -m immediate under load, {cycle_count} cycles: {} documents sent, {} lost, \
          {} delivered again after their ack, {} probes while down answered UNAVAILABLE; \
          serving again after the restart: median {} ms, max {} ms",
         tally.sent.len(),

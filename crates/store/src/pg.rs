@@ -211,11 +211,57 @@ impl Fence {
     }
 }
 
+/// A connection with its statements prepared once: each later call is one
+/// bind-and-execute round trip, and the server neither parses nor plans it
+/// again.
+struct Conn {
+    client: Client,
+    prepared: Mutex<std::collections::HashMap<&'static str, tokio_postgres::Statement>>,
+}
+
+impl Conn {
+    /// Runs `sql` (a constant) with typed parameters, preparing it on this
+    /// connection the first time.
+    async fn query_typed(
+        &self,
+        sql: &'static str,
+        params: &[(&(dyn tokio_postgres::types::ToSql + Sync), Type)],
+    ) -> Result<Vec<tokio_postgres::Row>, tokio_postgres::Error> {
+        let known = self
+            .prepared
+            .lock()
+            .ok()
+            .and_then(|prepared| prepared.get(sql).cloned());
+        let statement = match known {
+            Some(statement) => statement,
+            None => {
+                let types: Vec<Type> = params.iter().map(|(_, kind)| kind.clone()).collect();
+                let statement = self.client.prepare_typed(sql, &types).await?;
+                if let Ok(mut prepared) = self.prepared.lock() {
+                    prepared.insert(sql, statement.clone());
+                }
+                statement
+            }
+        };
+        let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+            params.iter().map(|(value, _)| *value).collect();
+        self.client.query(&statement, &values).await
+    }
+
+    async fn batch_execute(&self, sql: &str) -> Result<(), tokio_postgres::Error> {
+        self.client.batch_execute(sql).await
+    }
+
+    fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+}
+
 /// A connection, made on first use and again after it broke.
 struct Slot {
     config: tokio_postgres::Config,
     setup: String,
-    client: tokio::sync::Mutex<Option<Arc<Client>>>,
+    client: tokio::sync::Mutex<Option<Arc<Conn>>>,
     /// Held for a whole transaction.
     transaction: tokio::sync::Mutex<()>,
 }
@@ -230,7 +276,7 @@ impl Slot {
         }
     }
 
-    async fn client(&self) -> Result<Arc<Client>, StoreError> {
+    async fn client(&self) -> Result<Arc<Conn>, StoreError> {
         let mut slot = self.client.lock().await;
         if let Some(client) = slot.as_ref().filter(|client| !client.is_closed()) {
             return Ok(client.clone());
@@ -250,7 +296,10 @@ impl Slot {
             .batch_execute(&self.setup)
             .await
             .map_err(|e| pg_error("setting up a PostgreSQL session", e))?;
-        let client = Arc::new(client);
+        let client = Arc::new(Conn {
+            client,
+            prepared: Mutex::new(std::collections::HashMap::new()),
+        });
         *slot = Some(client.clone());
         Ok(client)
     }
@@ -317,7 +366,7 @@ impl PgShared {
         let schema = shared.clone();
         shared.run("creating the tables", options.timeout * 2, async move {
             let client = schema.write.client().await?;
-            ensure_schema(&client)
+            ensure_schema(&client.client)
                 .await
                 .map_err(|e| pg_error("creating the tables", e))
         })?;
@@ -362,7 +411,7 @@ impl PgShared {
         body: F,
     ) -> Result<T, StoreError>
     where
-        F: FnOnce(Arc<Client>) -> Fut,
+        F: FnOnce(Arc<Conn>) -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let slot = slot(self);
@@ -390,7 +439,7 @@ impl PgShared {
 
     /// Inside a write transaction, last: the lease row still names this
     /// gateway's epoch. `FOR SHARE` makes a takeover wait for this commit.
-    async fn fence_in_transaction(&self, client: &Client, what: &str) -> Result<(), StoreError> {
+    async fn fence_in_transaction(&self, client: &Conn, what: &str) -> Result<(), StoreError> {
         let Some(fence) = &self.fence else {
             return Ok(());
         };
