@@ -42,11 +42,28 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(4);
 fn config_file(dir: &Path) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("lienthong.toml")).expect("config");
     let repo = repo().display().to_string();
-    let text = text.replace("\"certs-test/", &format!("\"{repo}/certs-test/"));
-    let text =
-        format!("{text}\n[store.postgres]\nlease_seconds = {LEASE_SECONDS}\ntimeout_seconds = 2\n");
+    let mut out = String::new();
+    let mut section = String::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            section = line.to_owned();
+        }
+        let line = match (section.as_str(), line.split('=').next().map(str::trim)) {
+            ("[store.postgres]", Some("lease_seconds")) => {
+                format!("lease_seconds = {LEASE_SECONDS}")
+            }
+            ("[store.postgres]", Some("timeout_seconds")) => "timeout_seconds = 2".to_owned(),
+            _ => line.replace("\"certs-test/", &format!("\"{repo}/certs-test/")),
+        };
+        out.push_str(&line);
+        out.push('\n');
+    }
+    assert!(
+        out.contains(&format!("lease_seconds = {LEASE_SECONDS}\n")),
+        "the lease is set"
+    );
     let path = dir.join("lienthong.toml");
-    std::fs::write(&path, text).expect("write config");
+    std::fs::write(&path, out).expect("write config");
     path
 }
 

@@ -87,6 +87,7 @@ async fn a_stopped_sled_gateway_moves_to_postgres_and_carries_on() {
 
     let moved = migrate(&from, &to);
     let report = text(&moved);
+    eprintln!("{report}");
     assert!(moved.status.success(), "{report}");
     assert!(report.contains("verified:"), "{report}");
     assert!(

@@ -105,14 +105,15 @@ pub fn migrate(from: &str, to: &str) -> anyhow::Result<()> {
             );
         }
     }
-    let mut copied = 0u64;
+    let (mut copied, mut next_report) = (0u64, 10_000u64);
     for_each_batch(source.kv(), |page| {
         copied += page.len() as u64;
         target
             .kv()
             .apply(page.into_iter().map(|(k, v)| (k, Some(v))).collect())?;
-        if copied % 10_000 < BATCH as u64 {
+        if copied >= next_report {
             println!("records: {copied}");
+            next_report += 10_000;
         }
         Ok(())
     })?;

@@ -153,8 +153,9 @@ impl BlobStore {
         }
     }
 
-    /// Stores `bytes` durably and returns their hash. Blocking: call it off
-    /// the async reactor. Storing content that is already there costs a stat.
+    /// Stores `bytes` durably and returns their hash (in PostgreSQL: durable
+    /// once the record naming it is committed, which flushes the earlier
+    /// WAL too). Blocking: call it off the async reactor. Storing content that is already there costs a stat.
     pub fn put(&self, bytes: &[u8]) -> Result<ContentHash, StoreError> {
         let hash = ContentHash::of(bytes);
         if let Some(remote) = &self.remote {
