@@ -22,7 +22,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::io::AsyncReadExt;
 use tokio_postgres::{Client, NoTls, types::Type};
 
 use super::{Batch, ContentHash, Kv, Pair, StoreError};
@@ -477,6 +476,19 @@ impl PgShared {
     }
 }
 
+/// Fills `buffer` from `file` (less only at its end); the bytes read.
+fn read_full(file: &mut std::fs::File, buffer: &mut [u8]) -> std::io::Result<usize> {
+    use std::io::Read;
+    let mut filled = 0;
+    while filled < buffer.len() {
+        match file.read(&mut buffer[filled..])? {
+            0 => break,
+            read => filled += read,
+        }
+    }
+    Ok(filled)
+}
+
 /// The smallest key greater than every key starting with `prefix`, if any.
 fn successor(prefix: &[u8]) -> Option<Vec<u8>> {
     let mut end = prefix.to_vec();
@@ -695,14 +707,15 @@ impl PgShared {
                             return Ok(());
                         }
                         let mut file = match &source {
-                            Source::File(path) => {
-                                Some(tokio::fs::File::open(path).await.map_err(|e| {
-                                    StoreError::io("reading staged content", path.as_path(), e)
-                                })?)
-                            }
+                            Source::File(path) => Some(std::fs::File::open(path).map_err(|e| {
+                                StoreError::io("reading staged content", path.as_path(), e)
+                            })?),
                             Source::Memory(_) => None,
                         };
-                        let mut buffer = Vec::with_capacity(chunk);
+                        // One buffer for every chunk, filled by a plain read
+                        // (tokio's file reads go through a blocking thread
+                        // with buffers of their own).
+                        let mut buffer = vec![0u8; chunk];
                         for n in 0..chunk_count {
                             let data: &[u8] = match (&source, file.as_mut()) {
                                 (Source::Memory(bytes), _) => {
@@ -710,19 +723,13 @@ impl PgShared {
                                     &bytes[start..(start + chunk).min(bytes.len())]
                                 }
                                 (Source::File(path), Some(file)) => {
-                                    buffer.clear();
-                                    (&mut *file)
-                                        .take(chunk as u64)
-                                        .read_to_end(&mut buffer)
-                                        .await
-                                        .map_err(|e| {
-                                            StoreError::io(
-                                                "reading staged content",
-                                                path.as_path(),
-                                                e,
-                                            )
-                                        })?;
-                                    &buffer
+                                    let filled = tokio::task::block_in_place(|| {
+                                        read_full(file, &mut buffer)
+                                    })
+                                    .map_err(|e| {
+                                        StoreError::io("reading staged content", path.as_path(), e)
+                                    })?;
+                                    &buffer[..filled]
                                 }
                                 (Source::File(_), None) => &[],
                             };
