@@ -81,6 +81,16 @@ def ms(latency, key="p99_ms"):
     return f"{latency.get(key, 0):.1f} ms" if latency else "–"
 
 
+def per_second(run):
+    """Acknowledged documents per second of a `lienthong bench --json` run."""
+    return run["acknowledged"] / run["seconds"]
+
+
+def p99(run):
+    """The end-to-end p99 of a `lienthong bench --json` run, ms."""
+    return (run.get("end_to_end_latency") or {}).get("p99_ms", 0)
+
+
 def fmt_time(ns):
     if ns >= 1e6:
         return f"{ns / 1e6:.2f} ms"
@@ -291,12 +301,6 @@ def render(directory):
         for r in edxml:
             e, x = r["envelope"], r["edxml"]
             errors = ", ".join(f"{k} {v}" for k, v in {**e["errors"], **x["errors"]}.items()) or "none"
-            def per_second(z):
-                return z["acknowledged"] / z["seconds"]
-
-            def p99(z):
-                return (z.get("end_to_end_latency") or {}).get("p99_ms", 0)
-
             w(
                 f"| `{r['commit']}` | {r['date']} | {x['acknowledged']:,} | {per_second(e):,.0f} /s ({p99(e):.1f} ms) "
                 f"| {per_second(x):,.0f} /s ({p99(x):.1f} ms) | **{per_second(x) / per_second(e):.2f}** | {errors} |"
@@ -340,12 +344,6 @@ def render(directory):
         for r in postgres:
             a, b = r["sled"], r["postgres"]
             errors = ", ".join(f"{k} {v}" for k, v in {**a["errors"], **b["errors"]}.items()) or "none"
-
-            def per_second(z):
-                return z["acknowledged"] / z["seconds"]
-
-            def p99(z):
-                return (z.get("end_to_end_latency") or {}).get("p99_ms", 0)
 
             w(
                 f"| `{r['commit']}` | {r['date']} | {b['acknowledged']:,} | {per_second(a):,.0f} /s ({p99(a):.1f} ms) "

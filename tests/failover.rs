@@ -126,12 +126,22 @@ impl Node {
     /// Stops the way SIGTERM does, and waits.
     fn stop(&mut self) {
         if let Some(mut process) = self.process.take() {
+            // It may have exited already: then there is nothing to stop.
             let _ = Command::new("kill")
                 .args(["-TERM", &process.0.id().to_string()])
                 .status();
             let _ = process.0.wait();
         }
     }
+}
+
+/// Sends `signal` (e.g. `-STOP`) to process `pid` with kill(1).
+fn signal(signal: &str, pid: &str) {
+    let sent = Command::new("kill").args([signal, pid]).status();
+    assert!(
+        sent.is_ok_and(|status| status.success()),
+        "kill {signal} {pid}"
+    );
 }
 
 fn spawn_gateway_with_postgres(
@@ -573,13 +583,7 @@ async fn hung_leader(unfenced: bool) -> Option<Comeback> {
 
     // Hung: the process stops, its connections to PostgreSQL stay open.
     let pid = first.pid().to_string();
-    assert!(
-        Command::new("kill")
-            .args(["-STOP", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    signal("-STOP", &pid);
     let started = Instant::now();
     while !serving(other).await {
         assert!(
@@ -603,13 +607,7 @@ async fn hung_leader(unfenced: bool) -> Option<Comeback> {
     .expect("the new active gateway accepts");
 
     // Back: whatever reaches it first, the deposed gateway must not write.
-    assert!(
-        Command::new("kill")
-            .args(["-CONT", &pid])
-            .status()
-            .expect("kill")
-            .success()
-    );
+    signal("-CONT", &pid);
     let late = tokio::time::timeout(
         CALL_TIMEOUT,
         send(

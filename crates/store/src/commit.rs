@@ -342,7 +342,7 @@ fn run(
                 let result = match (checked, &applied) {
                     (Err(error), _) => Err(error),
                     (Ok(()), Ok(())) => Ok(()),
-                    (Ok(()), Err(error)) => Err(error.to_error()),
+                    (Ok(()), Err(error)) => Err(error.to_error(&shared)),
                 };
                 (completion, result)
             })
@@ -385,11 +385,14 @@ fn run(
 }
 
 /// Why the engine refused a group, for each of its jobs: the kinds a
-/// caller acts on (a database away, a leadership lost) keep their kind.
+/// caller acts on (a database away, a leadership lost) keep their kind;
+/// any other refusal stopped the writer, and its jobs get the same answer
+/// as every later one (`StoreError::Failed` with the cause: "the disk is
+/// full", an I/O error), whether the engine failed in `apply` or in `sync`.
 enum Refusal {
     Unavailable(String),
     NotLeader(String),
-    Other(String),
+    Other,
 }
 
 impl Refusal {
@@ -397,15 +400,15 @@ impl Refusal {
         match error {
             StoreError::Unavailable(why) => Self::Unavailable(why.clone()),
             StoreError::NotLeader(why) => Self::NotLeader(why.clone()),
-            other => Self::Other(other.to_string()),
+            _ => Self::Other,
         }
     }
 
-    fn to_error(&self) -> StoreError {
+    fn to_error(&self, shared: &Shared) -> StoreError {
         match self {
             Self::Unavailable(why) => StoreError::Unavailable(why.clone()),
             Self::NotLeader(why) => StoreError::NotLeader(why.clone()),
-            Self::Other(why) => StoreError::Engine(why.clone()),
+            Self::Other => shared.failed_error(),
         }
     }
 }
