@@ -9,7 +9,8 @@ mod common;
 use std::{io::Write, path::Path};
 
 use common::{
-    COMMUNE_A, DEPARTMENT, DISTRICT, TestServer, run_cli, snapshot, spawn_gateway, stdout_of,
+    COMMUNE_A, DEPARTMENT, DISTRICT, TestServer, on_postgres, run_cli, snapshot, spawn_gateway,
+    stdout_of,
 };
 use lienthong::proto::{self, send_stream_request::Part};
 use sha2::{Digest, Sha256};
@@ -155,8 +156,14 @@ fn a_64_mib_document_streams_both_ways_in_bounded_memory() {
         peak / MIB,
         growth / MIB
     );
+    // On sled the gateway grows by about 15 MiB. On PostgreSQL by 26-32 MiB
+    // in our runs: each 1 MiB content row passes through tokio-postgres's
+    // buffers and a copy on the way in and out, and mimalloc keeps 6-8 MiB
+    // of it cached (MIMALLOC_PURGE_DELAY=0 showed +21-24 MiB). Either way
+    // far below the document: it is streamed, not held.
+    let bound = if on_postgres() { 40 * MIB } else { 32 * MIB };
     assert!(
-        growth < 32 * MIB,
+        growth < bound,
         "peak memory grew by {} MiB for a 64 MiB document: content is being held whole",
         growth / MIB
     );

@@ -713,8 +713,10 @@ impl PgShared {
                             Source::Memory(_) => None,
                         };
                         // One buffer for every chunk, filled by a plain read
-                        // (tokio's file reads go through a blocking thread
-                        // with buffers of their own).
+                        // on this runtime's thread: the staged file was just
+                        // written and is in the page cache, so the wait is
+                        // short, and no blocking thread with buffers of its
+                        // own is involved.
                         let mut buffer = vec![0u8; chunk];
                         for n in 0..chunk_count {
                             let data: &[u8] = match (&source, file.as_mut()) {
@@ -723,10 +725,7 @@ impl PgShared {
                                     &bytes[start..(start + chunk).min(bytes.len())]
                                 }
                                 (Source::File(path), Some(file)) => {
-                                    let filled = tokio::task::block_in_place(|| {
-                                        read_full(file, &mut buffer)
-                                    })
-                                    .map_err(|e| {
+                                    let filled = read_full(file, &mut buffer).map_err(|e| {
                                         StoreError::io("reading staged content", path.as_path(), e)
                                     })?;
                                     &buffer[..filled]
