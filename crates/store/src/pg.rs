@@ -263,6 +263,27 @@ struct Slot {
     client: tokio::sync::Mutex<Option<Arc<Conn>>>,
     /// Held for a whole transaction.
     transaction: tokio::sync::Mutex<()>,
+    /// Set when a transaction was abandoned half-way (its caller timed
+    /// out): the connection may still be inside it, so it is not used
+    /// again; closing it makes the server roll the transaction back.
+    abandoned: std::sync::atomic::AtomicBool,
+}
+
+/// Marks its slot abandoned unless disarmed: dropped with a transaction
+/// still open (the future was cancelled by a timeout).
+struct OpenTransaction<'a> {
+    slot: &'a Slot,
+    open: bool,
+}
+
+impl Drop for OpenTransaction<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            self.slot
+                .abandoned
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
 }
 
 impl Slot {
@@ -272,11 +293,19 @@ impl Slot {
             setup,
             client: tokio::sync::Mutex::new(None),
             transaction: tokio::sync::Mutex::new(()),
+            abandoned: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
     async fn client(&self) -> Result<Arc<Conn>, StoreError> {
         let mut slot = self.client.lock().await;
+        if self
+            .abandoned
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            // Dropping it closes it (once its last user is done).
+            *slot = None;
+        }
         if let Some(client) = slot.as_ref().filter(|client| !client.is_closed()) {
             return Ok(client.clone());
         }
@@ -428,6 +457,7 @@ impl PgShared {
         let slot = slot(self);
         let _one = slot.transaction.lock().await;
         let client = slot.client().await?;
+        let mut guard = OpenTransaction { slot, open: true };
         client
             .batch_execute("BEGIN")
             .await
@@ -445,6 +475,7 @@ impl PgShared {
         if result.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
             slot.drop_client().await;
         }
+        guard.open = false;
         result
     }
 
