@@ -115,11 +115,6 @@ impl BlobStore {
         }
     }
 
-    /// Whether content lives in PostgreSQL rather than in files.
-    pub fn in_database(&self) -> bool {
-        self.remote.is_some()
-    }
-
     fn path_of(&self, hash: &ContentHash) -> PathBuf {
         let hex = hash.to_hex();
         self.root.join(&hex[..2]).join(&hex)
@@ -268,31 +263,18 @@ impl BlobStore {
         }
     }
 
-    /// Reads content back and checks it against its hash.
+    /// Reads content back and checks it against its hash (through
+    /// [`BlobStore::open_reader`], whichever the backend).
     pub fn get(&self, hash: &ContentHash) -> Result<Vec<u8>, StoreError> {
-        if self.remote.is_some() {
-            let mut reader = self.open_reader(hash)?;
-            let mut bytes = Vec::new();
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                match reader.read(&mut buffer)? {
-                    0 => return Ok(bytes),
-                    read => bytes.extend_from_slice(&buffer[..read]),
-                }
+        let mut reader = self.open_reader(hash)?;
+        let mut bytes = Vec::new();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match reader.read(&mut buffer)? {
+                0 => return Ok(bytes),
+                read => bytes.extend_from_slice(&buffer[..read]),
             }
         }
-        let path = self.path_of(hash);
-        let mut bytes = Vec::new();
-        File::open(&path)
-            .and_then(|mut file| file.read_to_end(&mut bytes))
-            .map_err(|e| StoreError::io("reading blob", &path, e))?;
-        if ContentHash::of(&bytes) != *hash {
-            return Err(StoreError::Corrupt {
-                key: path.display().to_string(),
-                reason: "content does not match its SHA-256".to_owned(),
-            });
-        }
-        Ok(bytes)
     }
 
     /// Every stored hash; for tests and maintenance.
@@ -397,12 +379,16 @@ enum ReadSource {
 }
 
 impl ReadSource {
-    fn read(&mut self, hash: &ContentHash, out: &mut [u8]) -> Result<usize, StoreError> {
+    fn read(
+        &mut self,
+        hash: &ContentHash,
+        path: &Path,
+        out: &mut [u8],
+    ) -> Result<usize, StoreError> {
         match self {
-            Self::File(file) => file.read(out).map_err(|e| {
-                let path = PathBuf::from(hash.to_hex());
-                StoreError::io("reading blob", &path, e)
-            }),
+            Self::File(file) => file
+                .read(out)
+                .map_err(|e| StoreError::io("reading blob", path, e)),
             Self::Rows {
                 remote,
                 chunks,
@@ -431,17 +417,7 @@ impl BlobReader {
     /// Reads the next piece into `buffer`: `Ok(0)` at the end, once the
     /// whole content matched its hash. Blocking.
     pub fn read(&mut self, buffer: &mut [u8]) -> Result<usize, StoreError> {
-        let read = self
-            .source
-            .read(&self.expected, buffer)
-            .map_err(|error| match error {
-                StoreError::Io { action, source, .. } => StoreError::Io {
-                    action,
-                    path: self.path.display().to_string(),
-                    source,
-                },
-                other => other,
-            })?;
+        let read = self.source.read(&self.expected, &self.path, buffer)?;
         if read == 0 {
             let actual = ContentHash(std::mem::take(&mut self.hasher).finalize().into());
             if actual != self.expected {

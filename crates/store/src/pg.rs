@@ -264,8 +264,9 @@ struct Slot {
     /// Held for a whole transaction.
     transaction: tokio::sync::Mutex<()>,
     /// Set when a transaction was abandoned half-way (its caller timed
-    /// out): the connection may still be inside it, so it is not used
-    /// again; closing it makes the server roll the transaction back.
+    /// out, or its ROLLBACK failed): the connection may still be inside
+    /// it, so it is not used again; closing it makes the server roll the
+    /// transaction back.
     abandoned: std::sync::atomic::AtomicBool,
 }
 
@@ -331,12 +332,6 @@ impl Slot {
         *slot = Some(client.clone());
         Ok(client)
     }
-
-    /// Forgets the connection (after a timeout or a failed rollback): the
-    /// server ends its transaction when the connection closes.
-    async fn drop_client(&self) {
-        self.client.lock().await.take();
-    }
 }
 
 /// What the engine and its content store share: the runtime, the
@@ -376,16 +371,19 @@ impl PgShared {
         // must not hold the lease row's lock for ever: the server ends
         // such a session after half a lease.
         let idle = (options.lease.as_millis() / 2).max(500);
-        let reads = format!("SET statement_timeout = {millis}; SET synchronous_commit = on;");
-        let writes = format!(
-            "SET statement_timeout = {millis}; SET synchronous_commit = on; \
-             SET idle_in_transaction_session_timeout = {idle};"
-        );
+        let session = |synchronous: &str, idle: Option<u128>| {
+            let idle = idle.map_or_else(String::new, |idle| {
+                format!(" SET idle_in_transaction_session_timeout = {idle};")
+            });
+            format!(
+                "SET statement_timeout = {millis}; SET synchronous_commit = {synchronous};{idle}"
+            )
+        };
         let shared = Arc::new(Self {
             runtime: Some(runtime),
             handle,
-            read: Slot::new(config.clone(), reads),
-            write: Slot::new(config.clone(), writes.clone()),
+            read: Slot::new(config.clone(), session("on", None)),
+            write: Slot::new(config.clone(), session("on", Some(idle))),
             // Content commits without waiting for its WAL flush: no record
             // names it yet, and the record that will is committed later with
             // `synchronous_commit = on`, whose flush (and standby
@@ -395,10 +393,7 @@ impl PgShared {
             // one more per document (tests/failover.rs stops the database
             // with `-m immediate` under load and finds every acknowledged
             // document's content).
-            content: Slot::new(
-                config,
-                writes.replace("synchronous_commit = on", "synchronous_commit = off"),
-            ),
+            content: Slot::new(config, session("off", Some(idle))),
             fence,
             timeout: options.timeout,
             chunk_bytes: options.chunk_bytes.max(1024),
@@ -445,7 +440,7 @@ impl PgShared {
     /// and commits. Any failure rolls back; a connection left in an
     /// unknown state is dropped.
     async fn transaction<T, F, Fut>(
-        self: &Arc<Self>,
+        &self,
         slot: fn(&PgShared) -> &Slot,
         what: &'static str,
         body: F,
@@ -472,10 +467,9 @@ impl PgShared {
             Ok(value)
         }
         .await;
-        if result.is_err() && client.batch_execute("ROLLBACK").await.is_err() {
-            slot.drop_client().await;
-        }
-        guard.open = false;
+        // A failed ROLLBACK leaves the connection in an unknown state: the
+        // guard, left armed, retires it.
+        guard.open = result.is_err() && client.batch_execute("ROLLBACK").await.is_err();
         result
     }
 
@@ -642,8 +636,7 @@ impl Kv for PgKv {
         let shared = self.shared.clone();
         self.shared
             .run("writing a group", self.shared.timeout, async move {
-                let inner = shared.clone();
-                inner
+                shared
                     .transaction(
                         |shared| &shared.write,
                         "writing a group",
@@ -720,8 +713,7 @@ impl PgShared {
             .saturating_mul(u32::try_from(chunks + 1).unwrap_or(u32::MAX));
         let shared = self.clone();
         self.run("storing content", timeout, async move {
-            let inner = shared.clone();
-            inner
+            shared
                 .transaction(
                     |shared| &shared.content,
                     "storing content",
@@ -847,8 +839,7 @@ impl PgShared {
         let shared = self.clone();
         let id = hash.0.to_vec();
         self.run("deleting content", self.timeout, async move {
-            let inner = shared.clone();
-            inner
+            shared
                 .transaction(
                     |shared| &shared.content,
                     "deleting content",
